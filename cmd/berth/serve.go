@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/server"
+)
+
+func newServeCmd() *cobra.Command {
+	var cfgFile string
+	flagCfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the registry",
+		Long: `Run the registry. With no configuration it listens on :5000 and keeps
+everything under ./berth-data (blobs on the filesystem, metadata in SQLite).
+
+Settings come from, lowest to highest: built-in defaults, the YAML file given
+with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile == "" {
+				cfgFile = os.Getenv("BERTH_CONFIG")
+			}
+			cfg, err := config.Load(cfgFile, os.Getenv)
+			if err != nil {
+				return err
+			}
+			applyFlags(cmd.Flags(), &cfg, flagCfg)
+			log, err := newLogger(cfg)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgFile, "config", "", "YAML configuration file (env BERTH_CONFIG)")
+	f.StringVar(&flagCfg.Addr, "addr", flagCfg.Addr, "listen address (env BERTH_ADDR)")
+	f.StringVar(&flagCfg.Data, "data", flagCfg.Data, "data directory (env BERTH_DATA)")
+	f.StringVar(&flagCfg.Name, "name", flagCfg.Name, "registry name: the admin user's name and the token service name (env BERTH_NAME)")
+	f.StringVar(&flagCfg.PublicURL, "public-url", "", "URL clients use to reach the registry; default: derived from each request (env BERTH_PUBLIC_URL)")
+	f.StringSliceVar(&flagCfg.TrustedProxies, "trusted-proxy", nil, "IP or CIDR of a proxy whose X-Forwarded-Proto/-Host headers are trusted; repeatable (env BERTH_TRUSTED_PROXIES, comma-separated)")
+	f.StringVar(&flagCfg.TLSCert, "tls-cert", "", "TLS certificate file; enables HTTPS and HTTP/2 (env BERTH_TLS_CERT)")
+	f.StringVar(&flagCfg.TLSKey, "tls-key", "", "TLS private key file (env BERTH_TLS_KEY)")
+	f.StringVar(&flagCfg.LogFormat, "log-format", flagCfg.LogFormat, "log format: text or json (env BERTH_LOG_FORMAT)")
+	f.StringVar(&flagCfg.LogLevel, "log-level", flagCfg.LogLevel, "log level: debug, info, warn or error (env BERTH_LOG_LEVEL)")
+	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing for this long (env BERTH_BODY_IDLE_TIMEOUT)")
+	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", flagCfg.ShutdownTimeout, "how long shutdown waits for requests in flight (env BERTH_SHUTDOWN_TIMEOUT)")
+	f.DurationVar(&flagCfg.UploadTTL, "upload-ttl", flagCfg.UploadTTL, "remove upload sessions untouched for this long (env BERTH_UPLOAD_TTL)")
+	return cmd
+}
+
+// applyFlags copies the flags the user set onto cfg: flags win over the file
+// and the environment, but an unset flag's default must not.
+func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
+	set := map[string]func(){
+		"addr":              func() { cfg.Addr = f.Addr },
+		"data":              func() { cfg.Data = f.Data },
+		"name":              func() { cfg.Name = f.Name },
+		"public-url":        func() { cfg.PublicURL = f.PublicURL },
+		"trusted-proxy":     func() { cfg.TrustedProxies = f.TrustedProxies },
+		"tls-cert":          func() { cfg.TLSCert = f.TLSCert },
+		"tls-key":           func() { cfg.TLSKey = f.TLSKey },
+		"log-format":        func() { cfg.LogFormat = f.LogFormat },
+		"log-level":         func() { cfg.LogLevel = f.LogLevel },
+		"body-idle-timeout": func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
+		"shutdown-timeout":  func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
+		"upload-ttl":        func() { cfg.UploadTTL = f.UploadTTL },
+	}
+	fs.Visit(func(fl *pflag.Flag) {
+		if apply, ok := set[fl.Name]; ok {
+			apply()
+		}
+	})
+}
+
+func newLogger(cfg config.Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+

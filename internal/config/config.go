@@ -1,0 +1,139 @@
+// Package config holds berth's configuration and where each value comes from:
+// built-in defaults, then a YAML file, then BERTH_* environment variables,
+// then command-line flags (applied by the caller).
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything `berth serve` can be told.
+type Config struct {
+	// Addr is the listen address.
+	Addr string `yaml:"addr" env:"BERTH_ADDR"`
+	// Data is the data directory (blobs, uploads, embedded database).
+	Data string `yaml:"data" env:"BERTH_DATA"`
+	// Name is the registry's name: the admin user's name and the token service name.
+	Name string `yaml:"name" env:"BERTH_NAME"`
+	// PublicURL is the URL clients use (challenges, Location headers, login
+	// commands). Empty means: derived from each request.
+	PublicURL string `yaml:"publicURL" env:"BERTH_PUBLIC_URL"`
+	// TrustedProxies are addresses or CIDRs whose X-Forwarded-Proto/-Host are believed.
+	TrustedProxies []string `yaml:"trustedProxies" env:"BERTH_TRUSTED_PROXIES"`
+	// TLSCert and TLSKey enable HTTPS (and HTTP/2).
+	TLSCert string `yaml:"tlsCert" env:"BERTH_TLS_CERT"`
+	TLSKey  string `yaml:"tlsKey" env:"BERTH_TLS_KEY"`
+	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
+	LogFormat string `yaml:"logFormat" env:"BERTH_LOG_FORMAT"`
+	LogLevel  string `yaml:"logLevel" env:"BERTH_LOG_LEVEL"`
+	// BodyIdleTimeout is how long a request body may stall before the
+	// connection is dropped; a slow upload that keeps moving is never cut.
+	BodyIdleTimeout time.Duration `yaml:"bodyIdleTimeout" env:"BERTH_BODY_IDLE_TIMEOUT"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout" env:"BERTH_SHUTDOWN_TIMEOUT"`
+	// UploadTTL is how long an untouched upload session is kept.
+	UploadTTL time.Duration `yaml:"uploadTTL" env:"BERTH_UPLOAD_TTL"`
+}
+
+// Default returns the configuration used when nothing is configured.
+func Default() Config {
+	return Config{
+		Addr:            ":5000",
+		Data:            "./berth-data",
+		Name:            "berth",
+		LogFormat:       "text",
+		LogLevel:        "info",
+		BodyIdleTimeout: time.Minute,
+		ShutdownTimeout: 30 * time.Second,
+		UploadTTL:       24 * time.Hour,
+	}
+}
+
+// Load returns the defaults overlaid with the YAML file at path (if path is
+// not empty) and then the environment (looked up with getenv).
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return c, fmt.Errorf("parse config file %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func applyEnv(c *Config, getenv func(string) string) error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		name := t.Field(i).Tag.Get("env")
+		s := getenv(name)
+		if name == "" || s == "" {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Interface().(type) {
+		case string:
+			f.SetString(s)
+		case []string:
+			f.Set(reflect.ValueOf(splitList(s)))
+		case time.Duration:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", name, s, err)
+			}
+			f.SetInt(int64(d))
+		case int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", name, s, err)
+			}
+			f.SetInt(int64(n))
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("set both --tls-cert and --tls-key, or neither")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q: use text or json", c.LogFormat)
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		return fmt.Errorf("public URL %q must start with http:// or https://", c.PublicURL)
+	}
+	if c.Data == "" {
+		return fmt.Errorf("the data directory must not be empty")
+	}
+	return nil
+}

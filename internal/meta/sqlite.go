@@ -1,0 +1,546 @@
+package meta
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+)
+
+// SQLite is the embedded metadata store. Writes go through a single
+// connection with immediate transactions, so writers queue instead of failing
+// with SQLITE_BUSY; reads use a pool that WAL mode lets run beside the writer.
+type SQLite struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+// OpenSQLite opens (creating and migrating if needed) the database in dir.
+func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
+	path := filepath.Join(dir, "berth.db")
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn+"&mode=ro")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	r.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	r.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
+	s := &SQLite{w: w, r: r}
+	if err := migrate(ctx, w); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Ping reports whether the database answers.
+func (s *SQLite) Ping(ctx context.Context) error {
+	return s.r.PingContext(ctx)
+}
+
+// DB returns the write handle, for packages that keep their own tables in the
+// same database (identities, audit).
+func (s *SQLite) DB() *sql.DB { return s.w }
+
+// ReadDB returns the read-only pool.
+func (s *SQLite) ReadDB() *sql.DB { return s.r }
+
+var migrations = []string{
+	`CREATE TABLE repositories (
+		id INTEGER PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		read_enabled INTEGER NOT NULL DEFAULT 1,
+		write_enabled INTEGER NOT NULL DEFAULT 1,
+		delete_enabled INTEGER NOT NULL DEFAULT 1,
+		list_enabled INTEGER NOT NULL DEFAULT 1
+	);
+	CREATE TABLE repository_blobs (
+		repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (repository_id, digest)
+	) WITHOUT ROWID;
+	CREATE INDEX repository_blobs_digest ON repository_blobs(digest);
+	CREATE TABLE manifests (
+		repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT NOT NULL,
+		media_type TEXT NOT NULL,
+		artifact_type TEXT NOT NULL DEFAULT '',
+		subject TEXT NOT NULL DEFAULT '',
+		size INTEGER NOT NULL,
+		content BLOB NOT NULL,
+		annotations TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		read_enabled INTEGER NOT NULL DEFAULT 1,
+		write_enabled INTEGER NOT NULL DEFAULT 1,
+		delete_enabled INTEGER NOT NULL DEFAULT 1,
+		list_enabled INTEGER NOT NULL DEFAULT 1,
+		PRIMARY KEY (repository_id, digest)
+	) WITHOUT ROWID;
+	CREATE INDEX manifests_subject ON manifests(repository_id, subject);
+	CREATE TABLE tags (
+		repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (repository_id, name)
+	) WITHOUT ROWID;
+	CREATE INDEX tags_digest ON tags(repository_id, digest);`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	var have int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate to %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMilli()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func repoID(ctx context.Context, q querier, name string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrRepositoryNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up repository: %w", err)
+	}
+	return id, nil
+}
+
+func ensureRepo(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO repositories(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING`, name, time.Now().UnixMilli()); err != nil {
+		return 0, fmt.Errorf("create repository: %w", err)
+	}
+	return repoID(ctx, tx, name)
+}
+
+// Repository returns one repository.
+func (s *SQLite) Repository(ctx context.Context, name string) (Repository, error) {
+	var r Repository
+	var created int64
+	err := s.r.QueryRowContext(ctx, `SELECT name, created_at, read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, name).
+		Scan(&r.Name, &created, &r.Attributes.ReadEnabled, &r.Attributes.WriteEnabled, &r.Attributes.DeleteEnabled, &r.Attributes.ListEnabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrRepositoryNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("read repository: %w", err)
+	}
+	r.CreatedAt = time.UnixMilli(created)
+	return r, nil
+}
+
+// LinkBlob records that repo may see blob d, creating the repository if needed.
+func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := ensureRepo(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO repository_blobs(repository_id, digest, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			id, d.String(), size, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("link blob: %w", err)
+		}
+		return nil
+	})
+}
+
+// Blob returns the size of blob d if repo may see it.
+func (s *SQLite) Blob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+	var size int64
+	err := s.r.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE r.name = ? AND b.digest = ?`,
+		repo, d.String()).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrBlobNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up blob: %w", err)
+	}
+	return size, nil
+}
+
+// UnlinkBlob removes blob d from repo. The content stays until no repository
+// refers to it; BlobReferenced tells.
+func (s *SQLite) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if err != nil {
+			return ErrBlobNotFound
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String())
+		if err != nil {
+			return fmt.Errorf("unlink blob: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrBlobNotFound
+		}
+		return nil
+	})
+}
+
+// RepositoriesWithBlob lists the repositories that have blob d, for
+// mounting a blob without naming its source.
+func (s *SQLite) RepositoriesWithBlob(ctx context.Context, d digest.Digest) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT r.name FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE b.digest = ? ORDER BY r.name LIMIT 1000`, d.String())
+	if err != nil {
+		return nil, fmt.Errorf("find blob: %w", err)
+	}
+	return scanStrings(rows)
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("scan: %w", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	return out, nil
+}
+
+// PutManifest stores a manifest and points tags at it, in one transaction,
+// after checking that the repository has every blob it requires and that no
+// attribute forbids the change.
+func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error {
+	m := req.Manifest
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := ensureRepo(ctx, tx, req.Repository)
+		if err != nil {
+			return err
+		}
+		var writable bool
+		if err := tx.QueryRowContext(ctx, `SELECT write_enabled FROM repositories WHERE id = ?`, id).Scan(&writable); err != nil {
+			return fmt.Errorf("read repository: %w", err)
+		}
+		if !writable {
+			return &LockedError{What: "repository " + req.Repository, Attr: "writeEnabled"}
+		}
+		for _, d := range req.Requires {
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String()).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return &BlobUnknownError{Digest: d}
+			}
+			if err != nil {
+				return fmt.Errorf("check blob: %w", err)
+			}
+		}
+		for _, tag := range req.Tags {
+			// Moving a tag away from a locked manifest would overwrite it.
+			var cur string
+			var curWritable bool
+			err := tx.QueryRowContext(ctx, `SELECT t.digest, m.write_enabled FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE t.repository_id = ? AND t.name = ?`, id, tag).Scan(&cur, &curWritable)
+			if err == nil && !curWritable && cur != m.Digest.String() {
+				return &LockedError{What: req.Repository + ":" + tag, Attr: "writeEnabled"}
+			}
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("read tag: %w", err)
+			}
+		}
+		var ann string
+		if len(m.Annotations) > 0 {
+			b, _ := json.Marshal(m.Annotations)
+			ann = string(b)
+		}
+		now := time.Now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO manifests(repository_id, digest, media_type, artifact_type, subject, size, content, annotations, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository_id, digest) DO NOTHING`,
+			id, m.Digest.String(), m.MediaType, m.ArtifactType, m.Subject.String(), m.Size, m.Content, ann, now); err != nil {
+			return fmt.Errorf("store manifest: %w", err)
+		}
+		for _, tag := range req.Tags {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tags(repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT(repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+				id, tag, m.Digest.String(), now); err != nil {
+				return fmt.Errorf("store tag: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+const manifestCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.content, m.annotations, m.created_at, m.read_enabled, m.write_enabled, m.delete_enabled, m.list_enabled`
+
+func scanManifest(row *sql.Row) (Manifest, error) {
+	var m Manifest
+	var dg, subj, ann string
+	var created int64
+	err := row.Scan(&dg, &m.MediaType, &m.ArtifactType, &subj, &m.Size, &m.Content, &ann, &created,
+		&m.Attributes.ReadEnabled, &m.Attributes.WriteEnabled, &m.Attributes.DeleteEnabled, &m.Attributes.ListEnabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, ErrManifestNotFound
+	}
+	if err != nil {
+		return m, fmt.Errorf("read manifest: %w", err)
+	}
+	m.Digest, m.Subject = digest.Digest(dg), digest.Digest(subj)
+	m.CreatedAt = time.UnixMilli(created)
+	if ann != "" {
+		_ = json.Unmarshal([]byte(ann), &m.Annotations)
+	}
+	return m, nil
+}
+
+// Manifest returns the manifest that ref (a tag or a digest) names in repo.
+func (s *SQLite) Manifest(ctx context.Context, repo, ref string) (Manifest, error) {
+	var row *sql.Row
+	if _, err := digest.Parse(ref); err == nil {
+		row = s.r.QueryRowContext(ctx, `SELECT `+manifestCols+` FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`, repo, ref)
+	} else {
+		row = s.r.QueryRowContext(ctx, `SELECT `+manifestCols+` FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE r.name = ? AND t.name = ?`, repo, ref)
+	}
+	return scanManifest(row)
+}
+
+// DeleteManifest deletes a manifest and every tag that points at it.
+func (s *SQLite) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if err != nil {
+			return ErrManifestNotFound
+		}
+		var repoDel, manDel, manWrite bool
+		err = tx.QueryRowContext(ctx, `SELECT r.delete_enabled, m.delete_enabled, m.write_enabled FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE m.repository_id = ? AND m.digest = ?`, id, d.String()).
+			Scan(&repoDel, &manDel, &manWrite)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrManifestNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read manifest: %w", err)
+		}
+		switch {
+		case !repoDel:
+			return &LockedError{What: "repository " + repo, Attr: "deleteEnabled"}
+		case !manDel:
+			return &LockedError{What: "manifest " + d.String(), Attr: "deleteEnabled"}
+		case !manWrite:
+			return &LockedError{What: "manifest " + d.String(), Attr: "writeEnabled"}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE repository_id = ? AND digest = ?`, id, d.String()); err != nil {
+			return fmt.Errorf("delete tags: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE repository_id = ? AND digest = ?`, id, d.String()); err != nil {
+			return fmt.Errorf("delete manifest: %w", err)
+		}
+		return nil
+	})
+}
+
+// DeleteTag removes a tag; the manifest stays.
+func (s *SQLite) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if err != nil {
+			return ErrTagNotFound
+		}
+		var repoDel, manWrite bool
+		err = tx.QueryRowContext(ctx, `SELECT r.delete_enabled, m.write_enabled FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE t.repository_id = ? AND t.name = ?`, id, tag).
+			Scan(&repoDel, &manWrite)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrTagNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read tag: %w", err)
+		}
+		if !repoDel {
+			return &LockedError{What: "repository " + repo, Attr: "deleteEnabled"}
+		}
+		if !manWrite {
+			return &LockedError{What: repo + ":" + tag, Attr: "writeEnabled"}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE repository_id = ? AND name = ?`, id, tag); err != nil {
+			return fmt.Errorf("delete tag: %w", err)
+		}
+		return nil
+	})
+}
+
+// Tags lists up to n of repo's tags that sort after last, in lexical order.
+// n < 0 means no limit.
+func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
+	id, err := repoID(ctx, s.r, repo)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`, id, last, n)
+	if err != nil {
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	tags, err := scanStrings(rows)
+	if tags == nil && err == nil {
+		tags = []string{}
+	}
+	return tags, err
+}
+
+// Repositories lists up to n repository names that sort after last.
+// n < 0 means no limit.
+func (s *SQLite) Repositories(ctx context.Context, last string, n int) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, last, n)
+	if err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	return scanStrings(rows)
+}
+
+// Referrers lists the manifests in repo whose subject is d, optionally only
+// those of one artifact type.
+func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Referrer, error) {
+	q := `SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.subject = ?`
+	args := []any{repo, d.String()}
+	if artifactType != "" {
+		q += ` AND m.artifact_type = ?`
+		args = append(args, artifactType)
+	}
+	rows, err := s.r.QueryContext(ctx, q+` ORDER BY m.created_at, m.digest`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list referrers: %w", err)
+	}
+	defer rows.Close()
+	out := []Referrer{}
+	for rows.Next() {
+		var r Referrer
+		var dg, ann string
+		if err := rows.Scan(&r.MediaType, &dg, &r.Size, &r.ArtifactType, &ann); err != nil {
+			return nil, fmt.Errorf("scan referrer: %w", err)
+		}
+		r.Digest = digest.Digest(dg)
+		if ann != "" {
+			_ = json.Unmarshal([]byte(ann), &r.Annotations)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetRepositoryAttributes changes a repository's attributes.
+func (s *SQLite) SetRepositoryAttributes(ctx context.Context, repo string, a Attributes) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE repositories SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE name = ?`,
+		a.ReadEnabled, a.WriteEnabled, a.DeleteEnabled, a.ListEnabled, repo)
+	if err != nil {
+		return fmt.Errorf("update repository: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrRepositoryNotFound
+	}
+	return nil
+}
+
+// SetManifestAttributes changes the attributes of the manifest ref (tag or
+// digest) names.
+func (s *SQLite) SetManifestAttributes(ctx context.Context, repo, ref string, a Attributes) error {
+	m, err := s.Manifest(ctx, repo, ref)
+	if err != nil {
+		return err
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE manifests SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ?
+		WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)`,
+		a.ReadEnabled, a.WriteEnabled, a.DeleteEnabled, a.ListEnabled, m.Digest.String(), repo)
+	if err != nil {
+		return fmt.Errorf("update manifest: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrManifestNotFound
+	}
+	return nil
+}
+
+// DeleteRepository deletes a repository with all its manifests, tags and blob
+// links.
+func (s *SQLite) DeleteRepository(ctx context.Context, repo string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var del bool
+		err := tx.QueryRowContext(ctx, `SELECT delete_enabled FROM repositories WHERE name = ?`, repo).Scan(&del)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrRepositoryNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read repository: %w", err)
+		}
+		if !del {
+			return &LockedError{What: "repository " + repo, Attr: "deleteEnabled"}
+		}
+		var locked int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND (delete_enabled = 0 OR write_enabled = 0)`, repo).Scan(&locked); err != nil {
+			return fmt.Errorf("read manifests: %w", err)
+		}
+		if locked > 0 {
+			return &LockedError{What: fmt.Sprintf("repository %s (%d locked manifests)", repo, locked), Attr: "deleteEnabled"}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM repositories WHERE name = ?`, repo); err != nil {
+			return fmt.Errorf("delete repository: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,300 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+func (rg *Registry) blob(req *request) error {
+	d, e := parseDigest(req.rt.ref)
+	if e != nil {
+		return e
+	}
+	switch req.r.Method {
+	case http.MethodGet, http.MethodHead:
+		return rg.getBlob(req, d)
+	case http.MethodDelete:
+		return rg.deleteBlob(req, d)
+	}
+	return methodNotAllowed(req, "GET, HEAD, DELETE")
+}
+
+func (rg *Registry) getBlob(req *request, d digest.Digest) error {
+	ctx := req.r.Context()
+	if _, err := rg.meta.Blob(ctx, req.rt.name, d); errors.Is(err, meta.ErrBlobNotFound) {
+		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+	} else if err != nil {
+		return err
+	}
+	if e := rg.readable(req, nil); e != nil {
+		return e
+	}
+	f, err := rg.blobs.Open(ctx, d)
+	if errors.Is(err, storage.ErrBlobNotFound) {
+		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+	} else if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := req.w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000")
+	// ServeContent handles Range, If-None-Match and HEAD, and hands the file
+	// to sendfile.
+	http.ServeContent(req.w, req.r, "", timeZero, f)
+	return nil
+}
+
+func (rg *Registry) deleteBlob(req *request, d digest.Digest) error {
+	err := rg.meta.UnlinkBlob(req.r.Context(), req.rt.name, d)
+	if errors.Is(err, meta.ErrBlobNotFound) {
+		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+	}
+	if err != nil {
+		return err
+	}
+	req.w.WriteHeader(http.StatusAccepted)
+	rg.emit(req, "delete", "", d)
+	return nil
+}
+
+// startUpload handles POST /v2/<name>/blobs/uploads/: a mount, a monolithic
+// upload (?digest=), or the start of a session.
+func (rg *Registry) startUpload(req *request) error {
+	if req.r.Method != http.MethodPost {
+		return methodNotAllowed(req, "POST")
+	}
+	ctx := req.r.Context()
+	q := req.r.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		if d, e := parseDigest(m); e == nil {
+			if ok, err := rg.mount(req, d, q.Get("from")); err != nil {
+				return err
+			} else if ok {
+				return rg.blobCreated(req, d)
+			}
+		}
+		// Anything else falls through to a plain upload, so a client learns
+		// nothing about blobs it may not read.
+	} else if dq := q.Get("digest"); dq != "" {
+		d, e := parseDigest(dq)
+		if e != nil {
+			return e
+		}
+		size, err := rg.blobs.Put(ctx, d, req.r.Body)
+		if err != nil {
+			return uploadErr(err, d)
+		}
+		if err := checkLength(req.r, size); err != nil {
+			return err
+		}
+		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+			return err
+		}
+		return rg.blobCreated(req, d)
+	}
+
+	up, err := rg.blobs.StartUpload(ctx, req.rt.name)
+	if err != nil {
+		return err
+	}
+	size := int64(0)
+	if req.r.ContentLength > 0 {
+		if size, err = rg.blobs.Append(ctx, up.ID, 0, req.r.Body); err != nil {
+			return uploadErr(err, "")
+		}
+	}
+	rg.uploadAccepted(req, up.ID, size, http.StatusAccepted)
+	return nil
+}
+
+// mount links blob d into the request's repository if the caller may read it
+// where it is: from the named repository, or (with no from) from any
+// repository the caller can pull.
+func (rg *Registry) mount(req *request, d digest.Digest, from string) (bool, error) {
+	ctx := req.r.Context()
+	var candidates []string
+	if from != "" {
+		if !ValidRepositoryName(from) {
+			return false, nil
+		}
+		candidates = []string{from}
+	} else {
+		var err error
+		if candidates, err = rg.meta.RepositoriesWithBlob(ctx, d); err != nil {
+			return false, err
+		}
+	}
+	for _, src := range candidates {
+		if req.caller == nil || !req.caller.Can(src, ActionPull) {
+			continue
+		}
+		repo, err := rg.meta.Repository(ctx, src)
+		if err != nil || !repo.Attributes.ReadEnabled {
+			continue
+		}
+		size, err := rg.meta.Blob(ctx, src, d)
+		if err != nil {
+			continue
+		}
+		if _, err := rg.blobs.Stat(ctx, d); err != nil {
+			continue
+		}
+		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+func (rg *Registry) blobCreated(req *request, d digest.Digest) error {
+	h := req.w.Header()
+	h.Set("Location", rg.location(fmt.Sprintf("/v2/%s/blobs/%s", req.rt.name, d)))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	req.w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (rg *Registry) uploadAccepted(req *request, id string, size int64, status int) {
+	h := req.w.Header()
+	h.Set("Location", rg.location(fmt.Sprintf("/v2/%s/blobs/uploads/%s", req.rt.name, id)))
+	h.Set("Docker-Upload-UUID", id)
+	h.Set("Range", uploadRange(size))
+	h.Set("Content-Length", "0")
+	req.w.WriteHeader(status)
+}
+
+// uploadRange is the Range header for an upload holding size bytes. With no
+// bytes, "0-0" is what Distribution sends and clients expect.
+func uploadRange(size int64) string {
+	if size == 0 {
+		return "0-0"
+	}
+	return fmt.Sprintf("0-%d", size-1)
+}
+
+// upload handles GET, PATCH, PUT and DELETE on /v2/<name>/blobs/uploads/<id>.
+func (rg *Registry) upload(req *request) error {
+	ctx := req.r.Context()
+	id := req.rt.ref
+	info, err := rg.blobs.Upload(ctx, id)
+	if err != nil || info.Repository != req.rt.name {
+		return newError(CodeBlobUploadUnknown, "upload %q not found in repository %q", truncate(id, 100), req.rt.name)
+	}
+	switch req.r.Method {
+	case http.MethodGet:
+		rg.uploadAccepted(req, id, info.Size, http.StatusNoContent)
+		return nil
+	case http.MethodPatch:
+		start := int64(-1)
+		if cr := req.r.Header.Get("Content-Range"); cr != "" {
+			s, end, ok := parseContentRange(cr)
+			if !ok {
+				return rg.rangeError(req, id, info.Size, "invalid Content-Range %q: want <start>-<end>", truncate(cr, 100))
+			}
+			if s != info.Size {
+				return rg.rangeError(req, id, info.Size, "chunk starts at %d but the upload has %d bytes", s, info.Size)
+			}
+			if req.r.ContentLength >= 0 && req.r.ContentLength != end-s+1 {
+				return rg.rangeError(req, id, info.Size, "Content-Range covers %d bytes but Content-Length is %d", end-s+1, req.r.ContentLength)
+			}
+			start = s
+		}
+		size, err := rg.blobs.Append(ctx, id, start, req.r.Body)
+		if errors.Is(err, storage.ErrRangeMismatch) {
+			return rg.rangeError(req, id, size, "chunk starts at %d but the upload has %d bytes", start, size)
+		}
+		if err != nil {
+			return uploadErr(err, "")
+		}
+		rg.uploadAccepted(req, id, size, http.StatusAccepted)
+		return nil
+	case http.MethodPut:
+		dq := req.r.URL.Query().Get("digest")
+		if dq == "" {
+			return newError(CodeDigestInvalid, "the final PUT of an upload needs ?digest=<algorithm>:<hex>")
+		}
+		d, e := parseDigest(dq)
+		if e != nil {
+			return e
+		}
+		if cr := req.r.Header.Get("Content-Range"); cr != "" {
+			s, _, ok := parseContentRange(cr)
+			if !ok || s != info.Size {
+				return rg.rangeError(req, id, info.Size, "Content-Range %q does not continue the upload at %d", truncate(cr, 100), info.Size)
+			}
+		}
+		size, err := rg.blobs.Commit(ctx, id, d, req.r.Body)
+		if err != nil {
+			return uploadErr(err, d)
+		}
+		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+			return err
+		}
+		return rg.blobCreated(req, d)
+	case http.MethodDelete:
+		if err := rg.blobs.Cancel(ctx, id); err != nil {
+			return uploadErr(err, "")
+		}
+		req.w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return methodNotAllowed(req, "GET, PATCH, PUT, DELETE")
+}
+
+func (rg *Registry) rangeError(req *request, id string, size int64, format string, args ...any) error {
+	e := newError(CodeRangeInvalid, format, args...)
+	e.Header = http.Header{
+		"Location": {rg.location(fmt.Sprintf("/v2/%s/blobs/uploads/%s", req.rt.name, id))},
+		"Range":    {uploadRange(size)},
+	}
+	return e
+}
+
+// parseContentRange reads "<start>-<end>" (some clients prefix "bytes ").
+func parseContentRange(s string) (start, end int64, ok bool) {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "bytes "), "bytes=")
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, false
+	}
+	return start, end, true
+}
+
+func checkLength(r *http.Request, size int64) error {
+	if r.ContentLength >= 0 && r.ContentLength != size {
+		return newError(CodeSizeInvalid, "received %d bytes but Content-Length was %d", size, r.ContentLength)
+	}
+	return nil
+}
+
+func uploadErr(err error, d digest.Digest) error {
+	switch {
+	case errors.Is(err, storage.ErrDigestMismatch):
+		return newError(CodeDigestInvalid, "uploaded content does not match digest %s", d)
+	case errors.Is(err, storage.ErrUnsupportedAlgo):
+		return newError(CodeDigestInvalid, "unsupported digest %q: use sha256 or sha512", d)
+	case errors.Is(err, storage.ErrUploadNotFound):
+		return newError(CodeBlobUploadUnknown, "upload not found")
+	case errors.Is(err, storage.ErrUploadBusy):
+		return newError(CodeBlobUploadInvalid, "another request is writing to this upload; send chunks one at a time")
+	}
+	return err
+}

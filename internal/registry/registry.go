@@ -1,0 +1,334 @@
+// Package registry serves the OCI Distribution API (v1.1): pulling, pushing,
+// listing and deleting content, and the referrers API. It decides nothing about
+// permissions itself: every request is mapped to the accesses it needs
+// (requiredAccess) and handed to the Authorizer.
+package registry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// Blobs is the content store the registry needs.
+type Blobs interface {
+	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	Open(ctx context.Context, d digest.Digest) (*os.File, error)
+	Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error)
+	StartUpload(ctx context.Context, repo string) (storage.UploadInfo, error)
+	Upload(ctx context.Context, id string) (storage.UploadInfo, error)
+	Append(ctx context.Context, id string, start int64, r io.Reader) (int64, error)
+	Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error)
+	Cancel(ctx context.Context, id string) error
+}
+
+// Metadata is the metadata store the registry needs.
+type Metadata interface {
+	Repository(ctx context.Context, name string) (meta.Repository, error)
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	Blob(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	RepositoriesWithBlob(ctx context.Context, d digest.Digest) ([]string, error)
+	PutManifest(ctx context.Context, req meta.PutManifestRequest) error
+	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	DeleteTag(ctx context.Context, repo, tag string) error
+	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
+	Repositories(ctx context.Context, last string, n int) ([]string, error)
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
+}
+
+// Action is a data-plane action, named as in access tokens.
+type Action string
+
+// The actions of DESIGN.md §2.
+const (
+	ActionPull          Action = "pull"
+	ActionPush          Action = "push"
+	ActionDelete        Action = "delete"
+	ActionMetadataRead  Action = "metadata_read"
+	ActionMetadataWrite Action = "metadata_write"
+	// ActionCatalog is the "*" of registry:catalog:*.
+	ActionCatalog Action = "*"
+)
+
+// Access is one thing a request needs: an action on a repository, or on the
+// registry itself (the catalog).
+type Access struct {
+	Type   string // "repository" or "registry"
+	Name   string // repository name, or "catalog"
+	Action Action
+}
+
+// Caller is the authenticated identity behind a request, asked later about
+// access the route did not need up front (catalog filtering, mount sources).
+type Caller interface {
+	Name() string
+	Can(repo string, a Action) bool
+	// CanSee reports whether the caller has any action on repo (catalog).
+	CanSee(repo string) bool
+}
+
+// Authorizer authenticates a request and checks the accesses it needs. On
+// failure it returns an *Error (401 with a challenge, 403 DENIED, 429).
+type Authorizer interface {
+	Authorize(r *http.Request, need []Access) (Caller, error)
+}
+
+// Event is something worth an audit record.
+type Event struct {
+	Kind       string // "push", "pull", "delete", "untag"
+	Repository string
+	Tag        string
+	Digest     digest.Digest
+	Caller     Caller
+	Request    *http.Request
+}
+
+// Options configure a Registry.
+type Options struct {
+	Blobs      Blobs
+	Meta       Metadata
+	Authorizer Authorizer
+	Logger     *slog.Logger
+	// BaseURL, when set, makes Location headers absolute.
+	BaseURL string
+	// OnEvent, when set, is called after each push, manifest pull and delete.
+	OnEvent func(Event)
+}
+
+// Registry is the OCI Distribution API as an http.Handler for /v2/.
+type Registry struct {
+	blobs   Blobs
+	meta    Metadata
+	authz   Authorizer
+	log     *slog.Logger
+	baseURL string
+	events  func(Event)
+}
+
+// New returns a Registry.
+func New(o Options) *Registry {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnEvent == nil {
+		o.OnEvent = func(Event) {}
+	}
+	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent}
+}
+
+// route kinds.
+const (
+	routeBase      = "base"
+	routeCatalog   = "catalog"
+	routeManifest  = "manifest"
+	routeBlob      = "blob"
+	routeUploads   = "uploads" // POST .../blobs/uploads/
+	routeUpload    = "upload"  // .../blobs/uploads/<id>
+	routeTags      = "tags"
+	routeReferrers = "referrers"
+)
+
+type route struct {
+	kind string
+	name string // repository
+	ref  string // tag, digest or upload id
+}
+
+// repoNameRE is the distribution-spec grammar for repository names.
+var repoNameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+const maxNameLen = 255
+
+// ValidRepositoryName reports whether name follows the spec's grammar.
+func ValidRepositoryName(name string) bool {
+	return len(name) <= maxNameLen && repoNameRE.MatchString(name)
+}
+
+// parseRoute classifies a /v2/ path. Names contain slashes, so the route is
+// found from the end of the path; the name is whatever precedes it.
+func parseRoute(path string) (route, *Error) {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return route{}, newError(CodeNameUnknown, "not a registry path")
+	}
+	if rest == "" {
+		return route{kind: routeBase}, nil
+	}
+	if rest == "_catalog" {
+		return route{kind: routeCatalog}, nil
+	}
+	segs := strings.Split(rest, "/")
+	n := len(segs)
+	var rt route
+	var nameSegs []string
+	switch {
+	case n >= 3 && segs[n-2] == "manifests":
+		rt, nameSegs = route{kind: routeManifest, ref: segs[n-1]}, segs[:n-2]
+	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
+		rt, nameSegs = route{kind: routeUpload, ref: segs[n-1]}, segs[:n-3]
+		if rt.ref == "" {
+			rt.kind = routeUploads
+		}
+	case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
+		rt, nameSegs = route{kind: routeUploads}, segs[:n-2]
+	case n >= 3 && segs[n-2] == "blobs":
+		rt, nameSegs = route{kind: routeBlob, ref: segs[n-1]}, segs[:n-2]
+	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
+		rt, nameSegs = route{kind: routeTags}, segs[:n-2]
+	case n >= 3 && segs[n-2] == "referrers":
+		rt, nameSegs = route{kind: routeReferrers, ref: segs[n-1]}, segs[:n-2]
+	default:
+		return route{}, newError(CodeNameUnknown, "unknown registry path")
+	}
+	rt.name = strings.Join(nameSegs, "/")
+	if !ValidRepositoryName(rt.name) {
+		e := newError(CodeNameInvalid, "invalid repository name %q: names are lower-case path components of [a-z0-9] separated by '.', '_', '__' or '-', joined by '/', at most %d characters", truncate(rt.name, 300), maxNameLen)
+		e.Detail = map[string]string{"name": truncate(rt.name, 300)}
+		return route{}, e
+	}
+	return rt, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// requiredAccess is the one table that maps a request to the accesses it
+// needs. Nothing else decides what a route requires.
+func requiredAccess(r *http.Request, rt route) []Access {
+	repo := func(a Action) []Access { return []Access{{Type: "repository", Name: rt.name, Action: a}} }
+	switch rt.kind {
+	case routeBase:
+		return nil // authentication only
+	case routeCatalog:
+		return []Access{{Type: "registry", Name: "catalog", Action: ActionCatalog}}
+	case routeTags:
+		return repo(ActionMetadataRead)
+	case routeReferrers:
+		return repo(ActionPull)
+	case routeManifest, routeBlob:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return repo(ActionPull)
+		case http.MethodPut:
+			return repo(ActionPush)
+		case http.MethodDelete:
+			return repo(ActionDelete)
+		}
+	case routeUploads, routeUpload:
+		// Reading an upload's status or cancelling it is part of pushing.
+		// The mount source (?from=) is checked later, without failing the
+		// request, so that a denied mount falls back to a plain upload.
+		return repo(ActionPush)
+	}
+	return repo(ActionPush) // unknown methods are refused by the handler anyway
+}
+
+// ServeHTTP implements http.Handler.
+func (rg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	info := reqlog.From(r.Context())
+	// RawPath is set when the client escaped something ("%2F", "%2e"); the
+	// decoded Path is what is validated, so an escaped slash or dot can never
+	// sneak past the grammar.
+	rt, rerr := parseRoute(r.URL.Path)
+	info.Route = "v2." + rt.kind
+	if rerr != nil {
+		info.Route = "v2.invalid"
+		WriteError(w, rerr)
+		return
+	}
+	info.Repository = rt.name
+	caller, err := rg.authz.Authorize(r, requiredAccess(r, rt))
+	if err != nil {
+		rg.writeErr(w, r, err)
+		return
+	}
+	if caller != nil {
+		info.Identity = caller.Name()
+	}
+	req := &request{w: w, r: r, rt: rt, caller: caller}
+	switch rt.kind {
+	case routeBase:
+		err = rg.base(req)
+	case routeCatalog:
+		err = rg.catalog(req)
+	case routeTags:
+		err = rg.tags(req)
+	case routeManifest:
+		err = rg.manifest(req)
+	case routeBlob:
+		err = rg.blob(req)
+	case routeUploads:
+		err = rg.startUpload(req)
+	case routeUpload:
+		err = rg.upload(req)
+	case routeReferrers:
+		err = rg.referrers(req)
+	}
+	if err != nil {
+		rg.writeErr(w, r, err)
+	}
+}
+
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	rt     route
+	caller Caller
+}
+
+func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	if e, ok := err.(*Error); ok {
+		WriteError(w, e)
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client went away; nobody will read an answer.
+		return
+	}
+	rg.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	WriteError(w, &Error{Code: CodeInternal})
+}
+
+func (rg *Registry) emit(req *request, kind, tag string, d digest.Digest) {
+	rg.events(Event{Kind: kind, Repository: req.rt.name, Tag: tag, Digest: d, Caller: req.caller, Request: req.r})
+}
+
+func (rg *Registry) location(path string) string { return rg.baseURL + path }
+
+func (rg *Registry) base(req *request) error {
+	if req.r.Method != http.MethodGet && req.r.Method != http.MethodHead {
+		return methodNotAllowed(req, "GET, HEAD")
+	}
+	req.w.Header().Set("Content-Type", "application/json")
+	req.w.Header().Set("Content-Length", "2")
+	req.w.WriteHeader(http.StatusOK)
+	if req.r.Method == http.MethodGet {
+		io.WriteString(req.w, "{}")
+	}
+	return nil
+}
+
+func methodNotAllowed(req *request, allow string) error {
+	e := newError(CodeUnsupported, "method %s is not allowed here; allowed: %s", req.r.Method, allow)
+	e.Header = http.Header{"Allow": {allow}}
+	return e
+}

@@ -1,0 +1,215 @@
+// Package server wires berth's parts into one HTTP server and runs it: TLS,
+// timeouts that stop stalled clients without cutting slow uploads, and a
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/publicurl"
+	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// Server is a configured berth server.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	blobs   *storage.FS
+	meta    *meta.SQLite
+	urls    *publicurl.Resolver
+	handler http.Handler
+}
+
+// New opens the stores and builds the handler.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	blobs, err := storage.NewFS(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	md, err := meta.OpenSQLite(ctx, cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	urls, err := publicurl.New(cfg.PublicURL, cfg.TrustedProxies)
+	if err != nil {
+		md.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls}
+	reg := registry.New(registry.Options{
+		Blobs:      blobs,
+		Meta:       md,
+		Authorizer: allowAll{},
+		Logger:     log,
+		BaseURL:    cfg.PublicURL,
+	})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// /v2/ skips the mux: the mux would "clean" a path with ".." by
+		// redirecting, where a registry must answer NAME_INVALID.
+		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+			if r.URL.Path == "/v2" {
+				r.URL.Path = "/v2/"
+			}
+			reg.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	s.handler = bodyProgress(cfg.BodyIdleTimeout, reqlog.Middleware(log, root))
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (for tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close releases the stores.
+func (s *Server) Close() error { return s.meta.Close() }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := errors.Join(s.blobs.Ping(ctx), s.meta.Ping(ctx)); err != nil {
+		s.log.Warn("not ready", "err", err)
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: it stops
+// accepting connections and waits (up to ShutdownTimeout) for requests in
+// flight.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a given listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler: s.handler,
+		// Headers must arrive promptly; bodies are policed by bodyProgress
+		// instead of a whole-request timeout that would cut big uploads.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.TLSCert != "" {
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+			},
+		}
+	}
+	go s.purgeUploads(ctx)
+
+	errc := make(chan error, 1)
+	go func() {
+		scheme := "http"
+		if s.cfg.TLSCert != "" {
+			scheme = "https"
+		}
+		s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "data", absPath(s.cfg.Data), "name", s.cfg.Name)
+		if s.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) purgeUploads(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+			s.log.Warn("purge uploads", "err", err)
+		} else if n > 0 {
+			s.log.Info("purged stale uploads", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// bodyProgress drops a connection whose request body stalls for longer than
+// idle, by pushing the read deadline forward on every read: a multi-gigabyte
+// upload at modem speed is fine, a slow-loris client is not.
+func bodyProgress(idle time.Duration, next http.Handler) http.Handler {
+	if idle <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	return b.ReadCloser.Read(p)
+}

@@ -1,0 +1,445 @@
+// Package storage holds berth's content store: blobs addressed by digest, and the
+// upload sessions that produce them.
+//
+// Blobs are written once. An upload is appended to a private file while it is
+// hashed; only when the client's digest matches is the file synced and renamed
+// into place, so a crash at any moment leaves either no blob or a complete one.
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "crypto/sha512" // registers sha512 for go-digest
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	ErrBlobNotFound    = errors.New("blob not found")
+	ErrUploadNotFound  = errors.New("upload not found")
+	ErrDigestMismatch  = errors.New("content does not match digest")
+	ErrRangeMismatch   = errors.New("chunk does not start at the end of the upload")
+	ErrUploadBusy      = errors.New("upload is being written by another request")
+	ErrUnsupportedAlgo = errors.New("unsupported digest algorithm")
+)
+
+// copyBufSize is large because uploads are multi-gigabyte streams and a small
+// buffer makes the syscall count, not the disk, the limit.
+const copyBufSize = 1 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// FS is the filesystem content store.
+type FS struct {
+	root string
+
+	mu      sync.Mutex
+	uploads map[string]*upload // sessions with live hash state
+}
+
+// upload is the in-memory state of one upload session. Its hash state is not
+// persisted: after a restart it is rebuilt by reading the data file once.
+type upload struct {
+	mu   sync.Mutex // held while a request appends; TryLock rejects concurrent writers
+	h    hash.Hash  // sha256 over the data so far; nil means "rebuild from disk"
+	size int64
+}
+
+// NewFS opens (creating if needed) a content store rooted at dir.
+func NewFS(dir string) (*FS, error) {
+	for _, d := range []string{"blobs", "uploads", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, fmt.Errorf("create content store: %w", err)
+		}
+	}
+	// Files in tmp/ are half-written monolithic uploads from a previous run.
+	if entries, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
+		for _, e := range entries {
+			_ = os.Remove(filepath.Join(dir, "tmp", e.Name()))
+		}
+	}
+	return &FS{root: dir, uploads: make(map[string]*upload)}, nil
+}
+
+// Ping reports whether the store's directory is usable.
+func (s *FS) Ping(context.Context) error {
+	_, err := os.Stat(filepath.Join(s.root, "blobs"))
+	return err
+}
+
+func (s *FS) blobPath(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	}
+	hx := d.Encoded()
+	return filepath.Join(s.root, "blobs", string(d.Algorithm()), hx[:2], hx), nil
+}
+
+// Stat returns the size of a stored blob.
+func (s *FS) Stat(_ context.Context, d digest.Digest) (int64, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := os.Stat(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, ErrBlobNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	return fi.Size(), nil
+}
+
+// Open returns the blob's content. It is an *os.File so that serving it can use
+// sendfile.
+func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrBlobNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", d, err)
+	}
+	return f, nil
+}
+
+// Delete removes a blob's content. Callers make sure no repository still
+// refers to it.
+func (s *FS) Delete(_ context.Context, d digest.Digest) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
+		return ErrBlobNotFound
+	} else if err != nil {
+		return fmt.Errorf("delete blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// Put stores r as the blob d in one step, verifying the digest while writing.
+// It returns the blob's size.
+func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	if err := d.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	}
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-")
+	if err != nil {
+		return 0, fmt.Errorf("create temporary blob: %w", err)
+	}
+	defer os.Remove(f.Name()) // no-op once renamed
+	v := d.Verifier()
+	n, err := copyBuffered(io.MultiWriter(f, v), r)
+	if err != nil {
+		f.Close()
+		return n, fmt.Errorf("write blob: %w", err)
+	}
+	if !v.Verified() {
+		f.Close()
+		return n, ErrDigestMismatch
+	}
+	if err := s.install(f, d); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// install syncs f, closes it and renames it to d's place. If d already exists
+// the content is identical (same digest), so the new copy is dropped.
+func (s *FS) install(f *os.File, d digest.Digest) error {
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync blob: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close blob: %w", err)
+	}
+	dst, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return os.Remove(f.Name())
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create blob directory: %w", err)
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return fmt.Errorf("move blob into place: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory for sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	return nil
+}
+
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	return io.CopyBuffer(dst, src, *bp)
+}
+
+// Upload sessions.
+
+func (s *FS) uploadDir(id string) (string, error) {
+	// IDs are ours (hex); anything else is a client's guess and must not reach the
+	// filesystem as a path.
+	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return "", ErrUploadNotFound
+	}
+	return filepath.Join(s.root, "uploads", id), nil
+}
+
+// UploadInfo describes an upload session.
+type UploadInfo struct {
+	ID         string
+	Repository string
+	Size       int64
+	StartedAt  time.Time
+}
+
+// StartUpload creates an empty upload session for repository repo.
+func (s *FS) StartUpload(_ context.Context, repo string) (UploadInfo, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return UploadInfo{}, fmt.Errorf("make upload id: %w", err)
+	}
+	id := hex.EncodeToString(b[:])
+	dir, _ := s.uploadDir(id)
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "repository"), []byte(repo), 0o640); err != nil {
+		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o640)
+	if err != nil {
+		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
+	}
+	f.Close()
+	s.mu.Lock()
+	s.uploads[id] = &upload{h: sha256.New()}
+	s.mu.Unlock()
+	return UploadInfo{ID: id, Repository: repo, StartedAt: time.Now()}, nil
+}
+
+// Upload returns the state of an upload session.
+func (s *FS) Upload(_ context.Context, id string) (UploadInfo, error) {
+	dir, err := s.uploadDir(id)
+	if err != nil {
+		return UploadInfo{}, err
+	}
+	repo, err := os.ReadFile(filepath.Join(dir, "repository"))
+	if err != nil {
+		return UploadInfo{}, ErrUploadNotFound
+	}
+	fi, err := os.Stat(filepath.Join(dir, "data"))
+	if err != nil {
+		return UploadInfo{}, ErrUploadNotFound
+	}
+	return UploadInfo{ID: id, Repository: string(repo), Size: fi.Size(), StartedAt: fi.ModTime()}, nil
+}
+
+// lock finds the session and takes its writer lock, rebuilding the hash state
+// from disk if this process has not seen the session before.
+func (s *FS) lock(id string) (*upload, string, error) {
+	dir, err := s.uploadDir(id)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
+		return nil, "", ErrUploadNotFound
+	}
+	s.mu.Lock()
+	u := s.uploads[id]
+	if u == nil {
+		u = &upload{}
+		s.uploads[id] = u
+	}
+	s.mu.Unlock()
+	if !u.mu.TryLock() {
+		return nil, "", ErrUploadBusy
+	}
+	if u.h == nil {
+		h := sha256.New()
+		f, err := os.Open(filepath.Join(dir, "data"))
+		if err != nil {
+			u.mu.Unlock()
+			return nil, "", ErrUploadNotFound
+		}
+		n, err := copyBuffered(h, f)
+		f.Close()
+		if err != nil {
+			u.mu.Unlock()
+			return nil, "", fmt.Errorf("rehash upload: %w", err)
+		}
+		u.h, u.size = h, n
+	}
+	return u, dir, nil
+}
+
+// Append writes r to the end of the upload. If start is not negative, it must
+// equal the current size (the client's Content-Range). It returns the new size.
+func (s *FS) Append(_ context.Context, id string, start int64, r io.Reader) (int64, error) {
+	u, dir, err := s.lock(id)
+	if err != nil {
+		return 0, err
+	}
+	defer u.mu.Unlock()
+	if start >= 0 && start != u.size {
+		return u.size, ErrRangeMismatch
+	}
+	return s.appendLocked(u, dir, r)
+}
+
+func (s *FS) appendLocked(u *upload, dir string, r io.Reader) (int64, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return u.size, fmt.Errorf("open upload: %w", err)
+	}
+	cw := &countingWriter{w: f}
+	_, err = copyBuffered(io.MultiWriter(cw, u.h), r)
+	u.size += cw.n
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		// The hash may have seen bytes the file did not get, or the reverse;
+		// the file is the truth, so rebuild from it next time.
+		u.h = nil
+		if fi, serr := os.Stat(filepath.Join(dir, "data")); serr == nil {
+			u.size = fi.Size()
+		}
+		return u.size, fmt.Errorf("append to upload: %w", err)
+	}
+	return u.size, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Commit appends r (which may be empty) to the upload, checks the content
+// against d and moves it into the blob store. The session ends whether or not
+// the digest matched, as the spec requires a new upload after a failed PUT.
+func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error) {
+	if err := d.Validate(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	}
+	u, dir, err := s.lock(id)
+	if err != nil {
+		return 0, err
+	}
+	defer u.mu.Unlock()
+	if r != nil {
+		if _, err := s.appendLocked(u, dir, r); err != nil {
+			return u.size, err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR, 0)
+	if err != nil {
+		return u.size, fmt.Errorf("open upload: %w", err)
+	}
+	var ok bool
+	if d.Algorithm() == digest.SHA256 {
+		ok = digest.NewDigest(digest.SHA256, u.h) == d
+	} else {
+		// Only sha256 is hashed while streaming (it is what nearly every client
+		// uses); other algorithms cost one more read at the end.
+		v := d.Verifier()
+		_, err := copyBuffered(v, f)
+		ok = err == nil && v.Verified()
+	}
+	if !ok {
+		f.Close()
+		s.dropLocked(id, dir)
+		return u.size, ErrDigestMismatch
+	}
+	if err := s.install(f, d); err != nil {
+		return u.size, err
+	}
+	s.dropLocked(id, dir)
+	return u.size, nil
+}
+
+// Cancel ends an upload session and removes its data.
+func (s *FS) Cancel(_ context.Context, id string) error {
+	u, dir, err := s.lock(id)
+	if err != nil {
+		return err
+	}
+	defer u.mu.Unlock()
+	s.dropLocked(id, dir)
+	return nil
+}
+
+func (s *FS) dropLocked(id, dir string) {
+	_ = os.RemoveAll(dir)
+	s.mu.Lock()
+	delete(s.uploads, id)
+	s.mu.Unlock()
+}
+
+// PurgeUploads removes upload sessions untouched for longer than age, and
+// returns how many it removed.
+func (s *FS) PurgeUploads(age time.Duration) (int, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "uploads"))
+	if err != nil {
+		return 0, fmt.Errorf("list uploads: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		dir := filepath.Join(s.root, "uploads", e.Name())
+		fi, err := os.Stat(filepath.Join(dir, "data"))
+		if err == nil && time.Since(fi.ModTime()) < age {
+			continue
+		}
+		s.mu.Lock()
+		u := s.uploads[e.Name()]
+		s.mu.Unlock()
+		if u != nil && !u.mu.TryLock() {
+			continue // a request is writing to it right now
+		}
+		s.dropLocked(e.Name(), dir)
+		if u != nil {
+			u.mu.Unlock()
+		}
+		n++
+	}
+	return n, nil
+}
