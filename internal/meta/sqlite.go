@@ -111,6 +111,66 @@ var migrations = []string{
 		PRIMARY KEY (repository_id, name)
 	) WITHOUT ROWID;
 	CREATE INDEX tags_digest ON tags(repository_id, digest);`,
+	// Identities and policy (package identity) and the audit log (package audit).
+	`CREATE TABLE scope_maps (
+		name TEXT PRIMARY KEY,
+		description TEXT NOT NULL DEFAULT '',
+		actions TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE tokens (
+		name TEXT PRIMARY KEY,
+		scope_map TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		generation INTEGER NOT NULL DEFAULT 1,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER
+	);
+	CREATE TABLE users (
+		name TEXT PRIMARY KEY,
+		role TEXT NOT NULL,
+		password_hash TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		generation INTEGER NOT NULL DEFAULT 1,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER
+	);
+	CREATE TABLE passwords (
+		owner_kind TEXT NOT NULL,
+		owner TEXT NOT NULL,
+		slot TEXT NOT NULL,
+		hash TEXT NOT NULL,
+		serial INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER,
+		last_used INTEGER,
+		PRIMARY KEY (owner_kind, owner, slot)
+	);
+	CREATE TABLE settings (
+		key TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);
+	CREATE TABLE audit (
+		id INTEGER PRIMARY KEY,
+		time INTEGER NOT NULL,
+		kind TEXT NOT NULL,
+		result TEXT NOT NULL,
+		identity TEXT NOT NULL DEFAULT '',
+		identity_kind TEXT NOT NULL DEFAULT '',
+		slot TEXT NOT NULL DEFAULT '',
+		reason TEXT NOT NULL DEFAULT '',
+		caller_ip TEXT NOT NULL DEFAULT '',
+		user_agent TEXT NOT NULL DEFAULT '',
+		repository TEXT NOT NULL DEFAULT '',
+		tag TEXT NOT NULL DEFAULT '',
+		digest TEXT NOT NULL DEFAULT '',
+		target TEXT NOT NULL DEFAULT '',
+		jti TEXT NOT NULL DEFAULT '',
+		duration_ms INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX audit_time ON audit(time);
+	CREATE INDEX audit_identity ON audit(identity, time);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -1,0 +1,196 @@
+package identity
+
+import (
+	"crypto/sha256"
+	"errors"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// AuthError says why a login failed, for the audit log; the client is told
+// only that its credentials are not valid.
+type AuthError struct {
+	Reason string
+}
+
+func (e *AuthError) Error() string { return e.Reason }
+
+// ErrAuth matches every *AuthError with errors.Is.
+var ErrAuth = errors.New("authentication failed")
+
+func (e *AuthError) Is(target error) bool { return target == ErrAuth }
+
+func authErr(reason string) error { return &AuthError{Reason: reason} }
+
+// Login is a successful authentication.
+type Login struct {
+	Identity auth.Identity
+	// Subject is what an access token issued for this login names.
+	Subject auth.Subject
+}
+
+// Authenticate checks a username and password against the admin user,
+// tokens and users, in that order (names are unique across them).
+func (s *Service) Authenticate(username, password string) (Login, error) {
+	if username == "" || password == "" {
+		return Login{}, authErr("empty username or password")
+	}
+	s.mu.RLock()
+	var p *principal
+	isAdmin := username == s.admin.name
+	switch {
+	case isAdmin:
+		p = s.admin
+	case s.tokens[username] != nil:
+		p = s.tokens[username]
+	case s.users[username] != nil:
+		p = s.users[username]
+	}
+	if p == nil {
+		s.mu.RUnlock()
+		auth.MatchSecret(password, "", "") // same work as for a real name
+		return Login{}, authErr("unknown username")
+	}
+	if p.kind == auth.KindUser {
+		hash, gen, enabled, role := p.userHash, p.generation, p.enabled, p.role
+		s.mu.RUnlock()
+		return s.authenticateUser(p, hash, gen, enabled, role, password)
+	}
+	defer s.mu.RUnlock()
+	now := s.now()
+	order := []string{SlotPassword1, SlotPassword2}
+	if isAdmin {
+		order = []string{SlotAdminPassword, SlotAdminPassword2}
+	}
+	hashes := make([]string, len(order))
+	for i, n := range order {
+		if sl := p.slots[n]; sl != nil && !sl.expired(now) {
+			hashes[i] = sl.hash
+		}
+	}
+	i, ok := auth.MatchSecret(password, hashes...)
+	if !ok {
+		// Say why, for the audit log: a password that matches an expired
+		// slot is a different story from a wrong one.
+		for _, n := range order {
+			if sl := p.slots[n]; sl != nil && sl.expired(now) && auth.VerifySecret(sl.hash, password) {
+				return Login{}, authErr(n + " expired")
+			}
+		}
+		return Login{}, authErr("wrong password")
+	}
+	if !p.enabled {
+		if isAdmin {
+			return Login{}, authErr("admin user disabled")
+		}
+		return Login{}, authErr("token disabled")
+	}
+	sl := p.slots[order[i]]
+	s.markUsed(p, sl)
+	id := auth.Identity{Kind: p.kind, Name: p.name}
+	if p.kind == auth.KindToken {
+		if m := s.scopeMaps[p.scopeMap]; m != nil {
+			id.Policy = m.policy
+		}
+	}
+	return Login{Identity: id, Subject: auth.Subject{Kind: p.kind, Name: p.name, Slot: sl.name, Generation: p.generation, SlotSerial: sl.serial}}, nil
+}
+
+// userCacheTTL bounds how long a verified user password is remembered, so
+// that Basic authentication straight on /v2/ does not pay argon2id on every
+// request. Any change to the user (generation) voids the entry at once.
+const userCacheTTL = 5 * time.Minute
+
+type cachedLogin struct {
+	generation uint64
+	until      time.Time
+}
+
+func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enabled bool, role auth.Role, password string) (Login, error) {
+	key := sha256.Sum256([]byte(s.opts.RegistryName + "\x00" + p.name + "\x00" + password))
+	now := s.now()
+	cached := false
+	if v, ok := s.userLogins.Load(key); ok {
+		c := v.(cachedLogin)
+		cached = c.generation == gen && now.Before(c.until)
+	}
+	if !cached {
+		if !auth.VerifyUserPassword(hash, password) {
+			return Login{}, authErr("wrong password")
+		}
+	}
+	if !enabled {
+		return Login{}, authErr("user disabled")
+	}
+	if !cached {
+		s.userLogins.Store(key, cachedLogin{generation: gen, until: now.Add(userCacheTTL)})
+	}
+	s.markUsed(p, nil)
+	return Login{Identity: auth.Identity{Kind: auth.KindUser, Name: p.name, Role: role},
+		Subject: auth.Subject{Kind: auth.KindUser, Name: p.name, Slot: "password", Generation: gen}}, nil
+}
+
+// markUsed records a use; it writes memory only, at most once a second per
+// credential, and flushLoop persists it.
+func (s *Service) markUsed(p *principal, sl *slot) {
+	now := s.now().UnixMilli()
+	if now-p.lastUsed.Load() >= 1000 {
+		p.lastUsed.Store(now)
+		p.dirty.Store(true)
+	}
+	if sl != nil && now-sl.lastUsed.Load() >= 1000 {
+		sl.lastUsed.Store(now)
+		sl.dirty.Store(true)
+	}
+}
+
+// ResolveClaims turns verified access-token or refresh-token claims into
+// the identity as it is now: a token or user deleted or disabled since, a
+// password deleted, regenerated or expired since, yields an error.
+func (s *Service) ResolveClaims(c *auth.Claims) (auth.Identity, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var p *principal
+	switch c.Kind {
+	case auth.KindAdmin:
+		if c.Subject == s.admin.name {
+			p = s.admin
+		}
+	case auth.KindToken:
+		p = s.tokens[c.Subject]
+	case auth.KindUser:
+		p = s.users[c.Subject]
+	default:
+		return auth.Identity{}, authErr("access token for an unknown kind of identity")
+	}
+	if p == nil {
+		return auth.Identity{}, authErr(c.Kind.String() + " deleted")
+	}
+	if !p.enabled {
+		return auth.Identity{}, authErr(c.Kind.String() + " disabled")
+	}
+	if p.generation != c.Generation {
+		return auth.Identity{}, authErr("access token revoked")
+	}
+	var sl *slot
+	if p.kind != auth.KindUser {
+		sl = p.slots[c.Slot]
+		switch {
+		case sl == nil:
+			return auth.Identity{}, authErr(c.Slot + " deleted")
+		case sl.serial != c.SlotSerial:
+			return auth.Identity{}, authErr(c.Slot + " regenerated")
+		case sl.expired(s.now()):
+			return auth.Identity{}, authErr(c.Slot + " expired")
+		}
+	}
+	s.markUsed(p, sl)
+	id := auth.Identity{Kind: p.kind, Name: p.name, Role: p.role, Bearer: c}
+	if p.kind == auth.KindToken {
+		if m := s.scopeMaps[p.scopeMap]; m != nil {
+			id.Policy = m.policy
+		}
+	}
+	return id, nil
+}

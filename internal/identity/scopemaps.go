@@ -1,0 +1,256 @@
+package identity
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// ScopeMap is a scope map as the faces show it.
+type ScopeMap struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Type        string    `json:"type"`
+	Actions     []string  `json:"actions"`
+	CreatedAt   time.Time `json:"creationDate"`
+	// Tokens lists the tokens that use the scope map.
+	Tokens []string `json:"tokens"`
+}
+
+func (s *Service) authorize(actor auth.Identity, what auth.Permission) error {
+	if !auth.CanManage(actor, what) {
+		return errf(ErrForbidden, "%s is not allowed to do this: it needs a role with %s", actor, permissionName(what))
+	}
+	return nil
+}
+
+func permissionName(p auth.Permission) string {
+	switch p {
+	case auth.ViewManagement:
+		return "read access to the registry's settings (reader, contributor or owner)"
+	case auth.ManageTokens:
+		return "the right to manage tokens and scope maps (contributor or owner)"
+	case auth.ManageUsers:
+		return "the right to manage users (owner)"
+	case auth.ManageRegistry:
+		return "the right to manage the registry (contributor or owner)"
+	case auth.ReadAudit:
+		return "the right to read the audit log (reader, contributor or owner)"
+	case auth.WriteRepositories:
+		return "the right to change repositories (contributor or owner)"
+	}
+	return "more rights"
+}
+
+// must hold s.mu.
+func (s *Service) scopeMapView(m *scopeMap) ScopeMap {
+	v := ScopeMap{Name: m.def.Name, Description: m.def.Description, Type: string(m.def.Type),
+		Actions: slices.Clone(m.def.Actions), CreatedAt: m.createdAt, Tokens: []string{}}
+	for _, t := range s.tokens {
+		if t.scopeMap == m.def.Name {
+			v.Tokens = append(v.Tokens, t.name)
+		}
+	}
+	sort.Strings(v.Tokens)
+	return v
+}
+
+// ListScopeMaps returns every scope map, built-in ones first.
+func (s *Service) ListScopeMaps(actor auth.Identity) ([]ScopeMap, error) {
+	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ScopeMap, 0, len(s.scopeMaps))
+	for _, m := range s.scopeMaps {
+		out = append(out, s.scopeMapView(m))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Type != out[j].Type {
+			return out[i].Type == string(auth.SystemDefined)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// GetScopeMap returns one scope map.
+func (s *Service) GetScopeMap(actor auth.Identity, name string) (ScopeMap, error) {
+	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+		return ScopeMap{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := s.scopeMaps[name]
+	if m == nil {
+		return ScopeMap{}, errf(ErrNotFound, "scope map %q not found", name)
+	}
+	return s.scopeMapView(m), nil
+}
+
+// ScopeMapSpec creates a scope map.
+type ScopeMapSpec struct {
+	Name        string
+	Description string
+	Actions     []string // stored form: repositories/<pattern>/<action>
+}
+
+// CreateScopeMap creates a user-defined scope map.
+func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec ScopeMapSpec) (ScopeMap, error) {
+	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+		return ScopeMap{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.createScopeMapLocked(ctx, nil, spec)
+	if err != nil {
+		return ScopeMap{}, err
+	}
+	s.record(actor, "scope map "+spec.Name, "created: "+strings.Join(m.def.Actions, " "))
+	return s.scopeMapView(m), nil
+}
+
+// createScopeMapLocked validates and stores a scope map, in tx if given.
+// It must be called with s.mu held.
+func (s *Service) createScopeMapLocked(ctx context.Context, tx *sql.Tx, spec ScopeMapSpec) (*scopeMap, error) {
+	if strings.HasPrefix(spec.Name, "_") {
+		if _, ok := auth.BuiltinScopeMap(spec.Name); ok {
+			return nil, errf(ErrConflict, "scope map %q is built in and cannot be created or changed", spec.Name)
+		}
+	}
+	if s.scopeMaps[spec.Name] != nil {
+		return nil, errf(ErrConflict, "scope map %q already exists: use `scope-map update` to change it", spec.Name)
+	}
+	m, err := s.compileSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	m.createdAt, m.updatedAt = now.UTC(), now.UTC()
+	b, _ := json.Marshal(m.def.Actions)
+	const q = `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
+	args := []any{spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()}
+	if tx != nil {
+		_, err = tx.ExecContext(ctx, q, args...)
+	} else {
+		_, err = s.db.ExecContext(ctx, q, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store scope map: %w", err)
+	}
+	if tx == nil {
+		s.scopeMaps[spec.Name] = m
+	}
+	return m, nil
+}
+
+func (s *Service) compileSpec(spec ScopeMapSpec) (*scopeMap, error) {
+	actions, err := auth.NormalizeActions(spec.Actions)
+	if err != nil {
+		return nil, errf(ErrInvalid, "%v", err)
+	}
+	def := auth.ScopeMap{Name: spec.Name, Description: spec.Description, Type: auth.UserDefined, Actions: actions}
+	if err := def.Validate(); err != nil {
+		return nil, errf(ErrInvalid, "%v", err)
+	}
+	pol, err := auth.Compile(def)
+	if err != nil {
+		return nil, errf(ErrInvalid, "%v", err)
+	}
+	return &scopeMap{def: def, policy: pol}, nil
+}
+
+// ScopeMapUpdate changes a scope map. Nil fields are left alone.
+type ScopeMapUpdate struct {
+	Description *string
+	Add         []string // stored-form actions to add
+	Remove      []string // stored-form actions to remove
+	// Actions, when not nil, replaces the whole list (the portal's editor).
+	Actions []string
+}
+
+// UpdateScopeMap changes a user-defined scope map. Every token that uses it
+// is affected from the next request.
+func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name string, u ScopeMapUpdate) (ScopeMap, error) {
+	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+		return ScopeMap{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.scopeMaps[name]
+	if cur == nil {
+		return ScopeMap{}, errf(ErrNotFound, "scope map %q not found", name)
+	}
+	if cur.def.Type == auth.SystemDefined {
+		return ScopeMap{}, errf(ErrForbidden, "scope map %q is built in and cannot be changed: create your own with `scope-map create`", name)
+	}
+	spec := ScopeMapSpec{Name: name, Description: cur.def.Description, Actions: slices.Clone(cur.def.Actions)}
+	if u.Description != nil {
+		spec.Description = *u.Description
+	}
+	if u.Actions != nil {
+		spec.Actions = slices.Clone(u.Actions)
+	}
+	if len(u.Remove) > 0 {
+		remove, err := auth.NormalizeActions(u.Remove)
+		if err != nil {
+			return ScopeMap{}, errf(ErrInvalid, "%v", err)
+		}
+		spec.Actions = slices.DeleteFunc(spec.Actions, func(a string) bool { return slices.Contains(remove, a) })
+	}
+	spec.Actions = append(spec.Actions, u.Add...)
+	m, err := s.compileSpec(spec)
+	if err != nil {
+		return ScopeMap{}, err
+	}
+	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
+	b, _ := json.Marshal(m.def.Actions)
+	if _, err := s.db.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
+		spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
+		return ScopeMap{}, fmt.Errorf("update scope map: %w", err)
+	}
+	s.scopeMaps[name] = m
+	s.record(actor, "scope map "+name, "updated: "+strings.Join(m.def.Actions, " "))
+	return s.scopeMapView(m), nil
+}
+
+// DeleteScopeMap deletes a user-defined scope map. If tokens use it, it
+// fails unless force is set; with force those tokens are left with no
+// permissions (and returned, so the faces can say which).
+func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name string, force bool) ([]string, error) {
+	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.scopeMaps[name]
+	if cur == nil {
+		return nil, errf(ErrNotFound, "scope map %q not found", name)
+	}
+	if cur.def.Type == auth.SystemDefined {
+		return nil, errf(ErrForbidden, "scope map %q is built in and cannot be deleted", name)
+	}
+	users := s.scopeMapView(cur).Tokens
+	if len(users) > 0 && !force {
+		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or delete with --force (they then lose all permissions)",
+			name, len(users), strings.Join(users, ", "))
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
+		return nil, fmt.Errorf("delete scope map: %w", err)
+	}
+	delete(s.scopeMaps, name)
+	reason := "deleted"
+	if len(users) > 0 {
+		reason += "; tokens left without permissions: " + strings.Join(users, ", ")
+	}
+	s.record(actor, "scope map "+name, reason)
+	return users, nil
+}

@@ -1,0 +1,328 @@
+// Package identity is berth's service layer for who may do what: scope maps,
+// tokens and their passwords, the admin user and users with roles. The REST
+// API, the CLI (through the API), the portal, the token endpoint and the
+// registry's authorizer all go through it.
+//
+// Every identity and scope map is held in memory, compiled, so that
+// authenticating and authorising a request costs no database query. Each
+// change is written to the database in a transaction and then applied to
+// memory under the same lock, so the next request sees it: disabling a
+// token, deleting a password or shrinking a scope map takes effect at once.
+package identity
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Errors the faces map to status codes.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("already exists")
+	ErrInvalid   = errors.New("invalid")
+	ErrForbidden = errors.New("forbidden")
+	ErrInUse     = errors.New("in use")
+)
+
+// Error carries a message for people and a sentinel for errors.Is.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func errf(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Password slot names.
+const (
+	SlotPassword1 = "password1"
+	SlotPassword2 = "password2"
+	// The admin user's slots are named as ACR names them.
+	SlotAdminPassword  = "password"
+	SlotAdminPassword2 = "password2"
+)
+
+// Options configure a Service.
+type Options struct {
+	// RegistryName is the admin user's name and the tokens' issuer and audience.
+	RegistryName string
+	// OwnerUsername and OwnerPassword create the first owner when the store
+	// has no users. An empty password means: generate one and log it once.
+	OwnerUsername string
+	OwnerPassword string
+	// AccessTTL and RefreshTTL are the lifetimes of issued tokens.
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	Audit      *audit.Log
+	Logger     *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Console receives the one-time message with a generated owner
+	// password; nil means os.Stderr.
+	Console io.Writer
+}
+
+// Service is the identity service.
+type Service struct {
+	db    *sql.DB
+	opts  Options
+	log   *slog.Logger
+	audit *audit.Log
+	now   func() time.Time
+
+	signer   *auth.Signer
+	verifier *auth.Verifier
+
+	mu        sync.RWMutex
+	scopeMaps map[string]*scopeMap // user-defined and built-in
+	tokens    map[string]*principal
+	users     map[string]*principal
+	admin     *principal
+
+	// userLogins caches verified user passwords: [32]byte → cachedLogin.
+	userLogins sync.Map
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type scopeMap struct {
+	def       auth.ScopeMap
+	policy    *auth.Policy
+	createdAt time.Time
+	updatedAt time.Time
+}
+
+// principal is a token, a user or the admin user, as held in memory.
+type principal struct {
+	kind       auth.Kind
+	name       string
+	enabled    bool
+	generation uint64
+	createdAt  time.Time
+	scopeMap   string    // tokens
+	role       auth.Role // users
+	userHash   string    // users: argon2id
+	slots      map[string]*slot
+	lastUsed   atomic.Int64 // unix ms; 0 = never
+	dirty      atomic.Bool
+}
+
+type slot struct {
+	name      string
+	hash      string
+	serial    uint64
+	createdAt time.Time
+	expiresAt time.Time // zero = never
+	lastUsed  atomic.Int64
+	dirty     atomic.Bool
+}
+
+func (s *slot) expired(now time.Time) bool {
+	return !s.expiresAt.IsZero() && !now.Before(s.expiresAt)
+}
+
+// Open loads the identity state from db (which must already have berth's
+// schema), creating the signing key and the first owner user if needed.
+func Open(ctx context.Context, db *sql.DB, opts Options) (*Service, error) {
+	if opts.RegistryName == "" {
+		opts.RegistryName = "berth"
+	}
+	if opts.OwnerUsername == "" {
+		opts.OwnerUsername = "owner"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Console == nil {
+		opts.Console = os.Stderr
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Service{db: db, opts: opts, log: opts.Logger, audit: opts.Audit, now: opts.Now,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	key, err := s.signingKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := auth.TokenConfig{Issuer: opts.RegistryName, Audience: opts.RegistryName, AccessTTL: opts.AccessTTL, RefreshTTL: opts.RefreshTTL, Now: opts.Now}
+	if s.signer, err = auth.NewSigner(key, cfg); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = auth.NewVerifier(cfg, key.Public().(ed25519.PublicKey)); err != nil {
+		return nil, err
+	}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.bootstrapOwner(ctx); err != nil {
+		return nil, err
+	}
+	go s.flushLoop()
+	return s, nil
+}
+
+// Close writes pending last-used times and stops background work.
+func (s *Service) Close() {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	close(s.stop)
+	<-s.done
+}
+
+// Signer and Verifier issue and check access tokens.
+func (s *Service) Signer() *auth.Signer     { return s.signer }
+func (s *Service) Verifier() *auth.Verifier { return s.verifier }
+
+// RegistryName is the registry's name (the admin username, the token service).
+func (s *Service) RegistryName() string { return s.opts.RegistryName }
+
+func (s *Service) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	var enc string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc)
+	if err == nil {
+		return auth.DecodeSigningKey(enc)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	key := auth.GenerateSigningKey()
+	if enc, err = auth.EncodeSigningKey(key); err != nil {
+		return nil, err
+	}
+	// Two nodes starting at once must agree on one key: insert only if
+	// absent, then read back whichever won.
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('signing_key', ?) ON CONFLICT(key) DO NOTHING`, enc); err != nil {
+		return nil, fmt.Errorf("store signing key: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc); err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	return auth.DecodeSigningKey(enc)
+}
+
+func ms(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromMs(v sql.NullInt64) time.Time {
+	if !v.Valid || v.Int64 == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// record writes a permission-change audit event.
+func (s *Service) record(actor auth.Identity, target, reason string) {
+	if s.audit == nil {
+		return
+	}
+	s.audit.Record(audit.Event{Kind: audit.KindPermission, Result: audit.ResultSuccess, Identity: actor.Name,
+		IdentityKind: actor.Kind.String(), Target: target, Reason: reason})
+}
+
+// flushLoop writes last-used times every few seconds, so that a request
+// never waits for that write.
+func (s *Service) flushLoop() {
+	defer close(s.done)
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			s.flushLastUsed()
+			return
+		case <-t.C:
+			s.flushLastUsed()
+		}
+	}
+}
+
+func (s *Service) flushLastUsed() {
+	type upd struct {
+		q    string
+		args []any
+	}
+	var work []upd
+	s.mu.RLock()
+	add := func(p *principal, table string) {
+		if p.dirty.Swap(false) {
+			work = append(work, upd{`UPDATE ` + table + ` SET last_used = ? WHERE name = ?`, []any{p.lastUsed.Load(), p.name}})
+		}
+		for _, sl := range p.slots {
+			if sl.dirty.Swap(false) {
+				work = append(work, upd{`UPDATE passwords SET last_used = ? WHERE owner_kind = ? AND owner = ? AND slot = ?`,
+					[]any{sl.lastUsed.Load(), p.kind.String(), p.name, sl.name}})
+			}
+		}
+	}
+	for _, p := range s.tokens {
+		add(p, "tokens")
+	}
+	for _, p := range s.users {
+		add(p, "users")
+	}
+	if s.admin != nil {
+		for _, sl := range s.admin.slots {
+			if sl.dirty.Swap(false) {
+				work = append(work, upd{`UPDATE passwords SET last_used = ? WHERE owner_kind = 'admin' AND slot = ?`, []any{sl.lastUsed.Load(), sl.name}})
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(work) == 0 {
+		return
+	}
+	err := s.tx(context.Background(), func(tx *sql.Tx) error {
+		for _, u := range work {
+			if _, err := tx.Exec(u.q, u.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("write last-used times", "err", err)
+	}
+}
+
+// FlushLastUsed writes last-used times now (tests, shutdown).
+func (s *Service) FlushLastUsed() { s.flushLastUsed() }

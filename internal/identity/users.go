@@ -1,0 +1,319 @@
+package identity
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// User is a user as the faces show it.
+type User struct {
+	Name         string     `json:"name"`
+	Role         string     `json:"role"`
+	Status       string     `json:"status"`
+	CreationDate time.Time  `json:"creationDate"`
+	LastUsed     *time.Time `json:"lastUsed,omitempty"`
+}
+
+// UserSpec creates a user.
+type UserSpec struct {
+	Name     string
+	Role     string
+	Password string
+}
+
+// UserUpdate changes a user. Nil fields are left alone.
+type UserUpdate struct {
+	Role     *string
+	Password *string
+	Status   *string
+}
+
+var userNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$`)
+
+// MinUserPasswordLength is the shortest password a person may choose.
+const MinUserPasswordLength = 12
+
+func validateUserPassword(pw string) error {
+	if utf8.RuneCountInString(pw) < MinUserPasswordLength {
+		return errf(ErrInvalid, "the password is too short: use at least %d characters", MinUserPasswordLength)
+	}
+	if len(pw) > 1024 {
+		return errf(ErrInvalid, "the password is too long: use at most 1024 bytes")
+	}
+	return nil
+}
+
+func userView(p *principal) User {
+	st := StatusEnabled
+	if !p.enabled {
+		st = StatusDisabled
+	}
+	return User{Name: p.name, Role: string(p.role), Status: st, CreationDate: p.createdAt, LastUsed: msTime(p.lastUsed.Load())}
+}
+
+// ListUsers returns every user, by name.
+func (s *Service) ListUsers(actor auth.Identity) ([]User, error) {
+	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]User, 0, len(s.users))
+	for _, p := range s.users {
+		out = append(out, userView(p))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// GetUser returns one user. Anyone may read their own record.
+func (s *Service) GetUser(actor auth.Identity, name string) (User, error) {
+	if !(actor.Kind == auth.KindUser && actor.Name == name) {
+		if err := s.authorize(actor, auth.ViewManagement); err != nil {
+			return User{}, err
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.users[name]
+	if p == nil {
+		return User{}, errf(ErrNotFound, "user %q not found", name)
+	}
+	return userView(p), nil
+}
+
+// CreateUser creates a user with a role and a password of their choosing.
+func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec UserSpec) (User, error) {
+	if err := s.authorize(actor, auth.ManageUsers); err != nil {
+		return User{}, err
+	}
+	if !userNameRE.MatchString(spec.Name) {
+		return User{}, errf(ErrInvalid, "invalid user name %q: use 3 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", spec.Name)
+	}
+	role, err := auth.ParseRole(spec.Role)
+	if err != nil {
+		return User{}, errf(ErrInvalid, "%v", err)
+	}
+	if err := validateUserPassword(spec.Password); err != nil {
+		return User{}, err
+	}
+	hash := auth.HashUserPassword(spec.Password)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users[spec.Name] != nil {
+		return User{}, errf(ErrConflict, "user %q already exists", spec.Name)
+	}
+	if s.tokens[spec.Name] != nil || spec.Name == s.opts.RegistryName {
+		return User{}, errf(ErrConflict, "%q is already the name of a token or the admin user: usernames must be unique", spec.Name)
+	}
+	now := s.now().UTC()
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, 1, 1, ?)`,
+		spec.Name, string(role), hash, now.UnixMilli()); err != nil {
+		return User{}, fmt.Errorf("store user: %w", err)
+	}
+	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: 1, createdAt: now}
+	s.users[p.name] = p
+	s.record(actor, "user "+p.name, "created with role "+string(role))
+	return userView(p), nil
+}
+
+// UpdateUser changes a user's role, password or status. Users may change
+// their own password; everything else needs ManageUsers. The last enabled
+// owner cannot be demoted or disabled.
+func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name string, u UserUpdate) (User, error) {
+	self := actor.Kind == auth.KindUser && actor.Name == name && u.Role == nil && u.Status == nil
+	if !self {
+		if err := s.authorize(actor, auth.ManageUsers); err != nil {
+			return User{}, err
+		}
+	}
+	var hash string
+	if u.Password != nil {
+		if err := validateUserPassword(*u.Password); err != nil {
+			return User{}, err
+		}
+		hash = auth.HashUserPassword(*u.Password)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.users[name]
+	if p == nil {
+		return User{}, errf(ErrNotFound, "user %q not found", name)
+	}
+	role, enabled, gen, newHash := p.role, p.enabled, p.generation, p.userHash
+	var changes []string
+	if u.Role != nil {
+		r, err := auth.ParseRole(*u.Role)
+		if err != nil {
+			return User{}, errf(ErrInvalid, "%v", err)
+		}
+		role = r
+		changes = append(changes, "role "+string(r))
+	}
+	if u.Status != nil {
+		switch *u.Status {
+		case StatusEnabled, StatusDisabled:
+			enabled = *u.Status == StatusEnabled
+			changes = append(changes, "status "+*u.Status)
+		default:
+			return User{}, errf(ErrInvalid, "invalid status %q: use enabled or disabled", *u.Status)
+		}
+	}
+	if hash != "" {
+		newHash = hash
+		changes = append(changes, "password changed")
+	}
+	if p.role == auth.RoleOwner && p.enabled && (role != auth.RoleOwner || !enabled) && s.enabledOwnersLocked() == 1 {
+		return User{}, errf(ErrForbidden, "user %q is the last enabled owner: make another user owner first", name)
+	}
+	if enabled != p.enabled || newHash != p.userHash {
+		gen++ // revokes access and refresh tokens issued before
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE users SET role = ?, enabled = ?, password_hash = ?, generation = ? WHERE name = ?`,
+		string(role), enabled, newHash, gen, name); err != nil {
+		return User{}, fmt.Errorf("update user: %w", err)
+	}
+	p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen
+	s.record(actor, "user "+name, "updated: "+joinOr(changes, "nothing"))
+	return userView(p), nil
+}
+
+func joinOr(list []string, empty string) string {
+	if len(list) == 0 {
+		return empty
+	}
+	out := list[0]
+	for _, s := range list[1:] {
+		out += ", " + s
+	}
+	return out
+}
+
+func (s *Service) enabledOwnersLocked() int {
+	n := 0
+	for _, p := range s.users {
+		if p.role == auth.RoleOwner && p.enabled {
+			n++
+		}
+	}
+	return n
+}
+
+// DeleteUser deletes a user; the last enabled owner cannot be deleted.
+func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name string) error {
+	if err := s.authorize(actor, auth.ManageUsers); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.users[name]
+	if p == nil {
+		return errf(ErrNotFound, "user %q not found", name)
+	}
+	if p.role == auth.RoleOwner && p.enabled && s.enabledOwnersLocked() == 1 {
+		return errf(ErrForbidden, "user %q is the last enabled owner and cannot be deleted", name)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	delete(s.users, name)
+	s.record(actor, "user "+name, "deleted")
+	return nil
+}
+
+// Admin is the admin user as the faces show it.
+type Admin struct {
+	Enabled   bool       `json:"adminUserEnabled"`
+	Username  string     `json:"username"`
+	Passwords []Password `json:"passwords"`
+}
+
+func (s *Service) adminView() Admin {
+	return Admin{Enabled: s.admin.enabled, Username: s.admin.name, Passwords: s.admin.passwordViews(SlotAdminPassword, SlotAdminPassword2)}
+}
+
+// GetAdmin returns the admin user's state (never its password values).
+func (s *Service) GetAdmin(actor auth.Identity) (Admin, error) {
+	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+		return Admin{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.adminView(), nil
+}
+
+// SetAdminEnabled enables or disables the admin user. Enabling it for the
+// first time generates both passwords and returns them, once.
+func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enabled bool) (Admin, *Credentials, error) {
+	if err := s.authorize(actor, auth.ManageRegistry); err != nil {
+		return Admin{}, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.admin
+	gen := a.generation
+	if a.enabled && !enabled {
+		gen++
+	}
+	var creds *Credentials
+	var fresh map[string]*slot
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for k, v := range map[string]string{"admin_enabled": strconv.FormatBool(enabled), "admin_generation": strconv.FormatUint(gen, 10)} {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
+				return fmt.Errorf("store admin setting: %w", err)
+			}
+		}
+		if enabled && len(a.slots) == 0 {
+			var err error
+			creds, fresh, err = s.generateLocked(ctx, tx, a, []string{SlotAdminPassword, SlotAdminPassword2}, time.Time{})
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return Admin{}, nil, err
+	}
+	maps.Copy(a.slots, fresh)
+	a.enabled, a.generation = enabled, gen
+	state := "disabled"
+	if enabled {
+		state = "enabled"
+	}
+	s.record(actor, "admin user", state)
+	return s.adminView(), creds, nil
+}
+
+// RenewAdminPassword regenerates one of the admin user's passwords
+// ("password" or "password2") and returns it, once.
+func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, slotName string) (*Credentials, error) {
+	if err := s.authorize(actor, auth.ManageRegistry); err != nil {
+		return nil, err
+	}
+	if slotName != SlotAdminPassword && slotName != SlotAdminPassword2 {
+		return nil, errf(ErrInvalid, "invalid password name %q: use password or password2", slotName)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var creds *Credentials
+	var fresh map[string]*slot
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		creds, fresh, err = s.generateLocked(ctx, tx, s.admin, []string{slotName}, time.Time{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(s.admin.slots, fresh)
+	s.record(actor, "admin user", "renewed "+slotName)
+	return creds, nil
+}
