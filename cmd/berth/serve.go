@@ -37,7 +37,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(cmd.Context(), cfg, log)
+			srv, err := server.New(cmd.Context(), cfg, log, server.Secrets{OwnerPassword: os.Getenv("BERTH_OWNER_PASSWORD")})
 			if err != nil {
 				return err
 			}
@@ -59,6 +59,10 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing for this long (env BERTH_BODY_IDLE_TIMEOUT)")
 	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", flagCfg.ShutdownTimeout, "how long shutdown waits for requests in flight (env BERTH_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&flagCfg.UploadTTL, "upload-ttl", flagCfg.UploadTTL, "remove upload sessions untouched for this long (env BERTH_UPLOAD_TTL)")
+	f.BoolVar(&flagCfg.AnonymousPull, "anonymous-pull", false, "let callers without credentials pull every repository (env BERTH_ANONYMOUS_PULL)")
+	f.StringVar(&flagCfg.OwnerUsername, "owner-username", flagCfg.OwnerUsername, "name of the owner user created on first start; its password comes from BERTH_OWNER_PASSWORD or is generated and printed once (env BERTH_OWNER_USERNAME)")
+	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
+	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
 	return cmd
 }
 
@@ -78,6 +82,10 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"body-idle-timeout": func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
 		"shutdown-timeout":  func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
 		"upload-ttl":        func() { cfg.UploadTTL = f.UploadTTL },
+		"anonymous-pull":    func() { cfg.AnonymousPull = f.AnonymousPull },
+		"owner-username":    func() { cfg.OwnerUsername = f.OwnerUsername },
+		"access-token-ttl":  func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
+		"refresh-token-ttl": func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {
@@ -97,4 +105,3 @@ func newLogger(cfg config.Config) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 }
-

@@ -40,6 +40,14 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout" env:"BERTH_SHUTDOWN_TIMEOUT"`
 	// UploadTTL is how long an untouched upload session is kept.
 	UploadTTL time.Duration `yaml:"uploadTTL" env:"BERTH_UPLOAD_TTL"`
+	// AnonymousPull lets callers without credentials pull every repository.
+	AnonymousPull bool `yaml:"anonymousPull" env:"BERTH_ANONYMOUS_PULL"`
+	// OwnerUsername names the owner user created on first start. Its
+	// password comes from BERTH_OWNER_PASSWORD only (never the file).
+	OwnerUsername string `yaml:"ownerUsername" env:"BERTH_OWNER_USERNAME"`
+	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of issued tokens.
+	AccessTokenTTL  time.Duration `yaml:"accessTokenTTL" env:"BERTH_ACCESS_TOKEN_TTL"`
+	RefreshTokenTTL time.Duration `yaml:"refreshTokenTTL" env:"BERTH_REFRESH_TOKEN_TTL"`
 }
 
 // Default returns the configuration used when nothing is configured.
@@ -53,6 +61,9 @@ func Default() Config {
 		BodyIdleTimeout: time.Minute,
 		ShutdownTimeout: 30 * time.Second,
 		UploadTTL:       24 * time.Hour,
+		OwnerUsername:   "owner",
+		AccessTokenTTL:  5 * time.Minute,
+		RefreshTokenTTL: 8 * time.Hour,
 	}
 }
 
@@ -98,6 +109,12 @@ func applyEnv(c *Config, getenv func(string) string) error {
 				return fmt.Errorf("%s=%q: %w", name, s, err)
 			}
 			f.SetInt(int64(d))
+		case bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", name, s, err)
+			}
+			f.SetBool(b)
 		case int:
 			n, err := strconv.Atoi(s)
 			if err != nil {
@@ -131,6 +148,12 @@ func (c Config) Validate() error {
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return fmt.Errorf("public URL %q must start with http:// or https://", c.PublicURL)
+	}
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 5*time.Minute {
+		return fmt.Errorf("access token lifetime %s: use between 1m and 5m", c.AccessTokenTTL)
+	}
+	if c.RefreshTokenTTL < c.AccessTokenTTL || c.RefreshTokenTTL > 30*24*time.Hour {
+		return fmt.Errorf("refresh token lifetime %s: use between the access token lifetime and 720h", c.RefreshTokenTTL)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("the data directory must not be empty")

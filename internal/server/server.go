@@ -17,26 +17,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/publicurl"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/tokenauth"
 )
 
 // Server is a configured berth server.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	blobs   *storage.FS
-	meta    *meta.SQLite
-	urls    *publicurl.Resolver
-	handler http.Handler
+	cfg      config.Config
+	log      *slog.Logger
+	blobs    *storage.FS
+	meta     *meta.SQLite
+	audit    *audit.Log
+	identity *identity.Service
+	urls     *publicurl.Resolver
+	handler  http.Handler
+}
+
+// Secrets are settings that never come from the configuration file.
+type Secrets struct {
+	// OwnerPassword is the first owner's password (BERTH_OWNER_PASSWORD).
+	OwnerPassword string
 }
 
 // New opens the stores and builds the handler.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secrets) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -57,12 +68,35 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls}
+	s.audit = audit.New(md.DB(), log)
+	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
+		RegistryName:  cfg.Name,
+		OwnerUsername: cfg.OwnerUsername,
+		OwnerPassword: secrets.OwnerPassword,
+		AccessTTL:     cfg.AccessTokenTTL,
+		RefreshTTL:    cfg.RefreshTokenTTL,
+		Audit:         s.audit,
+		Logger:        log,
+	})
+	if err != nil {
+		s.audit.Close()
+		md.Close()
+		return nil, err
+	}
+	tokens := tokenauth.New(tokenauth.Options{
+		Identity:      s.identity,
+		Audit:         s.audit,
+		URLs:          urls,
+		Logger:        log,
+		AnonymousPull: cfg.AnonymousPull,
+	})
 	reg := registry.New(registry.Options{
 		Blobs:      blobs,
 		Meta:       md,
-		Authorizer: allowAll{},
+		Authorizer: tokens.Authorizer(),
 		Logger:     log,
 		BaseURL:    cfg.PublicURL,
+		OnEvent:    s.recordEvent,
 	})
 
 	mux := http.NewServeMux()
@@ -70,6 +104,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("/oauth2/token", tokens)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
 		// redirecting, where a registry must answer NAME_INVALID.
@@ -89,8 +124,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 // Handler returns the server's HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close releases the stores.
-func (s *Server) Close() error { return s.meta.Close() }
+// Close releases the stores, after writing what is pending.
+func (s *Server) Close() error {
+	s.identity.Close()
+	s.audit.Close()
+	return s.meta.Close()
+}
+
+// recordEvent writes a registry event to the audit log.
+func (s *Server) recordEvent(e registry.Event) {
+	ev := audit.Event{Kind: e.Kind, Result: audit.ResultSuccess, Repository: e.Repository, Tag: e.Tag, Digest: e.Digest.String()}
+	if id, ok := tokenauth.Identity(e.Caller); ok {
+		ev.Identity, ev.IdentityKind = id.Name, id.Kind.String()
+		if id.Bearer != nil {
+			ev.Slot, ev.JwtID = id.Bearer.Slot, id.Bearer.ID
+		}
+	}
+	if e.Request != nil {
+		ev.UserAgent = e.Request.UserAgent()
+		if h, _, err := net.SplitHostPort(e.Request.RemoteAddr); err == nil {
+			ev.CallerIP = h
+		}
+	}
+	s.audit.Record(ev)
+}
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

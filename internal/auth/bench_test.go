@@ -1,0 +1,171 @@
+package auth
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// decideFixture is a registry the size of ACR's Premium limits: 50,000
+// tokens, each with its own 500-pattern scope map.
+type decideFixture struct {
+	ids   []Identity
+	repos []string // every repository name in use
+	// probes are (token, repository) pairs drawn ahead of time so the
+	// benchmark loop measures Decide, not the random number generator.
+	probes []probe
+}
+
+type probe struct {
+	id   int
+	repo string
+}
+
+// buildDecideFixture makes a realistic mix. Repositories live under 500
+// teams, two or three levels deep ("team042/app17", "team042/svc/app3").
+// Each scope map names 500 patterns: mostly exact repositories of a few
+// teams it works with, some "teamNNN/*" and "teamNNN/svc/*" prefixes, and in
+// one map out of fifty "*" for read. Each pattern gets one to three actions.
+// Half the probes ask about a repository the token has a rule for, half
+// about a random repository.
+func buildDecideFixture(tokens, patterns int) *decideFixture {
+	r := rand.New(rand.NewPCG(1, 2))
+	const teams, apps = 500, 40
+	f := &decideFixture{}
+	for t := range teams {
+		for a := range apps {
+			f.repos = append(f.repos, fmt.Sprintf("team%03d/app%d", t, a))
+			if a%4 == 0 {
+				f.repos = append(f.repos, fmt.Sprintf("team%03d/svc/app%d", t, a), fmt.Sprintf("team%03d/svc/deep/app%d", t, a))
+			}
+		}
+	}
+	actionSets := []Actions{ContentRead, ContentRead | ContentWrite, ContentRead | MetadataRead, ContentRead | ContentWrite | MetadataRead, ContentDelete}
+	ruleRepos := make([][]string, tokens)
+	f.ids = make([]Identity, tokens)
+	for i := range tokens {
+		m := ScopeMap{Name: fmt.Sprintf("map-%05d", i), Type: UserDefined}
+		seen := map[string]bool{}
+		add := func(pattern string) {
+			if seen[pattern] {
+				return
+			}
+			seen[pattern] = true
+			for _, name := range actionSets[r.IntN(len(actionSets))].ScopeMapNames() {
+				m.Actions = append(m.Actions, "repositories/"+pattern+"/"+name)
+			}
+		}
+		if i%50 == 0 {
+			add("*")
+		}
+		for j := 0; len(seen) < patterns; j++ {
+			team := r.IntN(teams)
+			switch {
+			case j%10 == 0:
+				add(fmt.Sprintf("team%03d/*", team))
+			case j%10 == 1:
+				add(fmt.Sprintf("team%03d/svc/*", team))
+			default:
+				repo := f.repos[r.IntN(len(f.repos))]
+				add(repo)
+				if len(ruleRepos[i]) < 16 { // enough to draw probes from
+					ruleRepos[i] = append(ruleRepos[i], repo)
+				}
+			}
+		}
+		if err := m.Validate(); err != nil {
+			panic(err)
+		}
+		f.ids[i] = Identity{Kind: KindToken, Name: m.Name, Policy: MustCompile(m)}
+	}
+	f.probes = make([]probe, 1<<16)
+	for i := range f.probes {
+		id := r.IntN(tokens)
+		repo := f.repos[r.IntN(len(f.repos))]
+		if i%2 == 0 && len(ruleRepos[id]) > 0 {
+			repo = ruleRepos[id][r.IntN(len(ruleRepos[id]))]
+		}
+		f.probes[i] = probe{id, repo}
+	}
+	return f
+}
+
+func BenchmarkDecide(b *testing.B) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f := buildDecideFixture(50_000, MaxScopeMapPatterns)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heapMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+
+	want := ContentRead | ContentWrite
+	allowed := 0
+	i := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		p := f.probes[i&(len(f.probes)-1)]
+		if _, ok := Decide(f.ids[p.id], p.repo, want); ok {
+			allowed++
+		}
+		i++
+	}
+	b.ReportMetric(float64(allowed)/float64(i), "allowed-ratio")
+	b.ReportMetric(heapMiB, "fixture-MiB")
+}
+
+func BenchmarkVerifyJWT(b *testing.B) {
+	f := newJWTFixture(b)
+	tok, _, err := f.signer.IssueAccess(f.sub, []Access{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.verifier.VerifyAccess(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkIssueJWT(b *testing.B) {
+	f := newJWTFixture(b)
+	access := []Access{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := f.signer.IssueAccess(f.sub, access); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyPassword(b *testing.B) {
+	pw := GeneratePassword()
+	h1, h2 := HashSecret(pw), HashSecret(GeneratePassword())
+	b.Run("token-two-slots", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := MatchSecret(pw, h1, h2); !ok {
+				b.Fatal("no match")
+			}
+		}
+	})
+	b.Run("argon2id-user", func(b *testing.B) {
+		h := HashUserPassword("correct horse battery staple")
+		b.ReportAllocs()
+		for b.Loop() {
+			if !VerifyUserPassword(h, "correct horse battery staple") {
+				b.Fatal("no match")
+			}
+		}
+	})
+}
+
+func BenchmarkParseScopes(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		ParseScopes("repository:team/app:pull,push repository:team/base:pull")
+	}
+}

@@ -1,0 +1,136 @@
+package tokenauth
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+// Authorizer adapts the Service to the registry: it authenticates each /v2/
+// request and asks auth.Decide about every access the route needs.
+type Authorizer struct{ s *Service }
+
+// Authorizer returns the registry's authorizer.
+func (s *Service) Authorizer() *Authorizer { return &Authorizer{s} }
+
+// caller is an identity as the registry asks about it.
+type caller struct{ id auth.Identity }
+
+func (c caller) Name() string {
+	if c.id.Kind == auth.KindAnonymous {
+		return "anonymous"
+	}
+	return c.id.Name
+}
+
+func (c caller) Can(repo string, a registry.Action) bool {
+	want, ok := auth.ParseTokenAction(string(a))
+	if !ok {
+		return false
+	}
+	_, allowed := auth.Decide(c.id, repo, want)
+	return allowed
+}
+
+func (c caller) CanSee(repo string) bool { return auth.Allowed(c.id, repo) != auth.NoActions }
+
+// Identity returns the auth identity behind a registry caller, for the audit log.
+func Identity(c registry.Caller) (auth.Identity, bool) {
+	cc, ok := c.(caller)
+	return cc.id, ok
+}
+
+// Authorize implements registry.Authorizer.
+func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registry.Caller, error) {
+	s := a.s
+	id, f := s.identify(r)
+	if f != nil {
+		return nil, s.unauthorized(r, need, f)
+	}
+	if id.Kind == auth.KindAnonymous && (len(need) == 0 || !a.allows(id, need)) {
+		// Without credentials, a refusal is a request to authenticate.
+		return nil, s.unauthorized(r, need, nil)
+	}
+	for _, acc := range need {
+		switch acc.Type {
+		case "registry":
+			if !auth.CanListCatalog(id) {
+				return nil, &registry.Error{Code: registry.CodeDenied,
+					Message: fmt.Sprintf("%s may not list the catalog: request scope registry:catalog:*", id)}
+			}
+		default:
+			want, ok := auth.ParseTokenAction(string(acc.Action))
+			if !ok {
+				return nil, &registry.Error{Code: registry.CodeDenied}
+			}
+			if err := auth.Check(id, acc.Name, want); err != nil {
+				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
+					Detail: []map[string]string{{"Type": "repository", "Name": acc.Name, "Action": string(acc.Action)}}}
+			}
+		}
+	}
+	return caller{id}, nil
+}
+
+func (a *Authorizer) allows(id auth.Identity, need []registry.Access) bool {
+	for _, acc := range need {
+		want, ok := auth.ParseTokenAction(string(acc.Action))
+		if acc.Type != "repository" || !ok {
+			return false
+		}
+		if _, allowed := auth.Decide(id, acc.Name, want); !allowed {
+			return false
+		}
+	}
+	return true
+}
+
+// unauthorized builds the 401 (or 429) with the Bearer challenge that
+// sends clients to the token endpoint.
+func (s *Service) unauthorized(r *http.Request, need []registry.Access, f *failure) error {
+	if f != nil && f.retryAfter > 0 {
+		return &registry.Error{Code: registry.CodeTooManyRequests, Message: f.message,
+			Header: http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(f.retryAfter), 10)}}}
+	}
+	msg := "authentication required"
+	if f != nil {
+		msg = f.message
+	}
+	return &registry.Error{Code: registry.CodeUnauthorized, Message: msg,
+		Header: http.Header{"Www-Authenticate": {s.challenge(r, need, f)}}}
+}
+
+// challenge is the WWW-Authenticate value for a request needing need.
+func (s *Service) challenge(r *http.Request, need []registry.Access, f *failure) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `Bearer realm=%q,service=%q`, s.urls.Base(r)+"/oauth2/token", s.id.RegistryName())
+	if sc := challengeScope(need); sc != "" {
+		fmt.Fprintf(&b, `,scope=%q`, sc)
+	}
+	if f != nil && f.bearer {
+		b.WriteString(`,error="invalid_token"`)
+	}
+	return b.String()
+}
+
+// challengeScope names what the route needs, as clients expect: pushing
+// also asks for pull, because clients check for existing blobs.
+func challengeScope(need []registry.Access) string {
+	var parts []string
+	for _, acc := range need {
+		if acc.Type == "registry" {
+			parts = append(parts, "registry:catalog:*")
+			continue
+		}
+		actions := string(acc.Action)
+		if acc.Action == registry.ActionPush {
+			actions = "pull,push"
+		}
+		parts = append(parts, "repository:"+acc.Name+":"+actions)
+	}
+	return strings.Join(parts, " ")
+}

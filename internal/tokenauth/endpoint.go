@@ -1,0 +1,186 @@
+package tokenauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/identity"
+)
+
+// tokenResponse is the token endpoint's answer, in the shape of both the
+// Docker token spec (token) and OAuth2 (access_token).
+type tokenResponse struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	// Errors repeats the message in the registry's error shape, which the
+	// docker CLI prints.
+	Errors []map[string]string `json:"errors,omitempty"`
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, msg string, hdr http.Header) {
+	for k, v := range hdr {
+		w.Header()[k] = v
+	}
+	regCode := "UNAUTHORIZED"
+	switch status {
+	case http.StatusBadRequest:
+		regCode = "UNSUPPORTED"
+	case http.StatusTooManyRequests:
+		regCode = "TOOMANYREQUESTS"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(oauthError{Error: code, Description: msg, Errors: []map[string]string{{"code": regCode, "message": msg}}})
+}
+
+// ServeHTTP serves GET and POST /oauth2/token.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var (
+		login   identity.Login
+		f       *failure
+		offline bool
+		refresh string
+	)
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.Query()
+		if !s.checkService(w, q.Get("service")) {
+			return
+		}
+		offline = q.Get("offline_token") == "true"
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			if r.Header.Get("Authorization") != "" {
+				writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "malformed Basic credentials", nil)
+				return
+			}
+			s.anonymousToken(w, r, auth.ParseScopes(q["scope"]...))
+			return
+		}
+		login, f = s.login(r, user, pass, true)
+		if f != nil {
+			s.loginFailed(w, f)
+			return
+		}
+		s.issue(w, r, login.Identity, login.Subject, auth.ParseScopes(q["scope"]...), offline, "")
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET or POST", nil)
+		return
+	}
+
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be an application/x-www-form-urlencoded form", nil)
+		return
+	}
+	if !s.checkService(w, r.PostForm.Get("service")) {
+		return
+	}
+	scopes := auth.ParseScopes(r.PostForm["scope"]...)
+	offline = r.PostForm.Get("access_type") == "offline"
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "password":
+		login, f = s.login(r, r.PostForm.Get("username"), r.PostForm.Get("password"), true)
+		if f != nil {
+			s.loginFailed(w, f)
+			return
+		}
+		s.issue(w, r, login.Identity, login.Subject, scopes, offline, "")
+	case "refresh_token":
+		refresh = r.PostForm.Get("refresh_token")
+		start := s.now()
+		claims, err := s.id.Verifier().VerifyRefresh(refresh)
+		if err != nil {
+			s.recordLogin(r, "", "", "", audit.ResultFailure, "invalid refresh token: "+err.Error(), start, "")
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "invalid refresh token: log in again", nil)
+			return
+		}
+		id, err := s.id.ResolveClaims(claims)
+		if err != nil {
+			s.recordLogin(r, claims.Subject, claims.Kind.String(), claims.Slot, audit.ResultFailure, "refresh token no longer valid: "+err.Error(), start, claims.ID)
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "refresh token no longer valid ("+err.Error()+"): log in again", nil)
+			return
+		}
+		id.Bearer = nil // a refresh token carries no access claim to narrow by
+		sub := auth.Subject{Kind: claims.Kind, Name: claims.Subject, Slot: claims.Slot, Generation: claims.Generation, SlotSerial: claims.SlotSerial}
+		s.issue(w, r, id, sub, scopes, false, refresh)
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token", nil)
+	}
+}
+
+func (s *Service) checkService(w http.ResponseWriter, service string) bool {
+	if service != "" && service != s.id.RegistryName() {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "unknown service "+strconv.Quote(service)+": this registry's service is "+strconv.Quote(s.id.RegistryName()), nil)
+		return false
+	}
+	return true
+}
+
+func (s *Service) loginFailed(w http.ResponseWriter, f *failure) {
+	if f.retryAfter > 0 {
+		writeOAuthError(w, http.StatusTooManyRequests, "slow_down", f.message,
+			http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(f.retryAfter), 10)}})
+		return
+	}
+	writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", f.message, nil)
+}
+
+// anonymousToken answers a token request without credentials: a token
+// granting only what anonymous callers may do, or 401 when that is nothing.
+func (s *Service) anonymousToken(w http.ResponseWriter, r *http.Request, scopes []auth.Scope) {
+	id := auth.Identity{Kind: auth.KindAnonymous, Policy: s.anon}
+	if s.anon == nil {
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "authentication required: log in first (docker login)",
+			http.Header{"Www-Authenticate": {`Basic realm="` + s.id.RegistryName() + `"`}})
+		return
+	}
+	s.issue(w, r, id, auth.Subject{Kind: auth.KindAnonymous}, scopes, false, "")
+}
+
+func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity, sub auth.Subject, scopes []auth.Scope, offline bool, refresh string) {
+	granted := auth.Intersect(scopes, id)
+	tok, claims, err := s.id.Signer().IssueAccess(sub, granted)
+	if err != nil {
+		s.log.Error("issue access token", "err", err)
+		writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not issue a token", nil)
+		return
+	}
+	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: claims.ExpiresAt - claims.IssuedAt,
+		IssuedAt: time.Unix(claims.IssuedAt, 0).UTC().Format(time.RFC3339), RefreshToken: refresh}
+	if offline && sub.Kind != auth.KindAnonymous {
+		rt, _, err := s.id.Signer().IssueRefresh(sub)
+		if err != nil {
+			s.log.Error("issue refresh token", "err", err)
+			writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not issue a token", nil)
+			return
+		}
+		resp.RefreshToken = rt
+	}
+	var sc []string
+	for _, a := range granted {
+		sc = append(sc, a.Type+":"+a.Name+":"+strings.Join(a.Actions, ","))
+	}
+	resp.Scope = strings.Join(sc, " ")
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(resp)
+}

@@ -1,0 +1,235 @@
+// Package tokenauth is the HTTP side of authentication: the Docker token
+// endpoint (/oauth2/token), the registry's Authorizer (challenges, Basic and
+// Bearer credentials on /v2/) and the Authenticator the management API uses.
+// Who may do what is decided by package auth; who a credential belongs to,
+// by package identity.
+package tokenauth
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/publicurl"
+)
+
+// Options configure a Service.
+type Options struct {
+	Identity *identity.Service
+	Audit    *audit.Log
+	URLs     *publicurl.Resolver
+	Limiter  *auth.Limiter
+	Logger   *slog.Logger
+	// AnonymousPull lets callers without credentials pull (content/read) every repository.
+	AnonymousPull bool
+	Now           func() time.Time
+}
+
+// Service authenticates HTTP requests.
+type Service struct {
+	id      *identity.Service
+	audit   *audit.Log
+	urls    *publicurl.Resolver
+	limiter *auth.Limiter
+	log     *slog.Logger
+	now     func() time.Time
+	anon    *auth.Policy
+
+	// verified caches access tokens whose signature has been checked, so a
+	// client reusing its token costs a map lookup, not an Ed25519 verify.
+	// Claims are re-checked for expiry and resolved against current state
+	// on every request; only the signature check is cached.
+	verified     sync.Map // [32]byte → *auth.Claims
+	verifiedSize atomic.Int64
+
+	// basicSeen throttles audit records of Basic logins on /v2/, which come
+	// with every request of a client that does not use tokens.
+	basicSeen sync.Map // string → int64 unix seconds
+}
+
+const maxVerifiedCache = 50000
+
+// New returns a Service.
+func New(o Options) *Service {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Limiter == nil {
+		o.Limiter = auth.NewLimiter(auth.LimiterConfig{Now: o.Now})
+	}
+	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now}
+	if o.AnonymousPull {
+		acts, _ := auth.RepositoryActions("*", "content/read")
+		s.anon = auth.MustCompile(auth.ScopeMap{Name: "anonymous-pull", Type: auth.UserDefined, Actions: acts})
+	}
+	return s
+}
+
+// failure is why a request has no identity; it becomes a 401 or 429.
+type failure struct {
+	reason     string        // for the audit log
+	message    string        // for the client
+	retryAfter time.Duration // > 0: rate limited
+	bearer     bool          // a bearer token was presented (error="invalid_token")
+}
+
+func (f *failure) Error() string { return f.reason }
+
+// identify returns the caller's identity: anonymous when the request has no
+// credentials, else the one its Basic or Bearer credentials name.
+func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return auth.Identity{Kind: auth.KindAnonymous, Policy: s.anon}, nil
+	}
+	scheme, cred, _ := strings.Cut(h, " ")
+	switch strings.ToLower(scheme) {
+	case "basic":
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			return auth.Identity{}, &failure{reason: "malformed basic credentials", message: "malformed Basic credentials"}
+		}
+		login, f := s.login(r, user, pass, false)
+		if f != nil {
+			return auth.Identity{}, f
+		}
+		return login.Identity, nil
+	case "bearer":
+		claims, err := s.verifyAccess(strings.TrimSpace(cred))
+		if err != nil {
+			return auth.Identity{}, &failure{reason: err.Error(), message: "invalid access token: " + err.Error(), bearer: true}
+		}
+		id, err := s.id.ResolveClaims(claims)
+		if err != nil {
+			return auth.Identity{}, &failure{reason: err.Error(), message: "access token no longer valid: " + err.Error(), bearer: true}
+		}
+		return id, nil
+	}
+	return auth.Identity{}, &failure{reason: "unsupported authorization scheme", message: "unsupported Authorization scheme: use Basic or Bearer"}
+}
+
+func (s *Service) verifyAccess(token string) (*auth.Claims, error) {
+	key := sha256.Sum256([]byte(token))
+	if v, ok := s.verified.Load(key); ok {
+		c := v.(*auth.Claims)
+		if s.now().Unix() < c.ExpiresAt {
+			return c, nil
+		}
+		s.verified.Delete(key)
+		s.verifiedSize.Add(-1)
+	}
+	c, err := s.id.Verifier().VerifyAccess(token)
+	if err != nil {
+		return nil, err
+	}
+	if s.verifiedSize.Add(1) > maxVerifiedCache {
+		// Crude but bounded: start over rather than track recency.
+		s.verified.Clear()
+		s.verifiedSize.Store(1)
+	}
+	s.verified.Store(key, c)
+	return c, nil
+}
+
+// login checks a username and password with brute-force protection and
+// records the attempt. viaTokenEndpoint says whether this is a real login
+// (always audited) or Basic credentials on /v2/ (audited once a minute).
+func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint bool) (identity.Login, *failure) {
+	start := s.now()
+	ip := clientIP(r)
+	if ok, wait := s.limiter.Allow(user, ip); !ok {
+		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
+		return identity.Login{}, &failure{reason: "rate limited", message: fmt.Sprintf("too many failed logins: retry in %d seconds", secondsCeil(wait)), retryAfter: wait}
+	}
+	login, err := s.id.Authenticate(user, pass)
+	if err != nil {
+		var ae *identity.AuthError
+		reason := err.Error()
+		if errors.As(err, &ae) {
+			reason = ae.Reason
+		}
+		s.limiter.Fail(user, ip)
+		s.recordLogin(r, user, "", "", audit.ResultFailure, reason, start, "")
+		msg := "invalid username or password"
+		// These reasons are only reached with the right password, so saying
+		// them tells an attacker nothing and tells the owner what to fix.
+		if strings.HasSuffix(reason, "disabled") || strings.HasSuffix(reason, "expired") {
+			msg = reason
+		}
+		return identity.Login{}, &failure{reason: reason, message: msg}
+	}
+	s.limiter.Succeed(user)
+	if viaTokenEndpoint || s.firstBasicThisMinute(user, login.Subject.Slot, ip) {
+		s.recordLogin(r, user, login.Identity.Kind.String(), login.Subject.Slot, audit.ResultSuccess, "", start, "")
+	}
+	return login, nil
+}
+
+func (s *Service) firstBasicThisMinute(user, slot, ip string) bool {
+	key := user + "\x00" + slot + "\x00" + ip
+	now := s.now().Unix()
+	if v, ok := s.basicSeen.Load(key); ok && now-v.(int64) < 60 {
+		return false
+	}
+	s.basicSeen.Store(key, now)
+	return true
+}
+
+func secondsCeil(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func (s *Service) recordLogin(r *http.Request, user, kind, slot, result, reason string, start time.Time, jti string) {
+	if s.audit == nil {
+		return
+	}
+	s.audit.Record(audit.Event{Kind: audit.KindLogin, Result: result, Identity: user, IdentityKind: kind, Slot: slot,
+		Reason: reason, CallerIP: clientIP(r), UserAgent: r.UserAgent(), JwtID: jti,
+		DurationMs: s.now().Sub(start).Milliseconds()})
+}
+
+// clientIP is the peer address. X-Forwarded-For is not believed here: the
+// limiter must not be keyed on something a client can choose.
+func clientIP(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+// Authenticate implements the management API's authenticator: Basic or
+// Bearer credentials, required.
+func (s *Service) Authenticate(r *http.Request) (auth.Identity, error) {
+	id, f := s.identify(r)
+	if f != nil {
+		return auth.Identity{}, f
+	}
+	if id.Kind == auth.KindAnonymous {
+		return auth.Identity{}, errors.New("authentication required")
+	}
+	return id, nil
+}
+
+// RetryAfter reports how long a rate-limited caller must wait, if err is a
+// rate-limit failure from Authenticate.
+func RetryAfter(err error) (time.Duration, bool) {
+	var f *failure
+	if errors.As(err, &f) && f.retryAfter > 0 {
+		return f.retryAfter, true
+	}
+	return 0, false
+}
