@@ -68,6 +68,8 @@ type Access struct {
 	Type   string // "repository" or "registry"
 	Name   string // repository name, or "catalog"
 	Action Action
+	// Or, when set, is an action that satisfies the need as well as Action.
+	Or Action
 }
 
 // Caller is the authenticated identity behind a request, asked later about
@@ -232,8 +234,21 @@ func requiredAccess(r *http.Request, rt route) []Access {
 		case http.MethodDelete:
 			return repo(ActionDelete)
 		}
-	case routeUploads, routeUpload:
-		// Reading an upload's status or cancelling it is part of pushing.
+	case routeUpload:
+		// An upload session is part of a push, but its status may also be
+		// read with pull and it may be cancelled with delete: clients that
+		// keep one token per kind of request (the OCI conformance suite
+		// among them) read status with their pull token and cancel with
+		// their delete token. Session IDs are 128 random bits, so neither
+		// reveals or touches anything of another caller's.
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return []Access{{Type: "repository", Name: rt.name, Action: ActionPush, Or: ActionPull}}
+		case http.MethodDelete:
+			return []Access{{Type: "repository", Name: rt.name, Action: ActionPush, Or: ActionDelete}}
+		}
+		return repo(ActionPush)
+	case routeUploads:
 		// The mount source (?from=) is checked later, without failing the
 		// request, so that a denied mount falls back to a plain upload.
 		return repo(ActionPush)

@@ -17,8 +17,20 @@ type Authorizer struct{ s *Service }
 // Authorizer returns the registry's authorizer.
 func (s *Service) Authorizer() *Authorizer { return &Authorizer{s} }
 
-// caller is an identity as the registry asks about it.
+// caller is an identity as the registry asks about it after the route's
+// own accesses were granted.
 type caller struct{ id auth.Identity }
+
+// policy is the identity without the access-token narrowing: the mount
+// source check and the catalog filter ask what the identity may do now,
+// under its current scope map, not what one access token happened to be
+// scoped to (a client asks for a token per operation and cannot know which
+// repositories a catalog listing will contain).
+func (c caller) policy() auth.Identity {
+	id := c.id
+	id.Bearer = nil
+	return id
+}
 
 func (c caller) Name() string {
 	if c.id.Kind == auth.KindAnonymous {
@@ -32,11 +44,11 @@ func (c caller) Can(repo string, a registry.Action) bool {
 	if !ok {
 		return false
 	}
-	_, allowed := auth.Decide(c.id, repo, want)
+	_, allowed := auth.Decide(c.policy(), repo, want)
 	return allowed
 }
 
-func (c caller) CanSee(repo string) bool { return auth.Allowed(c.id, repo) != auth.NoActions }
+func (c caller) CanSee(repo string) bool { return auth.Allowed(c.policy(), repo) != auth.NoActions }
 
 // Identity returns the auth identity behind a registry caller, for the audit log.
 func Identity(c registry.Caller) (auth.Identity, bool) {
@@ -67,6 +79,11 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 			if !ok {
 				return nil, &registry.Error{Code: registry.CodeDenied}
 			}
+			if alt, ok := auth.ParseTokenAction(string(acc.Or)); ok {
+				if _, allowed := auth.Decide(id, acc.Name, alt); allowed {
+					continue
+				}
+			}
 			if err := auth.Check(id, acc.Name, want); err != nil {
 				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
 					Detail: []map[string]string{{"Type": "repository", "Name": acc.Name, "Action": string(acc.Action)}}}
@@ -82,7 +99,11 @@ func (a *Authorizer) allows(id auth.Identity, need []registry.Access) bool {
 		if acc.Type != "repository" || !ok {
 			return false
 		}
-		if _, allowed := auth.Decide(id, acc.Name, want); !allowed {
+		_, allowed := auth.Decide(id, acc.Name, want)
+		if alt, ok := auth.ParseTokenAction(string(acc.Or)); ok && !allowed {
+			_, allowed = auth.Decide(id, acc.Name, alt)
+		}
+		if !allowed {
 			return false
 		}
 	}
@@ -118,7 +139,10 @@ func (s *Service) challenge(r *http.Request, need []registry.Access, f *failure)
 }
 
 // challengeScope names what the route needs, as clients expect: pushing
-// also asks for pull, because clients check for existing blobs.
+// also asks for pull, because clients check for existing blobs; listing tags
+// asks for pull, which the token endpoint widens to metadata_read where the
+// identity has it, because clients (and the OCI conformance suite) reuse one
+// token for every read of a repository.
 func challengeScope(need []registry.Access) string {
 	var parts []string
 	for _, acc := range need {
@@ -127,8 +151,14 @@ func challengeScope(need []registry.Access) string {
 			continue
 		}
 		actions := string(acc.Action)
-		if acc.Action == registry.ActionPush {
+		switch acc.Action {
+		case registry.ActionPush:
 			actions = "pull,push"
+		case registry.ActionMetadataRead:
+			actions = "pull"
+		}
+		if acc.Or != "" {
+			actions += "," + string(acc.Or)
 		}
 		parts = append(parts, "repository:"+acc.Name+":"+actions)
 	}

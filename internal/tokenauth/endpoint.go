@@ -157,6 +157,14 @@ func (s *Service) anonymousToken(w http.ResponseWriter, r *http.Request, scopes 
 }
 
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity, sub auth.Subject, scopes []auth.Scope, offline bool, refresh string) {
+	// Clients ask for "pull" to list tags (docker, crane, skopeo): reading a
+	// repository's content implies asking to read its metadata too. What is
+	// granted is still only what the identity is allowed.
+	for i := range scopes {
+		if scopes[i].Type == auth.ScopeTypeRepository && scopes[i].Actions.Has(auth.ContentRead) {
+			scopes[i].Actions |= auth.MetadataRead
+		}
+	}
 	granted := auth.Intersect(scopes, id)
 	tok, claims, err := s.id.Signer().IssueAccess(sub, granted)
 	if err != nil {

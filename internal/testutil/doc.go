@@ -1,0 +1,17 @@
+// Package testutil holds helpers for tests that need real processes: a berth
+// server built from this module (StartServer), CNCF Distribution as a
+// reference registry (StartDistribution), a private dockerd (StartDockerd),
+// podman and skopeo with throw-away storage (NewPodman, NewSkopeo), and test
+// images made locally from random content, so that no test ever pulls from
+// the internet.
+//
+// Every helper isolates itself from the machine it runs on: temporary data
+// directories, its own docker/podman configuration and credentials files, and
+// loopback addresses only. Every helper registers its own cleanup with
+// t.Cleanup.
+//
+// Helpers that need an external tool skip the test when the tool is missing,
+// unless BERTH_E2E=1 is set, in which case a missing tool fails the test: the
+// project's test script sets it so that end-to-end tests cannot silently turn
+// into skips.
+package testutil
