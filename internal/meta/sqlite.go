@@ -493,7 +493,9 @@ func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`, id, last, n)
+	// listEnabled=false hides a manifest's tags from listings (ACR's meaning).
+	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled = 1 ORDER BY t.name LIMIT ?`, id, last, n)
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
@@ -504,10 +506,16 @@ func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, 
 	return tags, err
 }
 
-// Repositories lists up to n repository names that sort after last.
-// n < 0 means no limit.
+// Repositories lists up to n repository names that sort after last,
+// leaving out those with listEnabled=false. n < 0 means no limit.
 func (s *SQLite) Repositories(ctx context.Context, last string, n int) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, last, n)
+	return s.ListRepositories(ctx, last, n, false)
+}
+
+// ListRepositories is Repositories, optionally with hidden ones (for
+// management views, where a hidden repository must stay reachable).
+func (s *SQLite) ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND (list_enabled = 1 OR ?) ORDER BY name LIMIT ?`, last, includeHidden, n)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
