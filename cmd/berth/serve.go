@@ -63,6 +63,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.OwnerUsername, "owner-username", flagCfg.OwnerUsername, "name of the owner user created on first start; its password comes from BERTH_OWNER_PASSWORD or is generated and printed once (env BERTH_OWNER_USERNAME)")
 	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
 	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
+	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username or client address before further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
 	return cmd
 }
 
@@ -70,22 +71,23 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 // and the environment, but an unset flag's default must not.
 func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 	set := map[string]func(){
-		"addr":              func() { cfg.Addr = f.Addr },
-		"data":              func() { cfg.Data = f.Data },
-		"name":              func() { cfg.Name = f.Name },
-		"public-url":        func() { cfg.PublicURL = f.PublicURL },
-		"trusted-proxy":     func() { cfg.TrustedProxies = f.TrustedProxies },
-		"tls-cert":          func() { cfg.TLSCert = f.TLSCert },
-		"tls-key":           func() { cfg.TLSKey = f.TLSKey },
-		"log-format":        func() { cfg.LogFormat = f.LogFormat },
-		"log-level":         func() { cfg.LogLevel = f.LogLevel },
-		"body-idle-timeout": func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
-		"shutdown-timeout":  func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
-		"upload-ttl":        func() { cfg.UploadTTL = f.UploadTTL },
-		"anonymous-pull":    func() { cfg.AnonymousPull = f.AnonymousPull },
-		"owner-username":    func() { cfg.OwnerUsername = f.OwnerUsername },
-		"access-token-ttl":  func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
-		"refresh-token-ttl": func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
+		"addr":                    func() { cfg.Addr = f.Addr },
+		"data":                    func() { cfg.Data = f.Data },
+		"name":                    func() { cfg.Name = f.Name },
+		"public-url":              func() { cfg.PublicURL = f.PublicURL },
+		"trusted-proxy":           func() { cfg.TrustedProxies = f.TrustedProxies },
+		"tls-cert":                func() { cfg.TLSCert = f.TLSCert },
+		"tls-key":                 func() { cfg.TLSKey = f.TLSKey },
+		"log-format":              func() { cfg.LogFormat = f.LogFormat },
+		"log-level":               func() { cfg.LogLevel = f.LogLevel },
+		"body-idle-timeout":       func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
+		"shutdown-timeout":        func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
+		"upload-ttl":              func() { cfg.UploadTTL = f.UploadTTL },
+		"anonymous-pull":          func() { cfg.AnonymousPull = f.AnonymousPull },
+		"owner-username":          func() { cfg.OwnerUsername = f.OwnerUsername },
+		"access-token-ttl":        func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
+		"refresh-token-ttl":       func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
+		"login-failure-threshold": func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

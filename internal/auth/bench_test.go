@@ -74,12 +74,14 @@ func buildDecideFixture(tokens, patterns int) *decideFixture {
 				}
 			}
 		}
-		if err := m.Validate(); err != nil {
-			panic(err)
+		if i == 0 {
+			if err := m.Validate(); err != nil {
+				panic(err)
+			}
 		}
 		f.ids[i] = Identity{Kind: KindToken, Name: m.Name, Policy: MustCompile(m)}
 	}
-	f.probes = make([]probe, 1<<16)
+	f.probes = make([]probe, 1<<20)
 	for i := range f.probes {
 		id := r.IntN(tokens)
 		repo := f.repos[r.IntN(len(f.repos))]
@@ -91,6 +93,11 @@ func buildDecideFixture(tokens, patterns int) *decideFixture {
 	return f
 }
 
+// BenchmarkDecide measures the decision for a random token and repository
+// among 50,000 tokens with 500-pattern scope maps. "random" draws from all
+// tokens, so nearly every probe misses the CPU caches (the policies take
+// about 2 GiB): the worst case. "hot-64" draws from 64 tokens, closer to a
+// registry where a few CI tokens do most of the work.
 func BenchmarkDecide(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -100,20 +107,28 @@ func BenchmarkDecide(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	heapMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
 
-	want := ContentRead | ContentWrite
-	allowed := 0
-	i := 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		p := f.probes[i&(len(f.probes)-1)]
-		if _, ok := Decide(f.ids[p.id], p.repo, want); ok {
-			allowed++
+	run := func(b *testing.B, probes []probe) {
+		want := ContentRead | ContentWrite
+		allowed, i := 0, 0
+		b.ReportAllocs()
+		for b.Loop() {
+			p := probes[i%len(probes)]
+			if _, ok := Decide(f.ids[p.id], p.repo, want); ok {
+				allowed++
+			}
+			i++
 		}
-		i++
+		b.ReportMetric(float64(allowed)/float64(i), "allowed-ratio")
+		b.ReportMetric(heapMiB, "fixture-MiB")
 	}
-	b.ReportMetric(float64(allowed)/float64(i), "allowed-ratio")
-	b.ReportMetric(heapMiB, "fixture-MiB")
+	b.Run("random", func(b *testing.B) { run(b, f.probes) })
+	var hot []probe
+	for _, p := range f.probes {
+		if p.id < 64 {
+			hot = append(hot, p)
+		}
+	}
+	b.Run("hot-64", func(b *testing.B) { run(b, hot) })
 }
 
 func BenchmarkVerifyJWT(b *testing.B) {

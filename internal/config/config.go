@@ -48,6 +48,9 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of issued tokens.
 	AccessTokenTTL  time.Duration `yaml:"accessTokenTTL" env:"BERTH_ACCESS_TOKEN_TTL"`
 	RefreshTokenTTL time.Duration `yaml:"refreshTokenTTL" env:"BERTH_REFRESH_TOKEN_TTL"`
+	// LoginFailureThreshold is how many consecutive failed logins a username
+	// or a client address may have before further attempts are delayed.
+	LoginFailureThreshold int `yaml:"loginFailureThreshold" env:"BERTH_LOGIN_FAILURE_THRESHOLD"`
 }
 
 // Default returns the configuration used when nothing is configured.
@@ -64,6 +67,8 @@ func Default() Config {
 		OwnerUsername:   "owner",
 		AccessTokenTTL:  5 * time.Minute,
 		RefreshTokenTTL: 8 * time.Hour,
+
+		LoginFailureThreshold: 5,
 	}
 }
 
@@ -154,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshTokenTTL < c.AccessTokenTTL || c.RefreshTokenTTL > 30*24*time.Hour {
 		return fmt.Errorf("refresh token lifetime %s: use between the access token lifetime and 720h", c.RefreshTokenTTL)
+	}
+	if c.LoginFailureThreshold < 1 {
+		return fmt.Errorf("login failure threshold %d: use 1 or more", c.LoginFailureThreshold)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("the data directory must not be empty")

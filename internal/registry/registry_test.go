@@ -26,9 +26,9 @@ import (
 type openAuthz struct{ denyRead map[string]bool }
 
 func (a openAuthz) Authorize(*http.Request, []Access) (Caller, error) { return a, nil }
-func (a openAuthz) Name() string                                     { return "test" }
-func (a openAuthz) Can(repo string, act Action) bool                 { return !(act == ActionPull && a.denyRead[repo]) }
-func (a openAuthz) CanSee(repo string) bool                          { return !a.denyRead[repo] }
+func (a openAuthz) Name() string                                      { return "test" }
+func (a openAuthz) Can(repo string, act Action) bool                  { return !(act == ActionPull && a.denyRead[repo]) }
+func (a openAuthz) CanSee(repo string) bool                           { return !a.denyRead[repo] }
 
 func newTestRegistry(t *testing.T, authz Authorizer) (*httptest.Server, string) {
 	t.Helper()

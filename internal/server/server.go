@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
@@ -89,6 +90,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		URLs:          urls,
 		Logger:        log,
 		AnonymousPull: cfg.AnonymousPull,
+		Limiter:       auth.NewLimiter(auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}),
 	})
 	reg := registry.New(registry.Options{
 		Blobs:      blobs,
@@ -270,3 +272,12 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	return b.ReadCloser.Read(p)
 }
+
+// Identity returns the identity service (for tests and embedding).
+func (s *Server) Identity() *identity.Service { return s.identity }
+
+// Audit returns the audit log (for tests and embedding).
+func (s *Server) Audit() *audit.Log { return s.audit }
+
+// DataDir returns the data directory.
+func (s *Server) DataDir() string { return s.cfg.Data }

@@ -1,0 +1,466 @@
+// Package api serves berth's management REST API under /api/v1/: scope maps,
+// tokens and their passwords, the admin user, users, repositories and the
+// audit log. Resources have the shape of Azure Container Registry's ARM
+// resources. The API is a thin face over the identity service, which checks
+// management rights itself; repository routes ask auth.Decide, the same
+// decision the registry makes on /v2/.
+//
+// The routes are listed in routes, and described in openapi.json, which is
+// served at GET /api/v1/openapi.json.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/reqlog"
+)
+
+// Prefix is where the API lives; the server mounts the Handler there.
+const Prefix = "/api/v1/"
+
+// MaxBodySize bounds request bodies.
+const MaxBodySize = 1 << 20
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// Authenticator identifies the caller of a request: Basic credentials of a
+// user, or a Bearer access token from /oauth2/token. An error means the
+// request is not authenticated; the API answers 401 (or 429, see
+// Options.RetryAfter) and never shows the error's text to the client.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+// Metadata is what the API needs of the metadata store.
+type Metadata interface {
+	Repositories(ctx context.Context, last string, n int) ([]string, error)
+	Repository(ctx context.Context, name string) (meta.Repository, error)
+	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
+	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
+	SetRepositoryAttributes(ctx context.Context, repo string, a meta.Attributes) error
+	SetManifestAttributes(ctx context.Context, repo, ref string, a meta.Attributes) error
+	DeleteRepository(ctx context.Context, repo string) error
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	DeleteTag(ctx context.Context, repo, tag string) error
+}
+
+// AuditLog is what the API needs of the audit log.
+type AuditLog interface {
+	Record(e audit.Event)
+	List(ctx context.Context, f audit.Filter) ([]audit.Event, error)
+}
+
+// Options configure a Handler.
+type Options struct {
+	Identity      *identity.Service // required
+	Metadata      Metadata          // required
+	Authenticator Authenticator     // required
+	// Audit, when set, records repository changes and serves GET /api/v1/audit.
+	Audit  AuditLog
+	Logger *slog.Logger
+	// RetryAfter, when set, tells a rate-limited authentication failure
+	// apart: the API then answers 429 with Retry-After instead of 401.
+	RetryAfter func(error) (time.Duration, bool)
+	// ClientIP gives the caller's address for audit records; by default
+	// the peer address.
+	ClientIP func(*http.Request) string
+}
+
+// Handler is the management API.
+type Handler struct {
+	ids        *identity.Service
+	meta       Metadata
+	authn      Authenticator
+	audit      AuditLog
+	log        *slog.Logger
+	retryAfter func(error) (time.Duration, bool)
+	clientIP   func(*http.Request) string
+	mux        *http.ServeMux
+}
+
+// New returns the API handler. Mount it at Prefix; it serves paths that
+// start with it.
+func New(o Options) (*Handler, error) {
+	if o.Identity == nil || o.Metadata == nil || o.Authenticator == nil {
+		return nil, errors.New("api: Identity, Metadata and Authenticator are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RetryAfter == nil {
+		o.RetryAfter = func(error) (time.Duration, bool) { return 0, false }
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = peerIP
+	}
+	h := &Handler{ids: o.Identity, meta: o.Metadata, authn: o.Authenticator, audit: o.Audit, log: o.Logger,
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
+	for _, rt := range h.routes() {
+		h.mux.Handle(rt.pattern, h.authenticated(rt.handle))
+	}
+	return h, nil
+}
+
+// route is one entry of the route table: a ServeMux pattern and its handler.
+type route struct {
+	pattern string
+	handle  func(*call) error
+}
+
+// routes is the table of every authenticated route. Repository names
+// contain '/', so every route below /repositories/ goes to one dispatcher
+// per method, which splits the path at its "_tags" or "_manifests" segment
+// (see repositoryRoutes).
+func (h *Handler) routes() []route {
+	return []route{
+		{"GET /api/v1/scopeMaps", h.listScopeMaps},
+		{"GET /api/v1/scopeMaps/{name}", h.getScopeMap},
+		{"PUT /api/v1/scopeMaps/{name}", h.createScopeMap},
+		{"PATCH /api/v1/scopeMaps/{name}", h.updateScopeMap},
+		{"DELETE /api/v1/scopeMaps/{name}", h.deleteScopeMap},
+
+		{"GET /api/v1/tokens", h.listTokens},
+		{"GET /api/v1/tokens/{name}", h.getToken},
+		{"PUT /api/v1/tokens/{name}", h.createToken},
+		{"PATCH /api/v1/tokens/{name}", h.updateToken},
+		{"DELETE /api/v1/tokens/{name}", h.deleteToken},
+		{"DELETE /api/v1/tokens/{name}/passwords/{password}", h.deletePassword},
+		{"POST /api/v1/generateCredentials", h.generateCredentials},
+
+		{"GET /api/v1/admin", h.getAdmin},
+		{"PATCH /api/v1/admin", h.updateAdmin},
+		{"POST /api/v1/admin/regenerateCredential", h.regenerateAdminCredential},
+
+		{"GET /api/v1/users", h.listUsers},
+		{"GET /api/v1/users/{name}", h.getUser},
+		{"PUT /api/v1/users/{name}", h.createUser},
+		{"PATCH /api/v1/users/{name}", h.updateUser},
+		{"DELETE /api/v1/users/{name}", h.deleteUser},
+
+		{"GET /api/v1/repositories", h.listRepositories},
+		{"GET /api/v1/repositories/{path...}", h.repository},
+		{"PATCH /api/v1/repositories/{path...}", h.repository},
+		{"DELETE /api/v1/repositories/{path...}", h.repository},
+
+		{"GET /api/v1/audit", h.listAudit},
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		h.notRouted(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// notRouted answers a request that matches no route, in the API's JSON
+// error shape rather than the ServeMux's plain text: 404, or 405 with Allow
+// when the path exists for other methods.
+func (h *Handler) notRouted(w http.ResponseWriter, r *http.Request) {
+	probe := &statusRecorder{header: http.Header{}}
+	fallback, _ := h.mux.Handler(r)
+	fallback.ServeHTTP(probe, r)
+	switch {
+	case probe.status == http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		writeJSONError(w, &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+			Message: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))})
+	case probe.status >= 300 && probe.status < 400:
+		// The ServeMux redirects unclean paths ("//", "..") to clean ones.
+		w.Header().Set("Location", probe.header.Get("Location"))
+		w.WriteHeader(probe.status)
+	default:
+		writeJSONError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+			Message: fmt.Sprintf("no such route: %s %s; the routes are listed at %sopenapi.json", r.Method, r.URL.Path, Prefix)})
+	}
+}
+
+// statusRecorder keeps the status and headers a fallback handler writes.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+	w.Write(openAPIDocument)
+}
+
+// call is one authenticated request.
+type call struct {
+	w  http.ResponseWriter
+	r  *http.Request
+	id auth.Identity
+}
+
+func (c *call) ctx() context.Context { return c.r.Context() }
+
+// authenticated wraps a route: it authenticates the caller, runs the route
+// and writes its error, if any.
+func (h *Handler) authenticated(fn func(*call) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := reqlog.From(r.Context())
+		info.Route = "api " + r.Pattern
+		id, err := h.authn.Authenticate(r)
+		if err != nil {
+			h.unauthenticated(w, r, err)
+			return
+		}
+		info.Identity = id.Name
+		if err := fn(&call{w: w, r: r, id: id}); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) {
+	if wait, ok := h.retryAfter(err); ok {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		writeJSONError(w, &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyRequests,
+			Message: fmt.Sprintf("too many failed logins: retry in %d seconds", secs)})
+		return
+	}
+	msg := "authentication required: send a user's Basic credentials, or a Bearer access token from /oauth2/token"
+	if r.Header.Get("Authorization") != "" {
+		msg = "invalid credentials: the username, password or access token is wrong, disabled or expired"
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+	writeJSONError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: msg})
+}
+
+// Error codes of the API's error body.
+const (
+	CodeBadRequest       = "BadRequest"
+	CodeUnauthorized     = "Unauthorized"
+	CodeForbidden        = "Forbidden"
+	CodeNotFound         = "NotFound"
+	CodeMethodNotAllowed = "MethodNotAllowed"
+	CodeConflict         = "Conflict"
+	CodeInUse            = "InUse"
+	CodeTooLarge         = "RequestTooLarge"
+	CodeTooManyRequests  = "TooManyRequests"
+	CodeInternal         = "InternalError"
+)
+
+// Error is an API error with its HTTP status.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func badRequest(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) *Error {
+	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: fmt.Sprintf(format, args...)}
+}
+
+// toAPIError maps the errors of the layers below to API errors: identity's
+// kinds, meta's not-found and locked errors, and denied access decisions.
+// Anything else is an internal error.
+func toAPIError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var denied *auth.DeniedError
+	var locked *meta.LockedError
+	switch {
+	case errors.As(err, &denied):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: denied.Error()}
+	case errors.Is(err, identity.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
+	case errors.Is(err, identity.ErrConflict):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}
+	case errors.Is(err, identity.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
+	case errors.Is(err, identity.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()}
+	case errors.Is(err, identity.ErrInUse):
+		return &Error{Status: http.StatusConflict, Code: CodeInUse, Message: err.Error()}
+	case errors.As(err, &locked):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict,
+			Message: fmt.Sprintf("%s: set %s to true first", locked.Error(), locked.Attr)}
+	case errors.Is(err, meta.ErrRepositoryNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "repository not found"}
+	case errors.Is(err, meta.ErrManifestNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "manifest not found"}
+	case errors.Is(err, meta.ErrTagNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "tag not found"}
+	}
+	return nil
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := toAPIError(err)
+	if e == nil {
+		if r.Context().Err() != nil {
+			return // the client went away
+		}
+		h.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
+	}
+	writeJSONError(w, e)
+}
+
+func writeJSONError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status, ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode answer: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+	return nil
+}
+
+func (c *call) ok(v any) error      { return writeJSON(c.w, http.StatusOK, v) }
+func (c *call) created(v any) error { return writeJSON(c.w, http.StatusCreated, v) }
+
+func (c *call) noContent() error {
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// decode reads the JSON request body into v: at most MaxBodySize bytes, one
+// JSON value, no fields that v does not have.
+func (c *call) decode(v any) error {
+	body := http.MaxBytesReader(c.w, c.r.Body, MaxBodySize)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return bodyError(err)
+		}
+		return badRequest("request body: unexpected data after the JSON object; send exactly one object")
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+			Message: fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
+	case errors.Is(err, io.EOF):
+		return badRequest("request body is empty: send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("request body is not valid JSON: it ends too early")
+	case errors.As(err, &syntax):
+		return badRequest("request body is not valid JSON at byte %d: %v", syntax.Offset, err)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return badRequest("request body must be a JSON object, not a %s", typ.Value)
+		}
+		return badRequest("request body: field %q must be %s, not a %s", field, jsonTypeName(typ.Type.Kind().String()), typ.Value)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return badRequest("request body: unknown field %s; the fields of each route are in %sopenapi.json", f, Prefix)
+	}
+	return badRequest("request body: %v", err)
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return "a number"
+}
+
+// resourceName takes a name from an id such as "/scopeMaps/NAME" (or a full
+// ARM id ending so), or a bare name.
+func resourceName(kind, field, s string) (string, error) {
+	if i := strings.LastIndex(s, "/"+kind+"/"); i >= 0 {
+		s = s[i+len(kind)+2:]
+	}
+	if s == "" || strings.Contains(s, "/") {
+		return "", badRequest("invalid %s %q: use \"/%s/NAME\" or a bare name", field, s, kind)
+	}
+	return s, nil
+}
+
+// record writes an audit event about a change made through the API.
+func (h *Handler) record(c *call, e audit.Event) {
+	if h.audit == nil {
+		return
+	}
+	e.Result = audit.ResultSuccess
+	e.Identity, e.IdentityKind = c.id.Name, c.id.Kind.String()
+	e.CallerIP, e.UserAgent = h.clientIP(c.r), c.r.UserAgent()
+	if c.id.Bearer != nil {
+		e.Slot, e.JwtID = c.id.Bearer.Slot, c.id.Bearer.ID
+	}
+	h.audit.Record(e)
+}
+
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,335 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/reqlog"
+)
+
+// Paging limits of the repository and tag lists.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// repoRoute is a route below /api/v1/repositories/. Repository names
+// contain '/', so the sub-resource is marked by a segment that no
+// repository name can contain, because name segments start with a letter or
+// digit: "_tags" or "_manifests", as in ACR's /acr/v1/{name}/_tags.
+type repoRoute struct {
+	method string
+	// shape is the path after /api/v1/repositories/, as in the OpenAPI document.
+	shape string
+	// need is what the caller must be allowed on the repository; the API
+	// asks auth.Decide, exactly as the registry does on /v2/.
+	need   auth.Actions
+	handle func(h *Handler, c *call, name, ref string) error
+}
+
+// Path shapes below /api/v1/repositories/.
+const (
+	shapeRepository = "{name}"
+	shapeTags       = "{name}/_tags"
+	shapeTag        = "{name}/_tags/{tag}"
+	shapeManifest   = "{name}/_manifests/{reference}"
+)
+
+// repositoryRoutes is the table of routes below /api/v1/repositories/.
+var repositoryRoutes = []repoRoute{
+	{http.MethodGet, shapeRepository, auth.MetadataRead, (*Handler).getRepository},
+	{http.MethodPatch, shapeRepository, auth.MetadataWrite, (*Handler).updateRepository},
+	{http.MethodDelete, shapeRepository, auth.ContentDelete, (*Handler).deleteRepository},
+	{http.MethodGet, shapeTags, auth.MetadataRead, (*Handler).listTags},
+	{http.MethodGet, shapeTag, auth.MetadataRead, (*Handler).getTag},
+	{http.MethodDelete, shapeTag, auth.MetadataWrite, (*Handler).untag},
+	{http.MethodGet, shapeManifest, auth.MetadataRead, (*Handler).getManifest},
+	{http.MethodPatch, shapeManifest, auth.MetadataWrite, (*Handler).updateManifest},
+	{http.MethodDelete, shapeManifest, auth.ContentDelete, (*Handler).deleteManifest},
+}
+
+// splitRepositoryPath splits the path after /api/v1/repositories/ into the
+// repository name, the shape of the route and the tag or reference.
+func splitRepositoryPath(p string) (name, shape, ref string, err error) {
+	segs := strings.Split(p, "/")
+	i := 0
+	for i < len(segs) && !strings.HasPrefix(segs[i], "_") {
+		i++
+	}
+	name, rest := strings.Join(segs[:i], "/"), segs[i:]
+	switch {
+	case len(rest) == 0:
+		shape = shapeRepository
+	case rest[0] == "_tags" && len(rest) == 1:
+		shape = shapeTags
+	case rest[0] == "_tags" && len(rest) == 2 && rest[1] != "":
+		shape, ref = shapeTag, rest[1]
+	case rest[0] == "_manifests" && len(rest) == 2 && rest[1] != "":
+		shape, ref = shapeManifest, rest[1]
+	default:
+		return "", "", "", notFound("no such route below %srepositories/: after the repository name use /_tags, /_tags/TAG or /_manifests/REFERENCE", Prefix)
+	}
+	if err := auth.ValidateRepository(name); err != nil {
+		return "", "", "", badRequest("%v", err)
+	}
+	return name, shape, ref, nil
+}
+
+// repository dispatches the routes below /api/v1/repositories/.
+func (h *Handler) repository(c *call) error {
+	name, shape, ref, err := splitRepositoryPath(c.r.PathValue("path"))
+	if err != nil {
+		return err
+	}
+	var allow []string
+	for _, rt := range repositoryRoutes {
+		if rt.shape != shape {
+			continue
+		}
+		if rt.method != c.r.Method {
+			allow = append(allow, rt.method)
+			continue
+		}
+		if err := auth.Check(c.id, name, rt.need); err != nil {
+			return err
+		}
+		reqlog.From(c.ctx()).Repository = name
+		return rt.handle(h, c, name, ref)
+	}
+	c.w.Header().Set("Allow", strings.Join(allow, ", "))
+	return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+		Message: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", c.r.Method, c.r.URL.Path, strings.Join(allow, ", "))}
+}
+
+// pageParams reads ?last= and ?n=.
+func pageParams(r *http.Request) (last string, n int, err error) {
+	q := r.URL.Query()
+	n = defaultPageSize
+	if v := q.Get("n"); v != "" {
+		n, err = strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			return "", 0, badRequest("invalid n=%q: use a number from 1 to %d", v, maxPageSize)
+		}
+	}
+	return q.Get("last"), n, nil
+}
+
+// listRepositories lists the repositories the caller may do anything with,
+// as the registry's catalog does: the decision is about the identity's
+// current rights, not about the repositories one access token happened to
+// be scoped to, but a caller with an access token needs the catalog in it.
+func (h *Handler) listRepositories(c *call) error {
+	last, n, err := pageParams(c.r)
+	if err != nil {
+		return err
+	}
+	if !auth.CanListCatalog(c.id) {
+		return forbidden("%s may not list repositories: request an access token with scope registry:catalog:*", c.id)
+	}
+	who := c.id
+	who.Bearer = nil
+	out := RepositoryList{Repositories: []string{}}
+	for len(out.Repositories) <= n {
+		page, err := h.meta.Repositories(c.ctx(), last, maxPageSize)
+		if err != nil {
+			return err
+		}
+		for _, repo := range page {
+			if auth.Allowed(who, repo) != auth.NoActions {
+				out.Repositories = append(out.Repositories, repo)
+			}
+		}
+		if len(page) < maxPageSize {
+			break
+		}
+		last = page[len(page)-1]
+	}
+	if len(out.Repositories) > n {
+		out.Repositories = out.Repositories[:n]
+		out.Next = out.Repositories[n-1]
+	}
+	return c.ok(out)
+}
+
+func (h *Handler) repositoryJSON(c *call, name string) (Repository, error) {
+	r, err := h.meta.Repository(c.ctx(), name)
+	if err != nil {
+		return Repository{}, notFoundAs(err, "repository %q not found", name)
+	}
+	tags, err := h.meta.Tags(c.ctx(), name, "", -1)
+	if err != nil {
+		return Repository{}, notFoundAs(err, "repository %q not found", name)
+	}
+	return Repository{Registry: h.ids.RegistryName(), ImageName: name, CreatedTime: r.CreatedAt.UTC(),
+		TagCount: len(tags), ChangeableAttributes: attributesJSON(r.Attributes)}, nil
+}
+
+// notFoundAs turns meta's not-found errors into a 404 with a message naming
+// what was looked for; other errors pass through.
+func notFoundAs(err error, format string, args ...any) error {
+	if errors.Is(err, meta.ErrRepositoryNotFound) || errors.Is(err, meta.ErrManifestNotFound) || errors.Is(err, meta.ErrTagNotFound) {
+		return notFound(format, args...)
+	}
+	return err
+}
+
+func (h *Handler) getRepository(c *call, name, _ string) error {
+	r, err := h.repositoryJSON(c, name)
+	if err != nil {
+		return err
+	}
+	return c.ok(r)
+}
+
+func (h *Handler) decodeAttributes(c *call) (AttributesPatch, error) {
+	var p AttributesPatch
+	if err := c.decode(&p); err != nil {
+		return p, err
+	}
+	if p.empty() {
+		return p, badRequest("nothing to change: send one or more of deleteEnabled, writeEnabled, readEnabled, listEnabled")
+	}
+	return p, nil
+}
+
+func (h *Handler) updateRepository(c *call, name, _ string) error {
+	p, err := h.decodeAttributes(c)
+	if err != nil {
+		return err
+	}
+	r, err := h.meta.Repository(c.ctx(), name)
+	if err != nil {
+		return notFoundAs(err, "repository %q not found", name)
+	}
+	attrs := p.apply(r.Attributes)
+	if err := h.meta.SetRepositoryAttributes(c.ctx(), name, attrs); err != nil {
+		return notFoundAs(err, "repository %q not found", name)
+	}
+	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name, Reason: "attributes: " + describeAttributes(attrs)})
+	out, err := h.repositoryJSON(c, name)
+	if err != nil {
+		return err
+	}
+	return c.ok(out)
+}
+
+func describeAttributes(a meta.Attributes) string {
+	return fmt.Sprintf("deleteEnabled=%t writeEnabled=%t readEnabled=%t listEnabled=%t", a.DeleteEnabled, a.WriteEnabled, a.ReadEnabled, a.ListEnabled)
+}
+
+func (h *Handler) deleteRepository(c *call, name, _ string) error {
+	if err := h.meta.DeleteRepository(c.ctx(), name); err != nil {
+		return notFoundAs(err, "repository %q not found", name)
+	}
+	h.record(c, audit.Event{Kind: audit.KindDelete, Repository: name, Target: "repository " + name})
+	return c.noContent()
+}
+
+func (h *Handler) listTags(c *call, name, _ string) error {
+	last, n, err := pageParams(c.r)
+	if err != nil {
+		return err
+	}
+	names, err := h.meta.Tags(c.ctx(), name, last, n+1)
+	if err != nil {
+		return notFoundAs(err, "repository %q not found", name)
+	}
+	out := TagList{Registry: h.ids.RegistryName(), ImageName: name, Tags: []Tag{}}
+	if len(names) > n {
+		names = names[:n]
+		out.Next = names[n-1]
+	}
+	for _, t := range names {
+		m, err := h.meta.Manifest(c.ctx(), name, t)
+		if errors.Is(err, meta.ErrManifestNotFound) {
+			continue // untagged meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		out.Tags = append(out.Tags, Tag{Name: t, Digest: m.Digest, CreatedTime: m.CreatedAt.UTC(), ChangeableAttributes: attributesJSON(m.Attributes)})
+	}
+	return c.ok(out)
+}
+
+func (h *Handler) getTag(c *call, name, tag string) error {
+	if _, err := digest.Parse(tag); err == nil {
+		return badRequest("%q is a digest, not a tag: use %srepositories/%s/_manifests/%s", tag, Prefix, name, tag)
+	}
+	m, err := h.meta.Manifest(c.ctx(), name, tag)
+	if err != nil {
+		return notFoundAs(err, "tag %s:%s not found", name, tag)
+	}
+	return c.ok(Tag{Name: tag, Digest: m.Digest, CreatedTime: m.CreatedAt.UTC(), ChangeableAttributes: attributesJSON(m.Attributes)})
+}
+
+func (h *Handler) untag(c *call, name, tag string) error {
+	if err := h.meta.DeleteTag(c.ctx(), name, tag); err != nil {
+		return notFoundAs(err, "tag %s:%s not found", name, tag)
+	}
+	h.record(c, audit.Event{Kind: audit.KindUntag, Repository: name, Tag: tag})
+	return c.noContent()
+}
+
+func (h *Handler) manifestInfo(c *call, name, ref string) (ManifestInfo, error) {
+	m, err := h.meta.Manifest(c.ctx(), name, ref)
+	if err != nil {
+		return ManifestInfo{}, notFoundAs(err, "manifest %s not found in repository %q", ref, name)
+	}
+	return ManifestInfo{Registry: h.ids.RegistryName(), ImageName: name, Manifest: manifestJSON(m)}, nil
+}
+
+func (h *Handler) getManifest(c *call, name, ref string) error {
+	info, err := h.manifestInfo(c, name, ref)
+	if err != nil {
+		return err
+	}
+	return c.ok(info)
+}
+
+func (h *Handler) updateManifest(c *call, name, ref string) error {
+	p, err := h.decodeAttributes(c)
+	if err != nil {
+		return err
+	}
+	info, err := h.manifestInfo(c, name, ref)
+	if err != nil {
+		return err
+	}
+	cur := info.Manifest.ChangeableAttributes
+	attrs := p.apply(meta.Attributes{DeleteEnabled: cur.DeleteEnabled, WriteEnabled: cur.WriteEnabled, ReadEnabled: cur.ReadEnabled, ListEnabled: cur.ListEnabled})
+	d := info.Manifest.Digest
+	if err := h.meta.SetManifestAttributes(c.ctx(), name, d.String(), attrs); err != nil {
+		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
+	}
+	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: d.String(), Target: "manifest " + name + "@" + d.String(),
+		Reason: "attributes: " + describeAttributes(attrs)})
+	if info, err = h.manifestInfo(c, name, d.String()); err != nil {
+		return err
+	}
+	return c.ok(info)
+}
+
+func (h *Handler) deleteManifest(c *call, name, ref string) error {
+	m, err := h.meta.Manifest(c.ctx(), name, ref)
+	if err != nil {
+		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
+	}
+	if err := h.meta.DeleteManifest(c.ctx(), name, m.Digest); err != nil {
+		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
+	}
+	e := audit.Event{Kind: audit.KindDelete, Repository: name, Digest: m.Digest.String()}
+	if ref != m.Digest.String() {
+		e.Tag = ref
+	}
+	h.record(c, e)
+	return c.noContent()
+}
