@@ -124,8 +124,6 @@ func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
 
-func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-
 func (e *env) doForm(form string) (int, string) {
 	e.t.Helper()
 	resp, err := http.Post(e.http.URL+"/oauth2/token", "application/x-www-form-urlencoded", strings.NewReader(form))
