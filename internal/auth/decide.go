@@ -143,9 +143,6 @@ func (id Identity) String() string {
 // actions for a user; the scope map's for a token (and for an anonymous
 // caller with a Policy); in each case narrowed to the access claim of
 // id.Bearer when there is one.
-//
-// The registry's catalog lists the repositories for which Allowed is not
-// empty: a caller sees what it can do something with.
 func Allowed(id Identity, repo string) Actions {
 	if checkName(repo) != "" {
 		return NoActions
@@ -163,6 +160,17 @@ func Allowed(id Identity, repo string) Actions {
 		a &= id.Bearer.Granted(repo)
 	}
 	return a
+}
+
+// VisibleInCatalog reports whether the catalog lists repository repo for id:
+// whether id may currently do anything at all on it. It ignores id.Bearer,
+// because an access token for "registry:catalog:*" names no repositories;
+// CanListCatalog has already checked the token. Filtering by any action,
+// not only metadata/read, follows issue 3: a push-only CI token still sees
+// the repositories it pushes to.
+func VisibleInCatalog(id Identity, repo string) bool {
+	id.Bearer = nil
+	return Allowed(id, repo) != NoActions
 }
 
 // Decide is the one access decision of berth: may id perform every action
@@ -222,7 +230,7 @@ const (
 	// generates and deletes token passwords.
 	ManageTokens
 	// ManageUsers creates, updates and deletes users and assigns roles.
-	// Only owners have it, so no one can raise their own role.
+	// Only owners have it, so nobody below owner can raise their own role.
 	ManageUsers
 	// ManageRegistry changes registry settings and the admin user (enable,
 	// disable, renew its passwords).

@@ -158,3 +158,30 @@ func TestLimiterAddresses(t *testing.T) {
 		t.Error("an address in another /64 was limited")
 	}
 }
+
+// TestLimiterConcurrent is for the race detector: the limiter is shared by
+// every request handler.
+func TestLimiterConcurrent(t *testing.T) {
+	l := NewLimiter(LimiterConfig{MaxEntries: 50})
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				user, ip := fmt.Sprintf("user-%d", i%70), fmt.Sprintf("192.0.2.%d", g)
+				if ok, _ := l.Allow(user, ip); ok {
+					l.Fail(user, ip)
+				}
+				if i%7 == 0 {
+					l.Succeed(user)
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if n := l.Len(); n > 50 {
+		t.Errorf("Len = %d, cap 50", n)
+	}
+}

@@ -7,14 +7,14 @@ import "strings"
 // read from many goroutines; a changed scope map is compiled into a new
 // Policy that replaces the old one.
 //
-// Lookups cost one map probe for the exact rules, one probe per '/' in the
+// A lookup costs one map probe for the exact rules, one more per '/' in the
 // repository name for the prefix rules, and one OR for "*", whatever the
-// number of rules, and allocate nothing.
+// number of rules, and allocates nothing.
 type Policy struct {
 	name string
 	all  Actions // granted on every repository by "*"
-	// rules holds the exact and the prefix rules in one map, which halves
-	// the memory and the cache misses of two: an exact rule under its name
+	// rules holds the exact and the prefix rules in one map, saving the
+	// memory and the cache misses of a second one: an exact rule under its name
 	// ("team/app"), a prefix rule under its prefix with the slash
 	// ("team/" for "team/*"). No repository name ends in '/', so the two
 	// cannot collide.
@@ -24,8 +24,8 @@ type Policy struct {
 
 // Compile parses a scope map's actions into a Policy. Grants add up: every
 // rule whose pattern matches a repository contributes its actions, so
-// "samples/*" content/read plus "samples/teamA/*" content/write gives both on
-// "samples/teamA/x".
+// "samples/*" content/read plus "samples/teama/*" content/write gives both on
+// "samples/teama/x".
 //
 // It returns an error for an action that does not parse, rather than
 // skipping it, so that a corrupted stored map is noticed instead of silently

@@ -180,7 +180,8 @@ func Intersect(requested []Scope, id Identity) []Access {
 }
 
 // CanListCatalog reports whether id may call the catalog endpoint at all.
-// Any authenticated caller may; what it sees is then filtered with Allowed.
+// Any authenticated caller may; what it sees is then filtered with
+// VisibleInCatalog.
 // A caller presenting an access token also needs the catalog in the token's
 // access claim, as the token-auth spec requires.
 func CanListCatalog(id Identity) bool {

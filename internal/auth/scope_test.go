@@ -166,3 +166,20 @@ func TestCanListCatalog(t *testing.T) {
 		}
 	}
 }
+
+func TestVisibleInCatalog(t *testing.T) {
+	p := MustCompile(scopeMap("team-scope-map", "repositories/team/*/content/write"))
+	bearer := &Claims{Access: []Access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}}
+	id := Identity{Kind: KindToken, Name: "ci-token", Policy: p, Bearer: bearer}
+	if !CanListCatalog(id) {
+		t.Fatal("CanListCatalog = false")
+	}
+	for repo, want := range map[string]bool{"team/app": true, "team/a/b": true, "team": false, "other": false, "Bad": false} {
+		if got := VisibleInCatalog(id, repo); got != want {
+			t.Errorf("VisibleInCatalog(%q) = %v, want %v", repo, got, want)
+		}
+	}
+	if VisibleInCatalog(Identity{}, "team/app") {
+		t.Error("anonymous sees the catalog")
+	}
+}

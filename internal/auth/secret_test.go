@@ -132,7 +132,7 @@ func TestUserPassword(t *testing.T) {
 
 func TestUserPasswordDefaults(t *testing.T) {
 	h := HashUserPassword("hunter2hunter2")
-	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=4,p=1$") {
 		t.Errorf("default hash %q", h)
 	}
 	if !VerifyUserPassword(h, "hunter2hunter2") || VerifyUserPassword(h, "hunter2hunter3") {
