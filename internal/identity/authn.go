@@ -116,7 +116,12 @@ func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enable
 		cached = c.generation == gen && now.Before(c.until)
 	}
 	if !cached {
-		if !auth.VerifyUserPassword(hash, password) {
+		// argon2id takes ~19 MiB and ~40 ms per check: bound how many run
+		// at once so a burst of logins cannot exhaust memory.
+		s.argon <- struct{}{}
+		ok := auth.VerifyUserPassword(hash, password)
+		<-s.argon
+		if !ok {
 			return Login{}, authErr("wrong password")
 		}
 	}

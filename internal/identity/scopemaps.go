@@ -126,8 +126,10 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sql.Tx, spec Sco
 			return nil, errf(ErrConflict, "scope map %q is built in and cannot be created or changed", spec.Name)
 		}
 	}
-	if s.scopeMaps[spec.Name] != nil {
-		return nil, errf(ErrConflict, "scope map %q already exists: use `scope-map update` to change it", spec.Name)
+	for n := range s.scopeMaps {
+		if strings.EqualFold(n, spec.Name) {
+			return nil, errf(ErrConflict, "scope map %q already exists (names are case-insensitive): use `scope-map update` to change it", n)
+		}
 	}
 	m, err := s.compileSpec(spec)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,8 @@ type Service struct {
 
 	// userLogins caches verified user passwords: [32]byte → cachedLogin.
 	userLogins sync.Map
+	// argon bounds concurrent user-password checks.
+	argon chan struct{}
 
 	stop chan struct{}
 	done chan struct{}
@@ -157,7 +160,8 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	s := &Service{db: db, opts: opts, log: opts.Logger, audit: opts.Audit, now: opts.Now,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		argon: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		stop:  make(chan struct{}), done: make(chan struct{})}
 	key, err := s.signingKey(ctx)
 	if err != nil {
 		return nil, err

@@ -154,8 +154,8 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.tokens[spec.Name] != nil {
-		return Token{}, nil, errf(ErrConflict, "token %q already exists", spec.Name)
+	if other := s.tokenNamedLocked(spec.Name); other != "" {
+		return Token{}, nil, errf(ErrConflict, "token %q already exists (names are case-insensitive)", other)
 	}
 	if s.nameTakenLocked(spec.Name) {
 		return Token{}, nil, errf(ErrConflict, "%q is already the name of a user or the admin user: token names are docker usernames and must be unique", spec.Name)
@@ -167,6 +167,9 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		}
 	} else {
 		spec.ScopeMap = spec.Name + "-scope-map"
+		if len(spec.ScopeMap) > auth.MaxNameLength {
+			return Token{}, nil, errf(ErrInvalid, "token name %q is too long to name its own scope map %q (at most %d characters): create a scope map with `scope-map create` and pass it with --scope-map", spec.Name, spec.ScopeMap, auth.MaxNameLength)
+		}
 	}
 	now := s.now().UTC()
 	p := &principal{kind: auth.KindToken, name: spec.Name, enabled: spec.Status == StatusEnabled, generation: 1,
@@ -232,9 +235,32 @@ func (s *Service) checkExpiry(t time.Time) error {
 }
 
 // nameTakenLocked reports whether name is a user's or the admin user's:
-// docker usernames must say which identity is meant.
+// docker usernames must say which identity is meant. Names compare
+// case-insensitively, as in ACR.
 func (s *Service) nameTakenLocked(name string) bool {
-	return s.users[name] != nil || name == s.opts.RegistryName
+	if strings.EqualFold(name, s.opts.RegistryName) {
+		return true
+	}
+	for n := range s.users {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenNamedLocked returns the name of the token whose name equals name
+// ignoring case, or "".
+func (s *Service) tokenNamedLocked(name string) string {
+	if s.tokens[name] != nil {
+		return name
+	}
+	for n := range s.tokens {
+		if strings.EqualFold(n, name) {
+			return n
+		}
+	}
+	return ""
 }
 
 // generateLocked makes new passwords for p's slots inside tx and applies

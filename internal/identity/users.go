@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -109,10 +110,10 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 	hash := auth.HashUserPassword(spec.Password)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.users[spec.Name] != nil {
-		return User{}, errf(ErrConflict, "user %q already exists", spec.Name)
+	if s.nameTakenLocked(spec.Name) && !strings.EqualFold(spec.Name, s.opts.RegistryName) {
+		return User{}, errf(ErrConflict, "user %q already exists (names are case-insensitive)", spec.Name)
 	}
-	if s.tokens[spec.Name] != nil || spec.Name == s.opts.RegistryName {
+	if s.tokenNamedLocked(spec.Name) != "" || strings.EqualFold(spec.Name, s.opts.RegistryName) {
 		return User{}, errf(ErrConflict, "%q is already the name of a token or the admin user: usernames must be unique", spec.Name)
 	}
 	now := s.now().UTC()

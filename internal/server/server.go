@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
@@ -194,6 +195,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			},
 		}
 	}
+	// Connections that never sent a request count as active for five
+	// seconds in Shutdown; track them so shutdown can close them at once.
+	var mu sync.Mutex
+	fresh := map[net.Conn]struct{}{}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st == http.StateNew {
+			fresh[c] = struct{}{}
+		} else {
+			delete(fresh, c)
+		}
+	}
 	go s.purgeUploads(ctx)
 
 	errc := make(chan error, 1)
@@ -217,7 +231,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx) }()
+	// Shutdown has stopped the listener; close what never sent a request.
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	for c := range fresh {
+		c.Close()
+	}
+	mu.Unlock()
+	if err := <-done; err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil

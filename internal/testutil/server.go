@@ -224,8 +224,8 @@ func (s *Server) launch() error {
 func (s *Server) waitReady(p *process) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(startTimeout)
-	// status polls path until accept says stop, the process exits, or the
-	// deadline passes.
+	// poll GETs path until accept takes the status code, the process exits,
+	// or the deadline passes.
 	poll := func(path string, accept func(code int) bool) (int, error) {
 		for {
 			select {

@@ -48,7 +48,7 @@ func (c caller) Can(repo string, a registry.Action) bool {
 	return allowed
 }
 
-func (c caller) CanSee(repo string) bool { return auth.Allowed(c.policy(), repo) != auth.NoActions }
+func (c caller) CanSee(repo string) bool { return auth.VisibleInCatalog(c.id, repo) }
 
 // Identity returns the auth identity behind a registry caller, for the audit log.
 func Identity(c registry.Caller) (auth.Identity, bool) {
