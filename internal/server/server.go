@@ -233,14 +233,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(sctx) }()
-	// Shutdown has stopped the listener; close what never sent a request.
-	time.Sleep(50 * time.Millisecond)
-	mu.Lock()
-	for c := range fresh {
-		c.Close()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-tick.C:
+			// Close connections that never sent a request.
+			mu.Lock()
+			for c := range fresh {
+				c.Close()
+				delete(fresh, c)
+			}
+			mu.Unlock()
+		}
 	}
-	mu.Unlock()
-	if err := <-done; err != nil {
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
