@@ -16,5 +16,6 @@ func newRootCmd() *cobra.Command {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd())
+	root.AddCommand(newManagementCmds()...)
 	return root
 }

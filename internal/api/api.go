@@ -55,8 +55,8 @@ type Metadata interface {
 	Repository(ctx context.Context, name string) (meta.Repository, error)
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
 	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
-	SetRepositoryAttributes(ctx context.Context, repo string, a meta.Attributes) error
-	SetManifestAttributes(ctx context.Context, repo, ref string, a meta.Attributes) error
+	UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
+	UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
 	DeleteRepository(ctx context.Context, repo string) error
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
 	DeleteTag(ctx context.Context, repo, tag string) error
@@ -182,19 +182,15 @@ func (h *Handler) notRouted(w http.ResponseWriter, r *http.Request) {
 	probe := &statusRecorder{header: http.Header{}}
 	fallback, _ := h.mux.Handler(r)
 	fallback.ServeHTTP(probe, r)
-	switch {
-	case probe.status == http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", probe.header.Get("Allow"))
+	if probe.status == http.StatusMethodNotAllowed {
+		allow := probe.header.Get("Allow")
+		w.Header().Set("Allow", allow)
 		writeJSONError(w, &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
-			Message: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))})
-	case probe.status >= 300 && probe.status < 400:
-		// The ServeMux redirects unclean paths ("//", "..") to clean ones.
-		w.Header().Set("Location", probe.header.Get("Location"))
-		w.WriteHeader(probe.status)
-	default:
-		writeJSONError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
-			Message: fmt.Sprintf("no such route: %s %s; the routes are listed at %sopenapi.json", r.Method, r.URL.Path, Prefix)})
+			Message: fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow)})
+		return
 	}
+	writeJSONError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+		Message: fmt.Sprintf("no such route: %s %s; the routes are listed at %sopenapi.json", r.Method, r.URL.Path, Prefix)})
 }
 
 // statusRecorder keeps the status and headers a fallback handler writes.
@@ -324,8 +320,7 @@ func toAPIError(err error) *Error {
 	case errors.Is(err, identity.ErrInUse):
 		return &Error{Status: http.StatusConflict, Code: CodeInUse, Message: err.Error()}
 	case errors.As(err, &locked):
-		return &Error{Status: http.StatusConflict, Code: CodeConflict,
-			Message: fmt.Sprintf("%s: set %s to true first", locked.Error(), locked.Attr)}
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: locked.Error() + ": unlock it first"}
 	case errors.Is(err, meta.ErrRepositoryNotFound):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "repository not found"}
 	case errors.Is(err, meta.ErrManifestNotFound):
@@ -394,6 +389,7 @@ func bodyError(err error) error {
 	var tooBig *http.MaxBytesError
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var badTime *time.ParseError
 	switch {
 	case errors.As(err, &tooBig):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
@@ -404,6 +400,8 @@ func bodyError(err error) error {
 		return badRequest("request body is not valid JSON: it ends too early")
 	case errors.As(err, &syntax):
 		return badRequest("request body is not valid JSON at byte %d: %v", syntax.Offset, err)
+	case errors.As(err, &badTime):
+		return badRequest("request body: invalid time %q: use RFC 3339, as in 2030-12-31T00:00:00Z", badTime.Value)
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {

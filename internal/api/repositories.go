@@ -123,9 +123,9 @@ func pageParams(r *http.Request) (last string, n int, err error) {
 }
 
 // listRepositories lists the repositories the caller may do anything with,
-// as the registry's catalog does: the decision is about the identity's
-// current rights, not about the repositories one access token happened to
-// be scoped to, but a caller with an access token needs the catalog in it.
+// exactly as the registry's catalog does (auth.CanListCatalog, then
+// auth.VisibleInCatalog): a caller with an access token needs the catalog
+// in it, and then sees what its identity may use now.
 func (h *Handler) listRepositories(c *call) error {
 	last, n, err := pageParams(c.r)
 	if err != nil {
@@ -134,8 +134,6 @@ func (h *Handler) listRepositories(c *call) error {
 	if !auth.CanListCatalog(c.id) {
 		return forbidden("%s may not list repositories: request an access token with scope registry:catalog:*", c.id)
 	}
-	who := c.id
-	who.Bearer = nil
 	out := RepositoryList{Repositories: []string{}}
 	for len(out.Repositories) <= n {
 		page, err := h.meta.Repositories(c.ctx(), last, maxPageSize)
@@ -143,7 +141,7 @@ func (h *Handler) listRepositories(c *call) error {
 			return err
 		}
 		for _, repo := range page {
-			if auth.Allowed(who, repo) != auth.NoActions {
+			if auth.VisibleInCatalog(c.id, repo) {
 				out.Repositories = append(out.Repositories, repo)
 			}
 		}
@@ -205,12 +203,8 @@ func (h *Handler) updateRepository(c *call, name, _ string) error {
 	if err != nil {
 		return err
 	}
-	r, err := h.meta.Repository(c.ctx(), name)
+	attrs, err := h.meta.UpdateRepositoryAttributes(c.ctx(), name, p.apply)
 	if err != nil {
-		return notFoundAs(err, "repository %q not found", name)
-	}
-	attrs := p.apply(r.Attributes)
-	if err := h.meta.SetRepositoryAttributes(c.ctx(), name, attrs); err != nil {
 		return notFoundAs(err, "repository %q not found", name)
 	}
 	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name, Reason: "attributes: " + describeAttributes(attrs)})
@@ -304,10 +298,9 @@ func (h *Handler) updateManifest(c *call, name, ref string) error {
 	if err != nil {
 		return err
 	}
-	cur := info.Manifest.ChangeableAttributes
-	attrs := p.apply(meta.Attributes{DeleteEnabled: cur.DeleteEnabled, WriteEnabled: cur.WriteEnabled, ReadEnabled: cur.ReadEnabled, ListEnabled: cur.ListEnabled})
 	d := info.Manifest.Digest
-	if err := h.meta.SetManifestAttributes(c.ctx(), name, d.String(), attrs); err != nil {
+	attrs, err := h.meta.UpdateManifestAttributes(c.ctx(), name, d, p.apply)
+	if err != nil {
 		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
 	}
 	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: d.String(), Target: "manifest " + name + "@" + d.String(),

@@ -242,7 +242,7 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	users := s.scopeMapView(cur).Tokens
 	if len(users) > 0 && !force {
-		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or delete with --force (they then lose all permissions)",
+		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or force the deletion (CLI --force, API ?force=true): they then lose all permissions",
 			name, len(users), strings.Join(users, ", "))
 	}
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {

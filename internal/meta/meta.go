@@ -30,9 +30,16 @@ func (e *BlobUnknownError) Error() string { return "blob unknown to repository: 
 type LockedError struct {
 	What string // "repository team/app" or "manifest sha256:..."
 	Attr string // "writeEnabled" or "deleteEnabled"
+	// Reason, when set, replaces "has <Attr>=false" in the message.
+	Reason string
 }
 
-func (e *LockedError) Error() string { return e.What + " has " + e.Attr + "=false" }
+func (e *LockedError) Error() string {
+	if e.Reason != "" {
+		return e.What + " " + e.Reason
+	}
+	return e.What + " has " + e.Attr + "=false"
+}
 func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // Attributes are ACR's changeable attributes, on a repository or a manifest.

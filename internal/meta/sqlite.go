@@ -552,36 +552,57 @@ func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, ar
 	return out, rows.Err()
 }
 
-// SetRepositoryAttributes changes a repository's attributes.
-func (s *SQLite) SetRepositoryAttributes(ctx context.Context, repo string, a Attributes) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE repositories SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE name = ?`,
-		a.ReadEnabled, a.WriteEnabled, a.DeleteEnabled, a.ListEnabled, repo)
-	if err != nil {
-		return fmt.Errorf("update repository: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrRepositoryNotFound
-	}
-	return nil
+// UpdateRepositoryAttributes changes a repository's attributes with fn,
+// reading and writing in one transaction so concurrent changes of different
+// attributes do not undo each other. It returns the new attributes.
+func (s *SQLite) UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(Attributes) Attributes) (Attributes, error) {
+	var out Attributes
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var a Attributes
+		err := tx.QueryRowContext(ctx, `SELECT read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, repo).
+			Scan(&a.ReadEnabled, &a.WriteEnabled, &a.DeleteEnabled, &a.ListEnabled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrRepositoryNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read repository: %w", err)
+		}
+		out = fn(a)
+		if _, err := tx.ExecContext(ctx, `UPDATE repositories SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE name = ?`,
+			out.ReadEnabled, out.WriteEnabled, out.DeleteEnabled, out.ListEnabled, repo); err != nil {
+			return fmt.Errorf("update repository: %w", err)
+		}
+		return nil
+	})
+	return out, err
 }
 
-// SetManifestAttributes changes the attributes of the manifest ref (tag or
-// digest) names.
-func (s *SQLite) SetManifestAttributes(ctx context.Context, repo, ref string, a Attributes) error {
-	m, err := s.Manifest(ctx, repo, ref)
-	if err != nil {
-		return err
-	}
-	res, err := s.w.ExecContext(ctx, `UPDATE manifests SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ?
-		WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)`,
-		a.ReadEnabled, a.WriteEnabled, a.DeleteEnabled, a.ListEnabled, m.Digest.String(), repo)
-	if err != nil {
-		return fmt.Errorf("update manifest: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrManifestNotFound
-	}
-	return nil
+// UpdateManifestAttributes changes the attributes of manifest d in repo
+// with fn, in one transaction. It returns the new attributes.
+func (s *SQLite) UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(Attributes) Attributes) (Attributes, error) {
+	var out Attributes
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if err != nil {
+			return ErrManifestNotFound
+		}
+		var a Attributes
+		err = tx.QueryRowContext(ctx, `SELECT read_enabled, write_enabled, delete_enabled, list_enabled FROM manifests WHERE repository_id = ? AND digest = ?`, id, d.String()).
+			Scan(&a.ReadEnabled, &a.WriteEnabled, &a.DeleteEnabled, &a.ListEnabled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrManifestNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read manifest: %w", err)
+		}
+		out = fn(a)
+		if _, err := tx.ExecContext(ctx, `UPDATE manifests SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE repository_id = ? AND digest = ?`,
+			out.ReadEnabled, out.WriteEnabled, out.DeleteEnabled, out.ListEnabled, id, d.String()); err != nil {
+			return fmt.Errorf("update manifest: %w", err)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // DeleteRepository deletes a repository with all its manifests, tags and blob
@@ -604,7 +625,7 @@ func (s *SQLite) DeleteRepository(ctx context.Context, repo string) error {
 			return fmt.Errorf("read manifests: %w", err)
 		}
 		if locked > 0 {
-			return &LockedError{What: fmt.Sprintf("repository %s (%d locked manifests)", repo, locked), Attr: "deleteEnabled"}
+			return &LockedError{What: fmt.Sprintf("repository %s", repo), Reason: fmt.Sprintf("has %d locked manifest(s) (writeEnabled=false or deleteEnabled=false)", locked)}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM repositories WHERE name = ?`, repo); err != nil {
 			return fmt.Errorf("delete repository: %w", err)

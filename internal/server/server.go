@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
@@ -108,6 +109,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("/oauth2/token", tokens)
+	mgmt, err := api.New(api.Options{
+		Identity:      s.identity,
+		Metadata:      md,
+		Authenticator: tokens,
+		Audit:         s.audit,
+		Logger:        log,
+		RetryAfter:    tokenauth.RetryAfter,
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	mux.Handle(api.Prefix, mgmt)
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
 		// redirecting, where a registry must answer NAME_INVALID.
