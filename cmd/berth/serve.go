@@ -64,6 +64,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
 	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
 	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username or client address before further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
+	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	return cmd
 }
 
@@ -88,6 +89,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"access-token-ttl":        func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
 		"refresh-token-ttl":       func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
 		"login-failure-threshold": func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
+		"debug-addr":              func() { cfg.DebugAddr = f.DebugAddr },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

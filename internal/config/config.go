@@ -51,6 +51,8 @@ type Config struct {
 	// LoginFailureThreshold is how many consecutive failed logins a username
 	// or a client address may have before further attempts are delayed.
 	LoginFailureThreshold int `yaml:"loginFailureThreshold" env:"BERTH_LOGIN_FAILURE_THRESHOLD"`
+	// DebugAddr, when set, serves pprof and metrics on a separate listener.
+	DebugAddr string `yaml:"debugAddr" env:"BERTH_DEBUG_ADDR"`
 }
 
 // Default returns the configuration used when nothing is configured.

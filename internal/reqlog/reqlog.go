@@ -29,8 +29,12 @@ func From(ctx context.Context) *Info {
 	return &Info{}
 }
 
-// Middleware logs each request after it completes.
-func Middleware(log *slog.Logger, next http.Handler) http.Handler {
+// Observer is told about each finished request (metrics).
+type Observer func(info *Info, method string, status int, bytesIn, bytesOut int64, d time.Duration)
+
+// Middleware logs each request after it completes, and tells observe (if
+// not nil).
+func Middleware(log *slog.Logger, observe Observer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &Info{}
@@ -39,6 +43,10 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 		body := &countingBody{ReadCloser: r.Body}
 		r.Body = body
 		next.ServeHTTP(rw, r)
+		d := time.Since(start)
+		if observe != nil {
+			observe(info, r.Method, rw.status, body.n, rw.written, d)
+		}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("route", info.Route),
@@ -47,7 +55,7 @@ func Middleware(log *slog.Logger, next http.Handler) http.Handler {
 			slog.Int("status", rw.status),
 			slog.Int64("bytes_in", body.n),
 			slog.Int64("bytes_out", rw.written),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", d),
 			slog.String("remote", r.RemoteAddr),
 		)
 	})

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/publicurl"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -33,6 +35,7 @@ import (
 
 // Server is a configured berth server.
 type Server struct {
+	metrics  *metrics.Metrics
 	cfg      config.Config
 	log      *slog.Logger
 	blobs    *storage.FS
@@ -70,7 +73,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls}
+	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls, metrics: metrics.New()}
+	blobs.SetObserver(s.metrics.ObserveStorage)
+	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions this process is tracking.", func() float64 { return float64(blobs.ActiveUploads()) })
 	s.audit = audit.New(md.DB(), log)
 	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
 		RegistryName:  cfg.Name,
@@ -93,6 +98,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Logger:        log,
 		AnonymousPull: cfg.AnonymousPull,
 		Limiter:       auth.NewLimiter(auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}),
+		ObserveAuth:   s.metrics.ObserveAuth,
 	})
 	reg := registry.New(registry.Options{
 		Blobs:      blobs,
@@ -108,7 +114,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("/oauth2/token", tokens)
+	mux.Handle("/oauth2/token", named("token", tokens))
+	mux.Handle("GET /metrics", named("metrics", s.metrics.Handler()))
 	mgmt, err := api.New(api.Options{
 		Identity:      s.identity,
 		Metadata:      md,
@@ -134,7 +141,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		}
 		mux.ServeHTTP(w, r)
 	})
-	s.handler = bodyProgress(cfg.BodyIdleTimeout, reqlog.Middleware(log, root))
+	observe := func(i *reqlog.Info, method string, status int, in, out int64, d time.Duration) {
+		s.metrics.ObserveRequest(i.Route, method, status, in, out, d)
+	}
+	s.handler = bodyProgress(cfg.BodyIdleTimeout, reqlog.Middleware(log, observe, root))
 	return s, nil
 }
 
@@ -223,6 +233,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	go s.purgeUploads(ctx)
+	if s.cfg.DebugAddr != "" {
+		if err := s.serveDebug(ctx); err != nil {
+			return err
+		}
+	}
 
 	errc := make(chan error, 1)
 	go func() {
@@ -329,3 +344,35 @@ func (s *Server) Audit() *audit.Log { return s.audit }
 
 // DataDir returns the data directory.
 func (s *Server) DataDir() string { return s.cfg.Data }
+
+// named labels a handler's requests with route for logs and metrics.
+func named(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqlog.From(r.Context()).Route = route
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serveDebug serves pprof and metrics on the debug address, which should be
+// a loopback or otherwise private address: profiles reveal internals.
+func (s *Server) serveDebug(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("listen on debug address %s: %w", s.cfg.DebugAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", s.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.log.Info("serving debug endpoints", "addr", ln.Addr().String())
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	return nil
+}

@@ -47,6 +47,27 @@ type FS struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload // sessions with live hash state
+
+	observe func(op string, d time.Duration)
+}
+
+// SetObserver has fn told how long each operation took (metrics). Call it
+// before use.
+func (s *FS) SetObserver(fn func(op string, d time.Duration)) { s.observe = fn }
+
+func (s *FS) timed(op string) func() {
+	if s.observe == nil {
+		return func() {}
+	}
+	start := time.Now()
+	return func() { s.observe(op, time.Since(start)) }
+}
+
+// ActiveUploads returns how many upload sessions this process is tracking.
+func (s *FS) ActiveUploads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.uploads)
 }
 
 // upload is the in-memory state of one upload session. Its hash state is not
@@ -106,6 +127,7 @@ func (s *FS) Stat(_ context.Context, d digest.Digest) (int64, error) {
 // Open returns the blob's content. It is an *os.File so that serving it can use
 // sendfile.
 func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
+	defer s.timed("open")()
 	p, err := s.blobPath(d)
 	if err != nil {
 		return nil, err
@@ -123,6 +145,7 @@ func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
 // Delete removes a blob's content. Callers make sure no repository still
 // refers to it.
 func (s *FS) Delete(_ context.Context, d digest.Digest) error {
+	defer s.timed("delete")()
 	p, err := s.blobPath(d)
 	if err != nil {
 		return err
@@ -138,6 +161,7 @@ func (s *FS) Delete(_ context.Context, d digest.Digest) error {
 // Put stores r as the blob d in one step, verifying the digest while writing.
 // It returns the blob's size.
 func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	defer s.timed("put")()
 	if err := d.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
 	}
@@ -309,6 +333,7 @@ func (s *FS) lock(id string) (*upload, string, error) {
 // Append writes r to the end of the upload. If start is not negative, it must
 // equal the current size (the client's Content-Range). It returns the new size.
 func (s *FS) Append(_ context.Context, id string, start int64, r io.Reader) (int64, error) {
+	defer s.timed("append")()
 	u, dir, err := s.lock(id)
 	if err != nil {
 		return 0, err
@@ -358,6 +383,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // against d and moves it into the blob store. The session ends whether or not
 // the digest matched, as the spec requires a new upload after a failed PUT.
 func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error) {
+	defer s.timed("commit")()
 	if err := d.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
 	}

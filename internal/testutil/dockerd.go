@@ -123,6 +123,11 @@ func (d *Dockerd) Run(args ...string) (string, error) {
 	return run(d.env, "", append([]string{d.cli, "-H", d.Host}, args...)...)
 }
 
+// RunInput is Run with stdin, for `login --password-stdin`.
+func (d *Dockerd) RunInput(stdin string, args ...string) (string, error) {
+	return run(d.env, stdin, append([]string{d.cli, "-H", d.Host}, args...)...)
+}
+
 // MustRun is Run that fails the test on error.
 func (d *Dockerd) MustRun(args ...string) string {
 	d.t.Helper()

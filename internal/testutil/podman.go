@@ -73,6 +73,11 @@ func (p *Podman) Run(args ...string) (string, error) {
 	return run(p.env, "", p.argv(args)...)
 }
 
+// RunInput is Run with stdin, for `login --password-stdin`.
+func (p *Podman) RunInput(stdin string, args ...string) (string, error) {
+	return run(p.env, stdin, p.argv(args)...)
+}
+
 // Output runs podman with args and returns its stdout only, for output that
 // is parsed.
 func (p *Podman) Output(args ...string) (string, error) {
@@ -126,6 +131,11 @@ func (s *Skopeo) argv(args []string) []string {
 // Run runs skopeo with args and returns its combined output.
 func (s *Skopeo) Run(args ...string) (string, error) {
 	return run(s.env, "", s.argv(args)...)
+}
+
+// RunInput is Run with stdin, for `login --password-stdin`.
+func (s *Skopeo) RunInput(stdin string, args ...string) (string, error) {
+	return run(s.env, stdin, s.argv(args)...)
 }
 
 // Output runs skopeo with args and returns its stdout only.

@@ -109,16 +109,19 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		claims, err := s.id.Verifier().VerifyRefresh(refresh)
 		if err != nil {
+			s.observe("refresh", "failure")
 			s.recordLogin(r, "", "", "", audit.ResultFailure, "invalid refresh token: "+err.Error(), start, "")
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "invalid refresh token: log in again", nil)
 			return
 		}
 		id, err := s.id.ResolveClaims(claims)
 		if err != nil {
+			s.observe("refresh", "failure")
 			s.recordLogin(r, claims.Subject, claims.Kind.String(), claims.Slot, audit.ResultFailure, "refresh token no longer valid: "+err.Error(), start, claims.ID)
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "refresh token no longer valid ("+err.Error()+"): log in again", nil)
 			return
 		}
+		s.observe("refresh", "success")
 		id.Bearer = nil // a refresh token carries no access claim to narrow by
 		sub := auth.Subject{Kind: claims.Kind, Name: claims.Subject, Slot: claims.Slot, Generation: claims.Generation, SlotSerial: claims.SlotSerial}
 		s.issue(w, r, id, sub, scopes, false, refresh)

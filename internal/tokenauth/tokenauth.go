@@ -33,6 +33,9 @@ type Options struct {
 	// AnonymousPull lets callers without credentials pull (content/read) every repository.
 	AnonymousPull bool
 	Now           func() time.Time
+	// ObserveAuth, when set, is told each authentication's kind (basic,
+	// bearer, password, refresh) and result (success, failure, limited).
+	ObserveAuth func(kind, result string)
 }
 
 // Service authenticates HTTP requests.
@@ -44,6 +47,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	anon    *auth.Policy
+	observe func(kind, result string)
 
 	// verified caches access tokens whose signature has been checked, so a
 	// client reusing its token costs a map lookup, not an Ed25519 verify.
@@ -70,7 +74,10 @@ func New(o Options) *Service {
 	if o.Limiter == nil {
 		o.Limiter = auth.NewLimiter(auth.LimiterConfig{Now: o.Now})
 	}
-	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now}
+	if o.ObserveAuth == nil {
+		o.ObserveAuth = func(string, string) {}
+	}
+	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now, observe: o.ObserveAuth}
 	if o.AnonymousPull {
 		acts, _ := auth.RepositoryActions("*", "content/read")
 		s.anon = auth.MustCompile(auth.ScopeMap{Name: "anonymous-pull", Type: auth.UserDefined, Actions: acts})
@@ -110,12 +117,15 @@ func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
 	case "bearer":
 		claims, err := s.verifyAccess(strings.TrimSpace(cred))
 		if err != nil {
+			s.observe("bearer", "failure")
 			return auth.Identity{}, &failure{reason: err.Error(), message: "invalid access token: " + err.Error(), bearer: true}
 		}
 		id, err := s.id.ResolveClaims(claims)
 		if err != nil {
+			s.observe("bearer", "failure")
 			return auth.Identity{}, &failure{reason: err.Error(), message: "access token no longer valid: " + err.Error(), bearer: true}
 		}
+		s.observe("bearer", "success")
 		return id, nil
 	}
 	return auth.Identity{}, &failure{reason: "unsupported authorization scheme", message: "unsupported Authorization scheme: use Basic or Bearer"}
@@ -150,7 +160,12 @@ func (s *Service) verifyAccess(token string) (*auth.Claims, error) {
 func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint bool) (identity.Login, *failure) {
 	start := s.now()
 	ip := clientIP(r)
+	kind := "basic"
+	if viaTokenEndpoint {
+		kind = "password"
+	}
 	if ok, wait := s.limiter.Allow(user, ip); !ok {
+		s.observe(kind, "limited")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
 		return identity.Login{}, &failure{reason: "rate limited", message: fmt.Sprintf("too many failed logins: retry in %d seconds", secondsCeil(wait)), retryAfter: wait}
 	}
@@ -162,6 +177,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 			reason = ae.Reason
 		}
 		s.limiter.Fail(user, ip)
+		s.observe(kind, "failure")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, reason, start, "")
 		msg := "invalid username or password"
 		// These reasons are only reached with the right password, so saying
@@ -172,6 +188,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		return identity.Login{}, &failure{reason: reason, message: msg}
 	}
 	s.limiter.Succeed(user)
+	s.observe(kind, "success")
 	if viaTokenEndpoint || s.firstBasicThisMinute(user, login.Subject.Slot, ip) {
 		s.recordLogin(r, user, login.Identity.Kind.String(), login.Subject.Slot, audit.ResultSuccess, "", start, "")
 	}
