@@ -12,6 +12,12 @@ type LimiterConfig struct {
 	// Threshold is how many consecutive failures a key may have before
 	// attempts are delayed; 5 by default.
 	Threshold int
+	// AddressThreshold is the same for a client address; 10 × Threshold
+	// by default. It is higher because many honest clients share one
+	// address (CI runners, NAT): a few misconfigured jobs must not lock
+	// out the rest, while guessing many usernames from one address is
+	// still slowed.
+	AddressThreshold int
 	// BaseDelay is the first delay; each further failure doubles it, up to
 	// MaxDelay. 1s and 5m by default.
 	BaseDelay time.Duration
@@ -69,6 +75,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.Threshold <= 0 {
 		cfg.Threshold = 5
 	}
+	if cfg.AddressThreshold <= 0 {
+		cfg.AddressThreshold = 10 * cfg.Threshold
+	}
 	if cfg.BaseDelay <= 0 {
 		cfg.BaseDelay = time.Second
 	}
@@ -118,9 +127,13 @@ func (l *Limiter) Fail(username, ip string) {
 	now := l.cfg.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range limiterKeys(username, ip) {
+	for i, k := range limiterKeys(username, ip) {
 		if k == "" {
 			continue
+		}
+		threshold := l.cfg.Threshold
+		if i == 1 {
+			threshold = l.cfg.AddressThreshold
 		}
 		e := l.get(k, now)
 		if e == nil {
@@ -130,7 +143,7 @@ func (l *Limiter) Fail(username, ip string) {
 		}
 		e.failures++
 		e.last = now
-		if n := e.failures - l.cfg.Threshold; n >= 0 {
+		if n := e.failures - threshold; n >= 0 {
 			e.until = now.Add(l.delay(n))
 		}
 	}

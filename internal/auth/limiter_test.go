@@ -6,8 +6,11 @@ import (
 	"time"
 )
 
+// newTestLimiter gives addresses the same threshold as usernames, so the
+// tests of each rule read alike; TestAddressThresholdIsHigher covers the
+// default.
 func newTestLimiter(clock *fakeClock) *Limiter {
-	return NewLimiter(LimiterConfig{Now: clock.Now})
+	return NewLimiter(LimiterConfig{Now: clock.Now, AddressThreshold: 5})
 }
 
 // failN records n failures, checking that each attempt was allowed first.
@@ -149,13 +152,30 @@ func TestLimiterAddresses(t *testing.T) {
 		}
 	}
 	clock := newClock()
-	l := newTestLimiter(clock)
+	l := NewLimiter(LimiterConfig{Now: clock.Now, AddressThreshold: 5})
 	failN(t, l, 5, "", "2001:db8:1:2::1")
 	if ok, _ := l.Allow("", "[2001:db8:1:2:ffff::1]:9999"); ok {
 		t.Error("another address in the same /64 was not limited")
 	}
 	if ok, _ := l.Allow("", "2001:db8:1:3::1"); !ok {
 		t.Error("an address in another /64 was limited")
+	}
+}
+
+// TestAddressThresholdIsHigher: one shared address (a CI runner, NAT) may
+// fail more often than one username before it is slowed.
+func TestAddressThresholdIsHigher(t *testing.T) {
+	clock := newClock()
+	l := NewLimiter(LimiterConfig{Now: clock.Now})
+	for i := range 49 {
+		failN(t, l, 1, fmt.Sprintf("user-%d", i), "192.0.2.7")
+	}
+	if ok, _ := l.Allow("someone-else", "192.0.2.7"); !ok {
+		t.Fatal("the address was limited before 10 × Threshold failures")
+	}
+	failN(t, l, 1, "user-49", "192.0.2.7")
+	if ok, _ := l.Allow("someone-else", "192.0.2.7"); ok {
+		t.Fatal("the address was not limited after 10 × Threshold failures")
 	}
 }
 

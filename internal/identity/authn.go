@@ -176,7 +176,7 @@ func (s *Service) ResolveClaims(c *auth.Claims) (auth.Identity, error) {
 		return auth.Identity{}, authErr(c.Kind.String() + " disabled")
 	}
 	if p.generation != c.Generation {
-		return auth.Identity{}, authErr("access token revoked")
+		return auth.Identity{}, authErr(c.Kind.String() + " credentials changed since this token was issued")
 	}
 	var sl *slot
 	if p.kind != auth.KindUser {

@@ -206,6 +206,12 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 		if err != nil {
 			return ScopeMap{}, errf(ErrInvalid, "%v", err)
 		}
+		// A typo in a removal must not leave the permission in place unnoticed.
+		for _, a := range remove {
+			if !slices.Contains(spec.Actions, a) {
+				return ScopeMap{}, errf(ErrInvalid, "scope map %q does not grant %s, so it cannot be removed; see `scope-map show` for what it grants", name, a)
+			}
+		}
 		spec.Actions = slices.DeleteFunc(spec.Actions, func(a string) bool { return slices.Contains(remove, a) })
 	}
 	spec.Actions = append(spec.Actions, u.Add...)
@@ -245,8 +251,24 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or force the deletion (CLI --force, API ?force=true): they then lose all permissions",
 			name, len(users), strings.Join(users, ", "))
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
-		return nil, fmt.Errorf("delete scope map: %w", err)
+	// Tokens that used it are left with no scope map, so that a new map
+	// with the same name never silently gives them permissions back.
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = '' WHERE scope_map = ?`, name); err != nil {
+			return fmt.Errorf("detach tokens: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("delete scope map: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range s.tokens {
+		if t.scopeMap == name {
+			t.scopeMap = ""
+		}
 	}
 	delete(s.scopeMaps, name)
 	reason := "deleted"

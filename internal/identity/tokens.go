@@ -172,7 +172,7 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		}
 	}
 	now := s.now().UTC()
-	p := &principal{kind: auth.KindToken, name: spec.Name, enabled: spec.Status == StatusEnabled, generation: 1,
+	p := &principal{kind: auth.KindToken, name: spec.Name, enabled: spec.Status == StatusEnabled,
 		createdAt: now, scopeMap: spec.ScopeMap, slots: map[string]*slot{}}
 	var creds *Credentials
 	var fresh map[string]*slot
@@ -184,11 +184,17 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 			}
 			newMap = m
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES (?, ?, ?, 1, ?)`,
-			p.name, p.scopeMap, p.enabled, now.UnixMilli()); err != nil {
+		// A registry-wide serial, not 1: access tokens of a deleted token
+		// must never match a new token that reuses its name.
+		gen, err := nextSerial(ctx, tx)
+		if err != nil {
+			return err
+		}
+		p.generation = gen
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES (?, ?, ?, ?, ?)`,
+			p.name, p.scopeMap, p.enabled, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store token: %w", err)
 		}
-		var err error
 		creds, fresh, err = s.generateLocked(ctx, tx, p, slots, spec.Expiry)
 		return err
 	})
@@ -343,14 +349,12 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 			return Token{}, errf(ErrInvalid, "invalid status %q: use enabled or disabled", *u.Status)
 		}
 	}
-	gen := p.generation
-	if enabled != p.enabled {
-		gen++ // revokes access tokens issued before a disable
-	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ?, generation = ? WHERE name = ?`, scopeMap, enabled, gen, name); err != nil {
+	// Disabling needs no new generation: every request checks the status,
+	// so re-enabling restores the clients' existing logins.
+	if _, err := s.db.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
 		return Token{}, fmt.Errorf("update token: %w", err)
 	}
-	p.scopeMap, p.enabled, p.generation = scopeMap, enabled, gen
+	p.scopeMap, p.enabled = scopeMap, enabled
 	if len(changes) > 0 {
 		s.record(actor, "token "+name, "updated: "+strings.Join(changes, ", "))
 	}

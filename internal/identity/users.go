@@ -117,11 +117,24 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 		return User{}, errf(ErrConflict, "%q is already the name of a token or the admin user: usernames must be unique", spec.Name)
 	}
 	now := s.now().UTC()
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, 1, 1, ?)`,
-		spec.Name, string(role), hash, now.UnixMilli()); err != nil {
-		return User{}, fmt.Errorf("store user: %w", err)
+	var gen uint64
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		// A registry-wide serial, so that tokens issued to a deleted user
+		// never match a new user of the same name.
+		var err error
+		if gen, err = nextSerial(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, 1, ?, ?)`,
+			spec.Name, string(role), hash, gen, now.UnixMilli()); err != nil {
+			return fmt.Errorf("store user: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return User{}, err
 	}
-	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: 1, createdAt: now}
+	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: gen, createdAt: now}
 	s.users[p.name] = p
 	s.record(actor, "user "+p.name, "created with role "+string(role))
 	return userView(p), nil
@@ -176,8 +189,8 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 	if p.role == auth.RoleOwner && p.enabled && (role != auth.RoleOwner || !enabled) && s.enabledOwnersLocked() == 1 {
 		return User{}, errf(ErrForbidden, "user %q is the last enabled owner: make another user owner first", name)
 	}
-	if enabled != p.enabled || newHash != p.userHash {
-		gen++ // revokes access and refresh tokens issued before
+	if newHash != p.userHash {
+		gen++ // a new password revokes the access and refresh tokens issued before
 	}
 	if _, err := s.db.ExecContext(ctx, `UPDATE users SET role = ?, enabled = ?, password_hash = ?, generation = ? WHERE name = ?`,
 		string(role), enabled, newHash, gen, name); err != nil {
@@ -261,10 +274,8 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.admin
+	// Disabling needs no new generation: every request checks the status.
 	gen := a.generation
-	if a.enabled && !enabled {
-		gen++
-	}
 	var creds *Credentials
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sql.Tx) error {

@@ -19,8 +19,9 @@ import (
 // connection with immediate transactions, so writers queue instead of failing
 // with SQLITE_BUSY; reads use a pool that WAL mode lets run beside the writer.
 type SQLite struct {
-	w *sql.DB
-	r *sql.DB
+	w     *sql.DB
+	r     *sql.DB
+	cache *readCache
 }
 
 // OpenSQLite opens (creating and migrating if needed) the database in dir.
@@ -43,7 +44,7 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	r.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &SQLite{w: w, r: r}
+	s := &SQLite{w: w, r: r, cache: newReadCache(10000)}
 	if err := migrate(ctx, w); err != nil {
 		s.Close()
 		return nil, err
@@ -201,7 +202,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// tx runs fn in a write transaction on repository repo, then invalidates
+// what the read cache holds for repo.
+func (s *SQLite) tx(ctx context.Context, repo string, fn func(*sql.Tx) error) error {
+	defer s.cache.bump(repo)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -241,6 +245,18 @@ func ensureRepo(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 
 // Repository returns one repository.
 func (s *SQLite) Repository(ctx context.Context, name string) (Repository, error) {
+	if r, ok := s.cache.repository(name); ok {
+		return r, nil
+	}
+	gen := s.cache.gen(name)
+	r, err := s.readRepository(ctx, name)
+	if err == nil {
+		s.cache.putRepository(name, gen, r)
+	}
+	return r, err
+}
+
+func (s *SQLite) readRepository(ctx context.Context, name string) (Repository, error) {
 	var r Repository
 	var created int64
 	err := s.r.QueryRowContext(ctx, `SELECT name, created_at, read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, name).
@@ -257,7 +273,7 @@ func (s *SQLite) Repository(ctx context.Context, name string) (Repository, error
 
 // LinkBlob records that repo may see blob d, creating the repository if needed.
 func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := ensureRepo(ctx, tx, repo)
 		if err != nil {
 			return err
@@ -287,7 +303,7 @@ func (s *SQLite) Blob(ctx context.Context, repo string, d digest.Digest) (int64,
 // UnlinkBlob removes blob d from repo. The content stays until no repository
 // refers to it; BlobReferenced tells.
 func (s *SQLite) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := repoID(ctx, tx, repo)
 		if err != nil {
 			return ErrBlobNotFound
@@ -334,7 +350,7 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 // attribute forbids the change.
 func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error {
 	m := req.Manifest
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, req.Repository, func(tx *sql.Tx) error {
 		id, err := ensureRepo(ctx, tx, req.Repository)
 		if err != nil {
 			return err
@@ -413,7 +429,20 @@ func scanManifest(row *sql.Row) (Manifest, error) {
 }
 
 // Manifest returns the manifest that ref (a tag or a digest) names in repo.
+// The result's Content is shared with the cache and must not be changed.
 func (s *SQLite) Manifest(ctx context.Context, repo, ref string) (Manifest, error) {
+	if m, ok := s.cache.manifest(repo, ref); ok {
+		return m, nil
+	}
+	gen := s.cache.gen(repo)
+	m, err := s.readManifest(ctx, repo, ref)
+	if err == nil {
+		s.cache.putManifest(repo, ref, gen, m)
+	}
+	return m, err
+}
+
+func (s *SQLite) readManifest(ctx context.Context, repo, ref string) (Manifest, error) {
 	var row *sql.Row
 	if _, err := digest.Parse(ref); err == nil {
 		row = s.r.QueryRowContext(ctx, `SELECT `+manifestCols+` FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`, repo, ref)
@@ -425,7 +454,7 @@ func (s *SQLite) Manifest(ctx context.Context, repo, ref string) (Manifest, erro
 
 // DeleteManifest deletes a manifest and every tag that points at it.
 func (s *SQLite) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := repoID(ctx, tx, repo)
 		if err != nil {
 			return ErrManifestNotFound
@@ -459,7 +488,7 @@ func (s *SQLite) DeleteManifest(ctx context.Context, repo string, d digest.Diges
 
 // DeleteTag removes a tag; the manifest stays.
 func (s *SQLite) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := repoID(ctx, tx, repo)
 		if err != nil {
 			return ErrTagNotFound
@@ -557,7 +586,7 @@ func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, ar
 // attributes do not undo each other. It returns the new attributes.
 func (s *SQLite) UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(Attributes) Attributes) (Attributes, error) {
 	var out Attributes
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
 		var a Attributes
 		err := tx.QueryRowContext(ctx, `SELECT read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, repo).
 			Scan(&a.ReadEnabled, &a.WriteEnabled, &a.DeleteEnabled, &a.ListEnabled)
@@ -581,7 +610,7 @@ func (s *SQLite) UpdateRepositoryAttributes(ctx context.Context, repo string, fn
 // with fn, in one transaction. It returns the new attributes.
 func (s *SQLite) UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(Attributes) Attributes) (Attributes, error) {
 	var out Attributes
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := repoID(ctx, tx, repo)
 		if err != nil {
 			return ErrManifestNotFound
@@ -608,7 +637,7 @@ func (s *SQLite) UpdateManifestAttributes(ctx context.Context, repo string, d di
 // DeleteRepository deletes a repository with all its manifests, tags and blob
 // links.
 func (s *SQLite) DeleteRepository(ctx context.Context, repo string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		var del bool
 		err := tx.QueryRowContext(ctx, `SELECT delete_enabled FROM repositories WHERE name = ?`, repo).Scan(&del)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 // Authorizer adapts the Service to the registry: it authenticates each /v2/
@@ -63,6 +64,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 	if f != nil {
 		return nil, s.unauthorized(r, need, f)
 	}
+	reqlog.From(r.Context()).Identity = caller{id}.Name()
 	if id.Kind == auth.KindAnonymous && (len(need) == 0 || !a.allows(id, need)) {
 		// Without credentials, a refusal is a request to authenticate.
 		return nil, s.unauthorized(r, need, nil)

@@ -118,7 +118,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.observe("refresh", "failure")
 			s.recordLogin(r, claims.Subject, claims.Kind.String(), claims.Slot, audit.ResultFailure, "refresh token no longer valid: "+err.Error(), start, claims.ID)
-			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "refresh token no longer valid ("+err.Error()+"): log in again", nil)
+			msg := err.Error()
+			if !strings.HasSuffix(msg, "disabled") && !strings.HasSuffix(msg, "deleted") {
+				msg += ": log in again" // with the current password, that helps
+			}
+			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", msg, nil)
 			return
 		}
 		s.observe("refresh", "success")

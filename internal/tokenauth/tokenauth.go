@@ -167,7 +167,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 	if ok, wait := s.limiter.Allow(user, ip); !ok {
 		s.observe(kind, "limited")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
-		return identity.Login{}, &failure{reason: "rate limited", message: fmt.Sprintf("too many failed logins: retry in %d seconds", secondsCeil(wait)), retryAfter: wait}
+		return identity.Login{}, &failure{reason: "rate limited", message: "too many failed logins: retry in " + seconds(wait), retryAfter: wait}
 	}
 	login, err := s.id.Authenticate(user, pass)
 	if err != nil {
@@ -203,6 +203,13 @@ func (s *Service) firstBasicThisMinute(user, slot, ip string) bool {
 	}
 	s.basicSeen.Store(key, now)
 	return true
+}
+
+func seconds(d time.Duration) string {
+	if n := secondsCeil(d); n != 1 {
+		return fmt.Sprintf("%d seconds", n)
+	}
+	return "1 second"
 }
 
 func secondsCeil(d time.Duration) int64 {

@@ -1,0 +1,225 @@
+package ui
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// maxSessions bounds memory; beyond it the least recently used session is
+// dropped. Only a correct password creates a session, so this is a
+// safety net, not a limit anyone should meet.
+const maxSessions = 10000
+
+// maxNonces is how many used one-time form nonces a session remembers.
+const maxNonces = 32
+
+// session is a signed-in user's state. It never holds a secret of the
+// registry: generated passwords are rendered into the one response that
+// generated them and nowhere else.
+type session struct {
+	user     string
+	csrf     string
+	created  time.Time
+	lastSeen time.Time
+	flash    flash
+	nonces   []string // one-time form nonces already used
+}
+
+// flash is a message shown once on the next page, after a redirect.
+type flash struct {
+	Kind string // "ok" or "error"
+	Msg  string
+}
+
+// sessions is the in-memory session store, keyed by the SHA-256 of the
+// session ID, so that the store (a heap dump, say) does not hold anything a
+// browser could present.
+type sessions struct {
+	ttl, idle time.Duration
+	now       func() time.Time
+
+	mu        sync.Mutex
+	m         map[[32]byte]*session
+	lastSweep time.Time
+}
+
+func newSessions(ttl, idle time.Duration, now func() time.Time) *sessions {
+	return &sessions{ttl: ttl, idle: idle, now: now, m: make(map[[32]byte]*session)}
+}
+
+// randomString returns n random bytes from crypto/rand, base64url-encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sessionKey(id string) [32]byte { return sha256.Sum256([]byte(id)) }
+
+// create starts a session for user and returns its ID (256 random bits).
+func (s *sessions) create(user string) (string, *session) {
+	id := randomString(32)
+	now := s.now()
+	sess := &session{user: user, csrf: randomString(32), created: now, lastSeen: now}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	if len(s.m) >= maxSessions {
+		var oldest [32]byte
+		var t time.Time
+		for k, v := range s.m {
+			if t.IsZero() || v.lastSeen.Before(t) {
+				oldest, t = k, v.lastSeen
+			}
+		}
+		delete(s.m, oldest)
+	}
+	s.m[sessionKey(id)] = sess
+	return id, sess
+}
+
+// errSessionExpired tells an expired session from none at all, so that the
+// sign-in page can say why it is shown.
+var errSessionExpired = errors.New("session expired")
+
+// get returns the live session with ID id and marks it used.
+func (s *sessions) get(id string) (*session, error) {
+	if id == "" {
+		return nil, http.ErrNoCookie
+	}
+	k := sessionKey(id)
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.m[k]
+	if sess == nil {
+		return nil, http.ErrNoCookie
+	}
+	if s.expired(sess, now) {
+		delete(s.m, k)
+		return nil, errSessionExpired
+	}
+	sess.lastSeen = now
+	return sess, nil
+}
+
+func (s *sessions) expired(sess *session, now time.Time) bool {
+	return now.Sub(sess.created) >= s.ttl || now.Sub(sess.lastSeen) >= s.idle
+}
+
+// delete ends the session with ID id.
+func (s *sessions) delete(id string) {
+	s.mu.Lock()
+	delete(s.m, sessionKey(id))
+	s.mu.Unlock()
+}
+
+// deleteUser ends every session of user except keep (which may be nil).
+func (s *sessions) deleteUser(user string, keep *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.m {
+		if v.user == user && v != keep {
+			delete(s.m, k)
+		}
+	}
+}
+
+// sweepLocked drops expired sessions, at most once a minute.
+func (s *sessions) sweepLocked(now time.Time) {
+	if now.Sub(s.lastSweep) < time.Minute {
+		return
+	}
+	s.lastSweep = now
+	for k, v := range s.m {
+		if s.expired(v, now) {
+			delete(s.m, k)
+		}
+	}
+}
+
+func (s *sessions) setFlash(sess *session, kind, msg string) {
+	s.mu.Lock()
+	sess.flash = flash{Kind: kind, Msg: msg}
+	s.mu.Unlock()
+}
+
+func (s *sessions) popFlash(sess *session) flash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := sess.flash
+	sess.flash = flash{}
+	return f
+}
+
+// useNonce marks a one-time form nonce used; it reports false if it was
+// used before (the form was submitted twice, as by reloading the page that
+// a POST rendered).
+func (s *sessions) useNonce(sess *session, nonce string) bool {
+	if nonce == "" {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range sess.nonces {
+		if n == nonce {
+			return false
+		}
+	}
+	sess.nonces = append(sess.nonces, nonce)
+	if len(sess.nonces) > maxNonces {
+		sess.nonces = sess.nonces[len(sess.nonces)-maxNonces:]
+	}
+	return true
+}
+
+// count returns the number of sessions (for tests).
+func (s *sessions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// tokenEqual compares a submitted CSRF token with the expected one in
+// constant time.
+func tokenEqual(got, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// Cookie names. Under TLS the session cookie takes the __Host- prefix,
+// which browsers accept only with Secure, Path=/ and no Domain, so that no
+// sibling host can set or shadow it.
+func (h *Handler) sessionCookieName() string {
+	if h.secure {
+		return "__Host-berth_session"
+	}
+	return "berth_session"
+}
+
+func (h *Handler) signinCookieName() string {
+	if h.secure {
+		return "__Host-berth_signin"
+	}
+	return "berth_signin"
+}
+
+func (h *Handler) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: h.secure, SameSite: http.SameSiteLaxMode})
+}
+
+func cookieValue(r *http.Request, name string) string {
+	c, err := r.Cookie(name)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}

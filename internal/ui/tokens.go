@@ -1,0 +1,361 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/identity"
+)
+
+// expiryWarning is how early a password's coming expiry is flagged.
+const expiryWarning = 7 * 24 * time.Hour
+
+// passwordView is one password slot as the pages show it.
+type passwordView struct {
+	Slot     string
+	Present  bool
+	Created  time.Time
+	Expiry   *time.Time
+	LastUsed *time.Time
+	State    string // "", "soon" or "expired"
+	Expires  string // "never", "2026-12-01 00:00 UTC (in 3 days)", ...
+}
+
+func (h *Handler) passwordViews(pws []identity.Password, slots ...string) []passwordView {
+	now := h.now()
+	out := make([]passwordView, 0, len(slots))
+	for _, s := range slots {
+		v := passwordView{Slot: s, Expires: "never"}
+		for _, p := range pws {
+			if p.Name != s {
+				continue
+			}
+			v.Present, v.Created, v.Expiry, v.LastUsed = true, p.CreationTime, p.Expiry, p.LastUsed
+			if p.Expiry != nil {
+				left := p.Expiry.Sub(now)
+				switch {
+				case left <= 0:
+					v.State = "expired"
+					v.Expires = fmt.Sprintf("expired %s (%s ago)", fmtTime(*p.Expiry), roughDuration(-left))
+				case left <= expiryWarning:
+					v.State = "soon"
+					v.Expires = fmt.Sprintf("%s (in %s)", fmtTime(*p.Expiry), roughDuration(left))
+				default:
+					v.Expires = fmtTime(*p.Expiry)
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// roughDuration says "3 days", "5 hours", "12 minutes".
+func roughDuration(d time.Duration) string {
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d >= 48*time.Hour:
+		return plural(int(d/(24*time.Hour)), "day")
+	case d >= 2*time.Hour:
+		return plural(int(d/time.Hour), "hour")
+	case d >= time.Minute:
+		return plural(int(d/time.Minute), "minute")
+	}
+	return "less than a minute"
+}
+
+type tokenRow struct {
+	identity.Token
+	Passwords []passwordView
+	Warn      bool
+}
+
+type tokensData struct {
+	Tokens   []tokenRow
+	Expiring []string // tokens with a password expiring within a week
+}
+
+func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	toks, err := h.ids.ListTokens(rq.id)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	var d tokensData
+	for _, t := range toks {
+		row := tokenRow{Token: t, Passwords: h.passwordViews(t.Passwords, identity.SlotPassword1, identity.SlotPassword2)}
+		for _, p := range row.Passwords {
+			if p.State == "soon" {
+				row.Warn = true
+			}
+		}
+		if row.Warn {
+			d.Expiring = append(d.Expiring, t.Name)
+		}
+		d.Tokens = append(d.Tokens, row)
+	}
+	h.render(w, r, rq, http.StatusOK, "tokens.html", view{Title: "Tokens", Nav: "tokens", Data: d})
+}
+
+// tokenForm is the new-token form.
+type tokenForm struct {
+	Name      string
+	Status    string
+	Mode      string // "existing" or "new"
+	ScopeMap  string
+	ScopeMaps []identity.ScopeMap
+	Rows      []grantRow
+	Errors    map[string]string
+}
+
+func (h *Handler) newTokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	if !rq.can(auth.ManageTokens) {
+		h.forbidden(w, r, rq, "create tokens")
+		return
+	}
+	f := tokenForm{Status: identity.StatusEnabled, Mode: "existing", ScopeMap: r.URL.Query().Get("scope-map"), Rows: withBlankRows(nil, 3)}
+	h.renderTokenForm(w, r, rq, http.StatusOK, f, "")
+}
+
+func (h *Handler) renderTokenForm(w http.ResponseWriter, r *http.Request, rq *request, status int, f tokenForm, msg string) {
+	maps, err := h.ids.ListScopeMaps(rq.id)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	f.ScopeMaps = maps
+	h.render(w, r, rq, status, "token_new.html", view{Title: "New token", Nav: "tokens", Error: msg, Data: f})
+}
+
+func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *request) {
+	if !rq.can(auth.ManageTokens) {
+		h.forbidden(w, r, rq, "create tokens")
+		return
+	}
+	f := tokenForm{Name: strings.TrimSpace(r.PostForm.Get("name")), Status: r.PostForm.Get("status"),
+		Mode: r.PostForm.Get("mode"), ScopeMap: r.PostForm.Get("scopeMap"), Errors: map[string]string{}}
+	if err := auth.ValidateTokenName(f.Name); err != nil {
+		f.Errors["name"] = capitalize(err.Error()) + "."
+	}
+	if f.Status != identity.StatusDisabled {
+		f.Status = identity.StatusEnabled
+	}
+	spec := identity.TokenSpec{Name: f.Name, Status: f.Status}
+	rows, actions, rowsOK := parseGrantRows(r)
+	switch f.Mode {
+	case "new":
+		f.Rows = rows
+		if !rowsOK {
+			f.Errors["rows"] = "Fix the marked rows."
+		} else if len(actions) == 0 {
+			f.Errors["rows"] = "Add at least one repository pattern with its actions, or choose an existing scope map."
+		}
+		spec.Actions = actions
+	default:
+		f.Mode = "existing"
+		f.Rows = rows
+		if f.ScopeMap == "" {
+			f.Errors["scopeMap"] = "Choose the scope map that says what the token may do."
+		}
+		spec.ScopeMap = f.ScopeMap
+	}
+	f.Rows = withBlankRows(f.Rows, 1)
+	if len(f.Errors) > 0 {
+		h.renderTokenForm(w, r, rq, http.StatusUnprocessableEntity, f, "The token was not created: fix the fields marked below.")
+		return
+	}
+	_, _, err := h.ids.CreateToken(r.Context(), rq.id, spec)
+	if err != nil {
+		switch {
+		case errors.Is(err, identity.ErrConflict):
+			f.Errors["name"] = h.message(err) + ". Choose another name."
+			h.renderTokenForm(w, r, rq, http.StatusConflict, f, "The token was not created: fix the fields marked below.")
+		case errors.Is(err, identity.ErrInvalid):
+			h.renderTokenForm(w, r, rq, http.StatusUnprocessableEntity, f, "The token was not created: "+h.message(err))
+		default:
+			h.fail(w, r, rq, err)
+		}
+		return
+	}
+	h.redirect(w, r, rq, "/tokens/"+url.PathEscape(f.Name), "Token "+f.Name+" created. Generate a password below to use it.")
+}
+
+// secretView is a password shown once, in the response to the request
+// that generated it.
+type secretView struct {
+	Username string
+	Slot     string
+	Password string
+	Command  string
+	Expiry   *time.Time
+}
+
+type tokenData struct {
+	Token     identity.Token
+	Passwords []passwordView
+	ScopeMaps []identity.ScopeMap
+	Grants    []grantRow
+	NoMap     bool // the scope map was deleted with force
+	Secrets   []secretView
+	Once      string
+	MinDate   string
+	Errors    map[string]string
+}
+
+func (h *Handler) tokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	h.renderToken(w, r, rq, http.StatusOK, r.PathValue("name"), nil, nil, "")
+}
+
+// renderToken shows a token's page; secrets, when given, are the
+// passwords just generated, shown this once.
+func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *request, status int, name string, secrets []secretView, errs map[string]string, msg string) {
+	t, err := h.ids.GetToken(rq.id, name)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	d := tokenData{Token: t, Passwords: h.passwordViews(t.Passwords, identity.SlotPassword1, identity.SlotPassword2),
+		Secrets: secrets, Once: randomString(16), MinDate: h.now().UTC().AddDate(0, 0, 1).Format("2006-01-02"), Errors: errs}
+	if m, err := h.ids.GetScopeMap(rq.id, t.ScopeMap); err == nil {
+		d.Grants = grantRows(m.Actions)
+	} else {
+		d.NoMap = true
+	}
+	if rq.can(auth.ManageTokens) {
+		if d.ScopeMaps, err = h.ids.ListScopeMaps(rq.id); err != nil {
+			h.fail(w, r, rq, err)
+			return
+		}
+	}
+	h.render(w, r, rq, status, "token.html", view{Title: "Token " + t.Name, Nav: "tokens", Error: msg, Data: d})
+}
+
+// parseExpiry reads an optional date input (YYYY-MM-DD): the password
+// stops working at 00:00 UTC on that day.
+func parseExpiry(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a date: use the form YYYY-MM-DD, as in 2030-01-31", s)
+	}
+	return t.UTC(), nil
+}
+
+// loginCommand is the command the portal shows with a new password.
+func loginCommand(user, password, host string) string {
+	return fmt.Sprintf("docker login -u %s -p %s %s", user, password, host)
+}
+
+func (h *Handler) tokenAction(w http.ResponseWriter, r *http.Request, rq *request) {
+	name := r.PathValue("name")
+	if !rq.can(auth.ManageTokens) {
+		h.forbidden(w, r, rq, "change tokens")
+		return
+	}
+	switch op := r.PostForm.Get("op"); op {
+	case "status":
+		st := r.PostForm.Get("status")
+		if _, err := h.ids.UpdateToken(r.Context(), rq.id, name, identity.TokenUpdate{Status: &st}); err != nil {
+			h.fail(w, r, rq, err)
+			return
+		}
+		msg := "Token " + name + " enabled."
+		if st == identity.StatusDisabled {
+			msg = "Token " + name + " disabled: it is refused from its next request, including access tokens already issued."
+		}
+		h.redirect(w, r, rq, "/tokens/"+url.PathEscape(name), msg)
+	case "scope-map":
+		sm := r.PostForm.Get("scopeMap")
+		if _, err := h.ids.UpdateToken(r.Context(), rq.id, name, identity.TokenUpdate{ScopeMap: &sm}); err != nil {
+			if errors.Is(err, identity.ErrInvalid) {
+				h.renderToken(w, r, rq, http.StatusUnprocessableEntity, name, nil, map[string]string{"scopeMap": h.message(err)}, "Nothing was changed: see below.")
+				return
+			}
+			h.fail(w, r, rq, err)
+			return
+		}
+		h.redirect(w, r, rq, "/tokens/"+url.PathEscape(name), "Token "+name+" now uses scope map "+sm+".")
+	case "generate":
+		slot := r.PostForm.Get("slot")
+		errs := map[string]string{}
+		expiry, err := parseExpiry(r.PostForm.Get("expiry"))
+		if err != nil {
+			errs["expiry-"+slot] = capitalize(err.Error()) + "."
+			h.renderToken(w, r, rq, http.StatusUnprocessableEntity, name, nil, errs, "No password was generated: see below.")
+			return
+		}
+		if !h.sessions.useNonce(rq.sess, r.PostForm.Get("once")) {
+			h.renderToken(w, r, rq, http.StatusConflict, name, nil, nil,
+				"This form was already submitted (the page was reloaded or sent twice), so no new password was generated. "+
+					"A generated password is shown only once: if you did not copy it, generate a new one.")
+			return
+		}
+		creds, err := h.ids.GenerateCredentials(r.Context(), rq.id, name, []string{slot}, expiry)
+		if err != nil {
+			if errors.Is(err, identity.ErrInvalid) {
+				errs["expiry-"+slot] = h.message(err) + "."
+				h.renderToken(w, r, rq, http.StatusUnprocessableEntity, name, nil, errs, "No password was generated: see below.")
+				return
+			}
+			h.fail(w, r, rq, err)
+			return
+		}
+		host := h.registryHost(r)
+		var secrets []secretView
+		for _, p := range creds.Passwords {
+			secrets = append(secrets, secretView{Username: creds.Username, Slot: p.Name, Password: p.Value, Expiry: p.Expiry,
+				Command: loginCommand(creds.Username, p.Value, host)})
+		}
+		// Rendered straight into this response (200, no-store), never
+		// redirected: the value is in no URL, cookie or session.
+		h.renderToken(w, r, rq, http.StatusOK, name, secrets, nil, "")
+	case "delete-password":
+		slot := r.PostForm.Get("slot")
+		if _, err := h.ids.DeletePassword(r.Context(), rq.id, name, slot); err != nil {
+			h.fail(w, r, rq, err)
+			return
+		}
+		h.redirect(w, r, rq, "/tokens/"+url.PathEscape(name), slot+" of "+name+" deleted: it no longer works, from the next request on.")
+	default:
+		h.renderError(w, r, rq, http.StatusBadRequest, "Bad request", fmt.Sprintf("Unknown operation %q.", op))
+	}
+}
+
+func (h *Handler) deleteTokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	t, err := h.ids.GetToken(rq.id, r.PathValue("name"))
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	if !rq.can(auth.ManageTokens) {
+		h.forbidden(w, r, rq, "delete tokens")
+		return
+	}
+	h.render(w, r, rq, http.StatusOK, "token_delete.html", view{Title: "Delete token " + t.Name, Nav: "tokens", Data: t})
+}
+
+func (h *Handler) deleteToken(w http.ResponseWriter, r *http.Request, rq *request) {
+	name := r.PathValue("name")
+	if !rq.can(auth.ManageTokens) {
+		h.forbidden(w, r, rq, "delete tokens")
+		return
+	}
+	if err := h.ids.DeleteToken(r.Context(), rq.id, name); err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	h.redirect(w, r, rq, "/tokens", "Token "+name+" deleted. Clients using it are refused from their next request.")
+}
