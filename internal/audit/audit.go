@@ -48,6 +48,9 @@ type Event struct {
 	Target     string `json:"target,omitempty"`
 	JwtID      string `json:"jwtId,omitempty"`
 	DurationMs int64  `json:"durationMs,omitempty"`
+	// Count is how many identical events this record stands for (manifest
+	// pulls repeated within a fraction of a second are folded into one).
+	Count int `json:"count,omitempty"`
 }
 
 // Filter selects events; zero fields match everything.
@@ -112,48 +115,67 @@ func (l *Log) Close() {
 	})
 }
 
+// batchWindow is how long the writer gathers events before writing them in
+// one transaction; identical manifest pulls within it become one record
+// with a count, so a busy pull path costs one row a window, not one a pull.
+const batchWindow = 200 * time.Millisecond
+
 func (l *Log) run() {
 	defer l.wg.Done()
-	batch := make([]Event, 0, 256)
+	var batch []Event
+	var timer <-chan time.Time
 	for {
 		select {
 		case e, ok := <-l.ch:
 			if !ok {
-				l.write(batch)
+				l.write(fold(batch))
 				return
 			}
 			batch = append(batch, e)
-			// Take whatever else is already queued, then write once.
-			for len(batch) < cap(batch) {
-				select {
-				case e, ok := <-l.ch:
-					if !ok {
-						l.write(batch)
-						return
-					}
-					batch = append(batch, e)
-					continue
-				default:
-				}
-				break
+			if timer == nil {
+				timer = time.After(batchWindow)
 			}
-			l.write(batch)
-			batch = batch[:0]
+			if len(batch) >= queueSize {
+				l.write(fold(batch))
+				batch, timer = nil, nil
+			}
+		case <-timer:
+			l.write(fold(batch))
+			batch, timer = nil, nil
 		case done := <-l.flushc:
-			for {
-				select {
-				case e := <-l.ch:
-					batch = append(batch, e)
-					continue
-				default:
-				}
-				break
+			for len(l.ch) > 0 {
+				batch = append(batch, <-l.ch)
 			}
-			l.write(batch)
-			batch = batch[:0]
+			l.write(fold(batch))
+			batch, timer = nil, nil
 			close(done)
 		}
 	}
+}
+
+// fold merges identical pull events (same identity, credential, address,
+// client, repository, tag and digest) into one with a count.
+func fold(events []Event) []Event {
+	type key struct {
+		identity, slot, ip, ua, repo, tag, digest string
+	}
+	out := events[:0]
+	seen := map[key]int{}
+	for _, e := range events {
+		if e.Kind != KindPull {
+			out = append(out, e)
+			continue
+		}
+		k := key{e.Identity, e.Slot, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}
+		if i, ok := seen[k]; ok {
+			out[i].Count += max(e.Count, 1)
+			continue
+		}
+		e.Count = max(e.Count, 1)
+		seen[k] = len(out)
+		out = append(out, e)
+	}
+	return out
 }
 
 func (l *Log) write(events []Event) {
@@ -165,8 +187,8 @@ func (l *Log) write(events []Event) {
 		l.log.Error("audit write failed", "err", err, "events", len(events))
 		return
 	}
-	stmt, err := tx.Prepare(`INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.Prepare(`INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		tx.Rollback()
 		l.log.Error("audit write failed", "err", err)
@@ -175,7 +197,7 @@ func (l *Log) write(events []Event) {
 	defer stmt.Close()
 	for _, e := range events {
 		if _, err := stmt.Exec(e.Time.UnixMilli(), e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, clip(e.Reason, 512), e.CallerIP,
-			clip(e.UserAgent, 512), e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs); err != nil {
+			clip(e.UserAgent, 512), e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs, max(e.Count, 1)); err != nil {
 			tx.Rollback()
 			l.log.Error("audit write failed", "err", err)
 			return
@@ -216,7 +238,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Before > 0 {
 		add("id < ?", f.Before)
 	}
-	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms FROM audit`
+	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -235,7 +257,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 		var e Event
 		var t int64
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &e.Result, &e.Identity, &e.IdentityKind, &e.Slot, &e.Reason, &e.CallerIP, &e.UserAgent,
-			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs); err != nil {
+			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs, &e.Count); err != nil {
 			return nil, fmt.Errorf("scan audit event: %w", err)
 		}
 		e.Time = time.UnixMilli(t).UTC()

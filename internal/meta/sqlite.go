@@ -172,6 +172,7 @@ var migrations = []string{
 	);
 	CREATE INDEX audit_time ON audit(time);
 	CREATE INDEX audit_identity ON audit(identity, time);`,
+	`ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
