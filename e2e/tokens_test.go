@@ -386,9 +386,8 @@ func TestTokensDocker(t *testing.T) {
 		// docker kept the login it had (a refresh token from the token
 		// endpoint, not the password): enabled again, it works at once,
 		// as docs/tokens.md promises.
-		out, err = dc.push("team/toggle:v2")
-		if err != nil {
-			t.Errorf("push with docker's existing login after the token was enabled again: %v", err)
+		if out, err := dc.push("team/toggle:v2"); err != nil {
+			t.Errorf("push with docker's existing login after the token was enabled again: %v\n%s", err, out)
 			// Say whether a new login would have helped.
 			dc.mustLogin(tok.name, tok.password["password1"])
 		}

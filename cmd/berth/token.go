@@ -74,8 +74,7 @@ command that uses them.`,
 		if err := printToken(c, tok); err != nil {
 			return err
 		}
-		cr := tok.Properties.Credentials
-		return printCredentials(c.out, c.server, api.Credentials{Username: cr.Username, Passwords: cr.Passwords})
+		return printCredentials(c.out, c.server, api.Credentials(tok.Properties.Credentials))
 	}
 	withGroupedFlags(cmd, "repository")
 	return cmd

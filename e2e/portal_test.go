@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/berth-registry/berth/internal/testutil"
+)
+
+// TestPortal drives the web portal in headless Chromium through the flow
+// of the ACR portal's "Repository permissions" pages, and checks the result
+// with a real client: sign in as the owner, create a scope map granting
+// content/read and content/write on demo/*, create a token with it,
+// generate password1 with an expiry, read the password and the docker
+// login command off the page, log podman in with them, push demo/app
+// (allowed) and other/app (denied), disable the token in the portal and
+// see the next push refused.
+//
+// It takes screenshots of the main pages; with BERTH_UPDATE_SCREENSHOTS=1
+// they are written to docs/screenshots/ (for the documentation), otherwise
+// to a temporary directory.
+func TestPortal(t *testing.T) {
+	srv := startRegistry(t)
+	if srv.Kind != testutil.KindBerth {
+		t.Skip("the portal is berth's own")
+	}
+	chrome := testutil.LookTool(t, "chromium", "chromium-browser", "google-chrome")
+	pm := testutil.NewPodman(t)
+	requirePortal(t, srv)
+
+	ctx := newChromium(t, chrome)
+	shots := screenshotDir(t)
+	fail := func(what string, err error) {
+		t.Helper()
+		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
+		t.Fatalf("%s: %v\npage:\n%s", what, err, html)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			fail(what, err)
+		}
+	}
+	// read runs one action that reads a string off the page.
+	read := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, a)
+		if err != nil {
+			fail(what, err)
+		}
+		return v
+	}
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			buf, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		})
+	}
+	// js runs a script in the page for its effect.
+	js := func(script string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](script + "; true")(ctx, tg)
+			return err
+		})
+	}
+	base := srv.URL
+
+	// Sign in as the owner.
+	run("sign in",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		shot("signin"),
+		chromedp.SendKeys(chromedp.ID("username"), srv.Username),
+		chromedp.SendKeys(chromedp.ID("password"), srv.Password),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.CSS("nav.mainnav")),
+	)
+	title := read("read the title", chromedp.Text(chromedp.CSS("main h1")))
+	if title != "Repositories" {
+		t.Fatalf("after sign-in the page is %q, want Repositories", title)
+	}
+
+	// A scope map: content/read + content/write on demo/*. First with a
+	// second, invalid pattern, which the server refuses with its message
+	// next to the field and stores nothing.
+	run("fill in the scope map",
+		chromedp.Navigate(base+"/scope-maps/new"),
+		chromedp.WaitVisible(chromedp.ID("name")),
+		chromedp.SendKeys(chromedp.ID("name"), "demo-push"),
+		chromedp.SendKeys(chromedp.ID("description"), "CI pushes to demo/*"),
+		chromedp.SendKeys(chromedp.ID("pattern-0"), "demo/*"),
+		chromedp.Click(chromedp.CSS(`input[name="action-0"][value="content/read"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="action-0"][value="content/write"]`)),
+		chromedp.SendKeys(chromedp.ID("pattern-1"), "a/*/b"),
+		chromedp.Click(chromedp.CSS(`input[name="action-1"][value="content/read"]`)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"].btn-primary`)),
+		chromedp.WaitVisible(chromedp.ID("pattern-1-error")),
+	)
+	fieldErr := read("read the pattern error", chromedp.Text(chromedp.ID("pattern-1-error")))
+	if !strings.Contains(fieldErr, "a wildcard may only appear as a whole trailing path segment") {
+		t.Errorf("message next to the bad pattern = %q", fieldErr)
+	}
+	run("fix the scope map and create it",
+		js(`document.getElementById("pattern-1").value = ""`),
+		chromedp.Click(chromedp.CSS(`input[name="action-1"][value="content/read"]`)),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"].btn-primary`)),
+		chromedp.WaitVisible(chromedp.CSS(".alert-ok")),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="action-0"][value="content/write"]`)),
+		shot("scope-map-editor"),
+	)
+	flash := read("read the confirmation", chromedp.Text(chromedp.CSS(".alert-ok")))
+	if !strings.Contains(flash, "Scope map demo-push created") {
+		t.Errorf("after creating the scope map: %q", flash)
+	}
+
+	// A token with that scope map, then password1 with an expiry.
+	run("create the token",
+		chromedp.Navigate(base+"/tokens/new"),
+		chromedp.WaitVisible(chromedp.ID("name")),
+		chromedp.SendKeys(chromedp.ID("name"), "ci-demo"),
+		chromedp.SetValue(chromedp.ID("scopeMap"), "demo-push"),
+		chromedp.Click(chromedp.CSS(`form button[type="submit"].btn-primary`)),
+		chromedp.WaitVisible(chromedp.ID("generate-password1")),
+	)
+	expiry := time.Now().UTC().AddDate(0, 0, 30).Format("2006-01-02")
+	run("generate password1",
+		chromedp.SetValue(chromedp.ID("expiry-password1"), expiry),
+		chromedp.Click(chromedp.ID("generate-password1")),
+		chromedp.WaitVisible(chromedp.ID("pw-password1")),
+	)
+	password := read("read the password", chromedp.Value(chromedp.ID("pw-password1")))
+	command := read("read the login command", chromedp.Value(chromedp.ID("cmd-password1")))
+	note := read("read the warning", chromedp.Text(chromedp.CSS(".secret-warning")))
+	if !strings.Contains(note, "it will not be shown again") {
+		t.Errorf("the page does not say the password is shown once: %q", note)
+	}
+	if want := fmt.Sprintf("docker login -u ci-demo -p %s %s", password, srv.Host); command != want || len(password) < 40 {
+		t.Fatalf("login command = %q, want %q", command, want)
+	}
+	run("copy the command",
+		chromedp.Click(chromedp.CSS(`[data-copy="cmd-password1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-copy="cmd-password1"].copied`)),
+	)
+	copied := read("read the copy button", chromedp.Text(chromedp.CSS(`[data-copy="cmd-password1"]`)))
+	if copied != "Copied" {
+		t.Errorf("copy button says %q after a click", copied)
+	}
+	// The screenshot shows a placeholder, not a live secret.
+	const placeholder = "EXAMPLE-shown-once-not-a-real-password-0000"
+	run("screenshot the password",
+		js(fmt.Sprintf(`document.querySelectorAll("[data-secret]").forEach(e => e.value = %q);
+			document.querySelectorAll("[data-login-command]").forEach(e => e.value = e.value.split(%q).join(%q))`,
+			placeholder, password, placeholder)),
+		shot("token-password"),
+	)
+
+	// Never shown again.
+	run("reload the token page",
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.ID("generate-password1")),
+	)
+	html := read("read the token page", chromedp.OuterHTML(chromedp.CSS("html")))
+	if strings.Contains(html, password) {
+		t.Errorf("the token page shows the password again")
+	}
+	if !strings.Contains(html, expiry) {
+		t.Errorf("the token page does not show password1's expiry %s", expiry)
+	}
+
+	// A real client with what the page showed.
+	f := strings.Fields(command)
+	if out, err := pm.Run("login", "--tls-verify=false", "-u", f[3], "-p", f[5], f[6]); err != nil {
+		t.Fatalf("podman login with the portal's command: %v\n%s", err, out)
+	}
+	img := testutil.RandomImage(t, 1, 64<<10)
+	dir := testutil.WriteOCILayout(t, img, "v1")
+	id := strings.TrimSpace(pm.MustRun("pull", "--quiet", "oci:"+dir+":v1"))
+	push := func(ref string) (string, error) {
+		pm.MustRun("tag", id, srv.Host+"/"+ref)
+		return pm.Run("push", "--tls-verify=false", srv.Host+"/"+ref)
+	}
+	if out, err := push("demo/app:v1"); err != nil {
+		t.Fatalf("push demo/app with the token: %v\n%s", err, out)
+	}
+	if out, err := push("other/app:v1"); err == nil {
+		t.Fatalf("push other/app with a token scoped to demo/* succeeded:\n%s", out)
+	} else if !deniedOutput(out) {
+		t.Errorf("push other/app failed, but not as denied: %s", out)
+	}
+
+	// Pages with data in them.
+	run("screenshot the repositories",
+		chromedp.Navigate(base+"/repositories"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/repositories/demo/app"]`)),
+		shot("repositories"),
+		chromedp.Navigate(base+"/repositories/demo/app"),
+		chromedp.WaitVisible(chromedp.CSS("span.tag")),
+		shot("repository"),
+	)
+	run("screenshot the tokens",
+		chromedp.Navigate(base+"/tokens"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/tokens/ci-demo"]`)),
+		shot("tokens"),
+		chromedp.Navigate(base+"/access-keys"),
+		chromedp.WaitVisible(chromedp.CSS(".note")),
+		shot("access-keys"),
+	)
+
+	// Disable the token: the next push is refused.
+	run("disable the token",
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.ID("disable-token")),
+		chromedp.Click(chromedp.ID("disable-token")),
+		chromedp.WaitVisible(chromedp.ID("enable-token")),
+	)
+	if out, err := push("demo/app:v2"); err == nil {
+		t.Fatalf("push with a disabled token succeeded:\n%s", out)
+	} else if !deniedOutput(out) {
+		t.Errorf("push with a disabled token failed, but not as refused: %s", out)
+	}
+
+	run("screenshot the audit log",
+		chromedp.Navigate(base+"/audit"),
+		chromedp.WaitVisible(chromedp.CSS("table.audit")),
+		shot("audit"),
+	)
+	html = read("read the audit log", chromedp.OuterHTML(chromedp.CSS("table.audit")))
+	for _, want := range []string{"ci-demo", "token ci-demo", "scope map demo-push"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("the audit log lacks %q", want)
+		}
+	}
+
+	// A phone-width window and the dark scheme.
+	run("phone width",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.ID("enable-token")),
+		shot("token-phone"),
+	)
+	run("dark scheme",
+		chromedp.EmulateViewport(1280, 860),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+			return err
+		}),
+		chromedp.Navigate(base+"/scope-maps"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/scope-maps/demo-push"]`)),
+		shot("scope-maps-dark"),
+	)
+
+	// Sign out: the portal asks for a password again.
+	run("sign out",
+		chromedp.EmulateViewport(1280, 860),
+		chromedp.Click(chromedp.CSS(".signout button")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.Navigate(base+"/tokens"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+	)
+}
+
+// deniedOutput reports whether a client's error output says it was
+// refused (401 or 403), not that something else went wrong.
+func deniedOutput(out string) bool {
+	o := strings.ToLower(out)
+	for _, s := range []string{"denied", "unauthorized", "authentication required", "403", "401"} {
+		if strings.Contains(o, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// requirePortal fails the test early, with a clear message, when the
+// server does not serve the portal.
+func requirePortal(t *testing.T, srv *testutil.Server) {
+	t.Helper()
+	resp, err := http.Get(srv.URL + "/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `action="/signin"`) {
+		t.Fatalf("GET /signin answered %d without the sign-in form: the server does not serve the portal (internal/ui) at /", resp.StatusCode)
+	}
+}
+
+// newChromium starts headless Chromium with a fresh profile and nothing
+// that talks to the network by itself, and returns a browser context that
+// ends with the test.
+func newChromium(t *testing.T, path string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("disable-client-side-phishing-detection", true),
+		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AutofillServerCommunication,InterestFeedContentSuggestions"),
+		chromedp.Flag("no-pings", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("safebrowsing-disable-auto-update", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.Flag("lang", "en-US"),
+		chromedp.WindowSize(1280, 860),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// chromedp's own logging is off: it may log from its goroutines after
+	// the test ended, and every failure reaches the test through Run.
+	quiet := func(string, ...any) {}
+	ctx, cancelCtx := chromedp.NewContext(alloc, chromedp.WithLogf(quiet), chromedp.WithErrorf(quiet))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 10*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	// Start the browser now, so that a broken Chromium fails here.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 860)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// screenshotDir is docs/screenshots under BERTH_UPDATE_SCREENSHOTS=1, and a
+// temporary directory otherwise.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("BERTH_UPDATE_SCREENSHOTS") != "1" {
+		return t.TempDir()
+	}
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "docs", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
