@@ -64,6 +64,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
 	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
 	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username or client address before further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
+	f.DurationVar(&flagCfg.GCInterval, "gc-interval", 0, "collect garbage (unreferenced blob links and content older than 1h) this often, e.g. 24h; 0 means only on request with `berth gc` (env BERTH_GC_INTERVAL)")
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	return cmd
 }
@@ -90,6 +91,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"refresh-token-ttl":       func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
 		"login-failure-threshold": func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
 		"debug-addr":              func() { cfg.DebugAddr = f.DebugAddr },
+		"gc-interval":             func() { cfg.GCInterval = f.GCInterval },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

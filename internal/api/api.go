@@ -82,6 +82,8 @@ type Options struct {
 	// ClientIP gives the caller's address for audit records; by default
 	// the peer address.
 	ClientIP func(*http.Request) string
+	// GC, when set, serves POST /api/v1/gc.
+	GC Collector
 }
 
 // Handler is the management API.
@@ -93,6 +95,7 @@ type Handler struct {
 	log        *slog.Logger
 	retryAfter func(error) (time.Duration, bool)
 	clientIP   func(*http.Request) string
+	gc         Collector
 	mux        *http.ServeMux
 }
 
@@ -112,7 +115,7 @@ func New(o Options) (*Handler, error) {
 		o.ClientIP = peerIP
 	}
 	h := &Handler{ids: o.Identity, meta: o.Metadata, authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.routes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt.handle))
@@ -162,6 +165,8 @@ func (h *Handler) routes() []route {
 		{"DELETE /api/v1/repositories/{path...}", h.repository},
 
 		{"GET /api/v1/audit", h.listAudit},
+
+		{"POST /api/v1/gc", h.collectGarbage},
 	}
 }
 

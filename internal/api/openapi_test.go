@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/gc"
 )
 
 type openAPIDoc struct {
@@ -125,6 +126,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"TagList":                     TagList{},
 		"ManifestInfo":                ManifestInfo{},
 		"AuditEventList":              List[audit.Event]{},
+		"GCRequest":                   GCRequest{},
+		"GCReport":                    gc.Report{},
 	}
 	for name, v := range types {
 		s := doc.Components.Schemas[name]

@@ -71,9 +71,10 @@ type Log struct {
 	log *slog.Logger
 	ch  chan Event
 
-	wg     sync.WaitGroup
-	once   sync.Once
-	flushc chan chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+	flushc  chan chan struct{}
+	stopped chan struct{} // closed when the writer has finished
 }
 
 // queueSize bounds memory when the database is slow; beyond it, events are
@@ -82,7 +83,7 @@ const queueSize = 4096
 
 // New starts a Log writing to db (which holds the audit table).
 func New(db *sql.DB, log *slog.Logger) *Log {
-	l := &Log{db: db, log: log, ch: make(chan Event, queueSize), flushc: make(chan chan struct{})}
+	l := &Log{db: db, log: log, ch: make(chan Event, queueSize), flushc: make(chan chan struct{}), stopped: make(chan struct{})}
 	l.wg.Add(1)
 	go l.run()
 	return l
@@ -103,8 +104,11 @@ func (l *Log) Record(e Event) {
 // Flush waits until every event recorded so far is in the database.
 func (l *Log) Flush() {
 	done := make(chan struct{})
-	l.flushc <- done
-	<-done
+	select {
+	case l.flushc <- done:
+		<-done
+	case <-l.stopped: // closed: everything was written
+	}
 }
 
 // Close flushes and stops the writer.
@@ -122,6 +126,7 @@ const batchWindow = 200 * time.Millisecond
 
 func (l *Log) run() {
 	defer l.wg.Done()
+	defer close(l.stopped)
 	var batch []Event
 	var timer <-chan time.Time
 	for {
@@ -215,8 +220,10 @@ func clip(s string, n int) string {
 	return s
 }
 
-// List returns events matching f, newest first.
+// List returns events matching f, newest first. Events recorded before the
+// call are included: it waits for the writer first.
 func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
+	l.Flush()
 	var where []string
 	var args []any
 	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }

@@ -51,6 +51,8 @@ type Config struct {
 	// LoginFailureThreshold is how many consecutive failed logins a username
 	// or a client address may have before further attempts are delayed.
 	LoginFailureThreshold int `yaml:"loginFailureThreshold" env:"BERTH_LOGIN_FAILURE_THRESHOLD"`
+	// GCInterval, when set, collects garbage that often (0: only on request).
+	GCInterval time.Duration `yaml:"gcInterval" env:"BERTH_GC_INTERVAL"`
 	// DebugAddr, when set, serves pprof and metrics on a separate listener.
 	DebugAddr string `yaml:"debugAddr" env:"BERTH_DEBUG_ADDR"`
 }

@@ -147,7 +147,9 @@ func (rg *Registry) mount(req *request, d digest.Digest, from string) (bool, err
 		if err != nil {
 			continue
 		}
-		if _, err := rg.blobs.Stat(ctx, d); err != nil {
+		// Touch, not Stat: a garbage collection running now must not take
+		// the content between this check and the link.
+		if err := rg.blobs.Touch(ctx, d); err != nil {
 			continue
 		}
 		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {

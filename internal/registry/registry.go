@@ -23,6 +23,7 @@ import (
 // Blobs is the content store the registry needs.
 type Blobs interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	Touch(ctx context.Context, d digest.Digest) error
 	Open(ctx context.Context, d digest.Digest) (*os.File, error)
 	Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error)
 	StartUpload(ctx context.Context, repo string) (storage.UploadInfo, error)

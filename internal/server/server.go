@@ -23,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/metrics"
@@ -35,6 +36,7 @@ import (
 
 // Server is a configured berth server.
 type Server struct {
+	gcMu     sync.Mutex
 	metrics  *metrics.Metrics
 	cfg      config.Config
 	log      *slog.Logger
@@ -123,6 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Audit:         s.audit,
 		Logger:        log,
 		RetryAfter:    tokenauth.RetryAfter,
+		GC:            s.collect,
 	})
 	if err != nil {
 		s.Close()
@@ -233,6 +236,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	go s.purgeUploads(ctx)
+	if s.cfg.GCInterval > 0 {
+		go s.collectEvery(ctx, s.cfg.GCInterval)
+	}
 	if s.cfg.DebugAddr != "" {
 		if err := s.serveDebug(ctx); err != nil {
 			return err
@@ -344,6 +350,33 @@ func (s *Server) Audit() *audit.Log { return s.audit }
 
 // DataDir returns the data directory.
 func (s *Server) DataDir() string { return s.cfg.Data }
+
+// collect runs one garbage collection.
+func (s *Server) collect(ctx context.Context, o gc.Options) (gc.Report, error) {
+	s.gcMu.Lock() // one at a time
+	defer s.gcMu.Unlock()
+	r, err := gc.Collect(ctx, s.meta, s.blobs, o)
+	if err == nil && !o.DryRun {
+		s.log.Info("garbage collected", "unlinked", len(r.UnlinkedBlobs), "deleted", len(r.DeletedBlobs), "freed_bytes", r.FreedBytes, "duration", r.Duration)
+	}
+	return r, err
+}
+
+// collectEvery runs garbage collection every interval until ctx ends.
+func (s *Server) collectEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.collect(ctx, gc.Options{}); err != nil && ctx.Err() == nil {
+				s.log.Warn("garbage collection failed", "err", err)
+			}
+		}
+	}
+}
 
 // named labels a handler's requests with route for logs and metrics.
 func named(route string, h http.Handler) http.Handler {

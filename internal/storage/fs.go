@@ -49,6 +49,10 @@ type FS struct {
 	uploads map[string]*upload // sessions with live hash state
 
 	observe func(op string, d time.Duration)
+
+	// gcMu orders garbage collection's deletes against pushes that find
+	// their content already stored (see touch).
+	gcMu sync.RWMutex
 }
 
 // SetObserver has fn told how long each operation took (metrics). Call it
@@ -165,7 +169,7 @@ func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, erro
 	if err := d.Validate(); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
 	}
-	if p, _ := s.blobPath(d); fileExists(p) {
+	if p, _ := s.blobPath(d); s.touch(p) {
 		// The content is already here: verify what the client sends (a
 		// claimed digest proves nothing) but do not write it again.
 		h := d.Algorithm().Hash()
@@ -176,10 +180,6 @@ func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, erro
 		if digest.NewDigest(d.Algorithm(), h) != d {
 			return n, ErrDigestMismatch
 		}
-		// Keep the file young so a garbage collection that started
-		// before this push does not take it.
-		now := time.Now()
-		_ = os.Chtimes(p, now, now)
 		return n, nil
 	}
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-")
@@ -217,9 +217,7 @@ func (s *FS) install(f *os.File, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	if fileExists(dst) {
-		now := time.Now()
-		_ = os.Chtimes(dst, now, now) // see Put
+	if s.touch(dst) {
 		return os.Remove(f.Name())
 	}
 	dir := filepath.Dir(dst)
@@ -232,9 +230,75 @@ func (s *FS) install(f *os.File, d digest.Digest) error {
 	return syncDir(dir)
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// touch reports whether blob file p exists and, if so, makes it young:
+// garbage collection spares blobs touched within its grace period, so a
+// push that found its content already stored cannot lose it to a
+// collection running at the same time.
+func (s *FS) touch(p string) bool {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	now := time.Now()
+	return os.Chtimes(p, now, now) == nil
+}
+
+// Touch marks blob d as just used (see touch), or says it is not stored.
+func (s *FS) Touch(_ context.Context, d digest.Digest) error {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return err
+	}
+	if !s.touch(p) {
+		return ErrBlobNotFound
+	}
+	return nil
+}
+
+// WalkBlobs calls fn for every stored blob with its last-touched time.
+func (s *FS) WalkBlobs(fn func(d digest.Digest, touched time.Time) error) error {
+	root := filepath.Join(s.root, "blobs")
+	algs, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("list blobs: %w", err)
+	}
+	for _, alg := range algs {
+		err := filepath.WalkDir(filepath.Join(root, alg.Name()), func(p string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			d := digest.NewDigestFromEncoded(digest.Algorithm(alg.Name()), e.Name())
+			if d.Validate() != nil {
+				return nil // not ours
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return nil // removed meanwhile
+			}
+			return fn(d, fi.ModTime())
+		})
+		if err != nil {
+			return fmt.Errorf("list blobs: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeleteIfUntouched removes blob d unless it was touched at or after
+// cutoff (a push stored or found it since), and reports whether it did.
+func (s *FS) DeleteIfUntouched(d digest.Digest, cutoff time.Time) (bool, error) {
+	p, err := s.blobPath(d)
+	if err != nil {
+		return false, err
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	fi, err := os.Stat(p)
+	if err != nil || !fi.ModTime().Before(cutoff) {
+		return false, nil
+	}
+	if err := os.Remove(p); err != nil {
+		return false, fmt.Errorf("delete blob %s: %w", d, err)
+	}
+	return true, nil
 }
 
 func syncDir(dir string) error {
