@@ -46,9 +46,13 @@ func TestPortal(t *testing.T) {
 		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main")))
 		t.Fatalf("%s: %v\npage:\n%s", what, err, html)
 	}
+	// Each step gets a minute: a page that never shows what a step waits
+	// for fails the step, not the whole run at the browser's deadline.
 	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
 			fail(what, err)
 		}
 	}
@@ -73,7 +77,7 @@ func TestPortal(t *testing.T) {
 	// js runs a script in the page for its effect.
 	js := func(script string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](script + "; true")(ctx, tg)
+			_, err := chromedp.Evaluate[bool](script+"; true")(ctx, tg)
 			return err
 		})
 	}

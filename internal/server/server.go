@@ -32,6 +32,7 @@ import (
 	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/tokenauth"
+	"github.com/berth-registry/berth/internal/ui"
 )
 
 // Server is a configured berth server.
@@ -93,13 +94,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
+	// One limiter for every place a password is checked (token endpoint,
+	// Basic on /v2/ and the API, portal sign-in).
+	limiter := auth.NewLimiter(auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold})
 	tokens := tokenauth.New(tokenauth.Options{
 		Identity:      s.identity,
 		Audit:         s.audit,
 		URLs:          urls,
 		Logger:        log,
 		AnonymousPull: cfg.AnonymousPull,
-		Limiter:       auth.NewLimiter(auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}),
+		Limiter:       limiter,
 		ObserveAuth:   s.metrics.ObserveAuth,
 	})
 	reg := registry.New(registry.Options{
@@ -132,6 +136,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		return nil, err
 	}
 	mux.Handle(api.Prefix, mgmt)
+	mux.Handle("/", named("portal", ui.New(ui.Options{
+		Identity:  s.identity,
+		Meta:      md,
+		Audit:     s.audit,
+		PublicURL: urls.Base,
+		Logger:    log,
+		// Behind a TLS-terminating proxy the public URL says https.
+		Secure:  cfg.TLSCert != "" || strings.HasPrefix(cfg.PublicURL, "https://"),
+		Limiter: limiter,
+	})))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
 		// redirecting, where a registry must answer NAME_INVALID.

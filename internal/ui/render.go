@@ -313,6 +313,8 @@ var funcs = template.FuncMap{
 	"fmtTime":     fmtTime,
 	"fmtTimePtr":  fmtTimePtr,
 	"isoTime":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"fmtDate":     func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+	"fmtClock":    func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	"shortDigest": shortDigest,
 	"size":        humanSize,
 	"mediaType":   mediaTypeLabel,
@@ -341,8 +343,10 @@ func fmtTimePtr(t *time.Time) string {
 	return fmtTime(*t)
 }
 
-func shortDigest(d fmt.Stringer) string {
-	s := d.String()
+// shortDigest shortens "sha256:<64 hex>" to "sha256:<12 hex>", for
+// digests as strings or as digest.Digest.
+func shortDigest(d any) string {
+	s := fmt.Sprint(d)
 	if i := strings.IndexByte(s, ':'); i >= 0 && len(s) > i+13 {
 		return s[:i+13]
 	}

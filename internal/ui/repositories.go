@@ -47,10 +47,10 @@ type reposData struct {
 	ShowsAll bool // hidden repositories are included
 }
 
-// visible reports whether the user may see repo at all: whatever they may
-// do with it, as the catalog decides.
+// visible reports whether the user may see repo at all: the catalog's
+// rule (any action on it).
 func visible(rq *request, repo string) bool {
-	return auth.Allowed(rq.id, repo) != auth.NoActions
+	return auth.VisibleInCatalog(rq.id, repo)
 }
 
 func (h *Handler) repositoriesPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -289,7 +289,7 @@ type repoData struct {
 	CanList    bool
 	CanEdit    bool
 	CanDelete  bool
-	Allowed    string
+	Allowed    []string
 	Tags       []tagRow
 	After      string
 	Next       string
@@ -308,7 +308,7 @@ func (h *Handler) repositoryPage(w http.ResponseWriter, r *http.Request, rq *req
 func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *request, status int, repo meta.Repository, errMsg string) {
 	name := repo.Name
 	allowed := auth.Allowed(rq.id, name)
-	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r), Allowed: allowed.String(),
+	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r), Allowed: allowed.ScopeMapNames(),
 		CanList: allowed.Has(auth.MetadataRead), CanEdit: allowed.Has(auth.MetadataWrite), CanDelete: allowed.Has(auth.ContentDelete),
 		After: r.URL.Query().Get("after")}
 	if d.CanList {
@@ -447,7 +447,8 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 			return
 		}
 		a := formAttributes(r)
-		if err := h.meta.SetRepositoryAttributes(r.Context(), name, a); err != nil {
+		// The form sets all four attributes: what was read is replaced.
+		if _, err := h.meta.UpdateRepositoryAttributes(r.Context(), name, func(meta.Attributes) meta.Attributes { return a }); err != nil {
 			h.repoFail(w, r, rq, err)
 			return
 		}
@@ -489,7 +490,7 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 			return
 		}
 		a := formAttributes(r)
-		if err := h.meta.SetManifestAttributes(r.Context(), name, m.Digest.String(), a); err != nil {
+		if _, err := h.meta.UpdateManifestAttributes(r.Context(), name, m.Digest, func(meta.Attributes) meta.Attributes { return a }); err != nil {
 			h.repoFail(w, r, rq, err)
 			return
 		}

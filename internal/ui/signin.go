@@ -44,7 +44,7 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status int, d signinData, errMsg string) {
 	tok := randomString(32)
 	h.setCookie(w, h.signinCookieName(), tok, 3600)
-	h.render(w, r, nil, status, "signin.html", view{Title: "Sign in", CSRF: tok, Error: errMsg, Data: d})
+	h.render(w, r, nil, status, "signin.html", view{Title: "Sign in", Nav: "signin", CSRF: tok, Error: errMsg, Data: d})
 }
 
 func clientIP(r *http.Request) string {

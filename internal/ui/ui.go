@@ -47,8 +47,8 @@ type Metadata interface {
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
 	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
-	SetRepositoryAttributes(ctx context.Context, repo string, a meta.Attributes) error
-	SetManifestAttributes(ctx context.Context, repo, ref string, a meta.Attributes) error
+	UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
+	UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
 	DeleteRepository(ctx context.Context, repo string) error
 }
 

@@ -930,12 +930,17 @@ func TestRepositoryPages(t *testing.T) {
 		t.Errorf("repository not deleted: %v", err)
 	}
 
-	// A token-like scope: a user with pull sees only what Allowed gives.
+	f.audit.Record(audit.Event{Kind: audit.KindPush, Result: audit.ResultSuccess, Identity: "ci-token", IdentityKind: "token",
+		Repository: "other/app", Tag: "latest", Digest: idx.String()})
 	f.audit.Flush()
 	r = b.get("/audit?kind=delete")
 	wantStatus(t, r, http.StatusOK)
 	if !strings.Contains(r.body, "demo/app") {
 		t.Errorf("audit page does not show the deletion")
+	}
+	r = b.get("/audit?kind=push")
+	if !strings.Contains(r.body, "other/app:latest") || !strings.Contains(r.body, shortDigest(idx)) {
+		t.Errorf("audit page does not show the push")
 	}
 	r = b.get("/audit?kind=login&result=success&identity=owner")
 	if !strings.Contains(r.body, "portal sign-in") {
