@@ -92,6 +92,18 @@ func (s *Service) GetUser(actor auth.Identity, name string) (User, error) {
 	return userView(p), nil
 }
 
+// UserGeneration returns a user's generation, which changes when their
+// password does, so that sessions begun before can be ended; ok is false
+// for a user that does not exist.
+func (s *Service) UserGeneration(name string) (gen uint64, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if p := s.users[name]; p != nil {
+		return p.generation, true
+	}
+	return 0, false
+}
+
 // CreateUser creates a user with a role and a password of their choosing.
 func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec UserSpec) (User, error) {
 	if err := s.authorize(actor, auth.ManageUsers); err != nil {

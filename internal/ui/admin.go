@@ -211,6 +211,9 @@ func (h *Handler) userAction(w http.ResponseWriter, r *http.Request, rq *request
 			keep = nil
 		}
 		h.sessions.deleteUser(name, keep)
+		if g, ok := h.ids.UserGeneration(name); ok && keep != nil {
+			h.sessions.setGeneration(keep, g)
+		}
 	}
 	h.redirect(w, r, rq, "/users/"+url.PathEscape(name), msg)
 }

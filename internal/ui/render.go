@@ -194,8 +194,9 @@ func (h *Handler) currentRequest(w http.ResponseWriter, r *http.Request) (*reque
 	}
 	self := auth.Identity{Kind: auth.KindUser, Name: sess.user}
 	u, err := h.ids.GetUser(self, sess.user)
-	if err != nil || u.Status != identity.StatusEnabled {
-		// Deleted or disabled since sign-in.
+	gen, _ := h.ids.UserGeneration(sess.user)
+	if err != nil || u.Status != identity.StatusEnabled || gen != h.sessions.generation(sess) {
+		// Deleted, disabled or given a new password (by any face) since sign-in.
 		h.sessions.delete(id)
 		return nil, errSessionExpired
 	}

@@ -24,6 +24,7 @@ const maxNonces = 32
 // generated them and nowhere else.
 type session struct {
 	user     string
+	gen      uint64 // the user's generation at sign-in: a password change ends the session
 	csrf     string
 	created  time.Time
 	lastSeen time.Time
@@ -65,10 +66,10 @@ func randomString(n int) string {
 func sessionKey(id string) [32]byte { return sha256.Sum256([]byte(id)) }
 
 // create starts a session for user and returns its ID (256 random bits).
-func (s *sessions) create(user string) (string, *session) {
+func (s *sessions) create(user string, gen uint64) (string, *session) {
 	id := randomString(32)
 	now := s.now()
-	sess := &session{user: user, csrf: randomString(32), created: now, lastSeen: now}
+	sess := &session{user: user, gen: gen, csrf: randomString(32), created: now, lastSeen: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(now)
@@ -109,6 +110,22 @@ func (s *sessions) get(id string) (*session, error) {
 	}
 	sess.lastSeen = now
 	return sess, nil
+}
+
+// generation returns the user generation a session was begun (or last
+// confirmed) under.
+func (s *sessions) generation(sess *session) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sess.gen
+}
+
+// setGeneration confirms a session under a new user generation: the
+// session in which the user changed their own password lives on.
+func (s *sessions) setGeneration(sess *session, gen uint64) {
+	s.mu.Lock()
+	sess.gen = gen
+	s.mu.Unlock()
 }
 
 func (s *sessions) expired(sess *session, now time.Time) bool {

@@ -121,7 +121,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if old := cookieValue(r, h.sessionCookieName()); old != "" {
 		h.sessions.delete(old)
 	}
-	id, _ := h.sessions.create(login.Identity.Name)
+	id, _ := h.sessions.create(login.Identity.Name, login.Subject.Generation)
 	h.setCookie(w, h.sessionCookieName(), id, int(h.sessions.ttl/time.Second))
 	h.setCookie(w, h.signinCookieName(), "", -1)
 	next := d.Next
@@ -218,5 +218,8 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 		return
 	}
 	h.sessions.deleteUser(rq.user.Name, rq.sess)
+	if g, ok := h.ids.UserGeneration(rq.user.Name); ok {
+		h.sessions.setGeneration(rq.sess, g)
+	}
 	h.redirect(w, r, rq, "/account", "Your password was changed. Your other sessions were signed out.")
 }

@@ -402,6 +402,22 @@ func TestDisabledUserLosesSession(t *testing.T) {
 	}
 }
 
+// A password changed through another face (the CLI, the API) ends the
+// portal sessions begun with the old one.
+func TestPasswordChangeElsewhereEndsSessions(t *testing.T) {
+	f := newFixture(t)
+	b := f.signIn("reader", readerPassword)
+	wantStatus(t, b.get("/repositories"), http.StatusOK)
+	pw := "a-brand-new-reader-password"
+	if _, err := f.ids.UpdateUser(context.Background(), owner, "reader", identity.UserUpdate{Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.get("/repositories"); r.status != http.StatusSeeOther {
+		t.Fatalf("session survives a password change: %d", r.status)
+	}
+	wantStatus(t, f.signIn("reader", pw).get("/repositories"), http.StatusOK)
+}
+
 func smForm(name, pattern string, actions ...string) url.Values {
 	return url.Values{"name": {name}, "description": {"test"}, "pattern-0": {pattern}, "action-0": actions}
 }
