@@ -453,7 +453,7 @@ func TestCLILogin(t *testing.T) {
 	// Revoking the login (here: changing the password) is reported with what to do.
 	newPW := "another-owner-password"
 	c2 := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
-	if _, _, err := c2.run(newPW+"\n", "user", "update", "-n", "owner", "--password-stdin"); err != nil {
+	if _, _, err := c2.run(newPW+"\n", "user", "update", "-n", "owner", "--password-stdin", "--current-password", ownerPassword); err != nil {
 		t.Fatal(err)
 	}
 	c.fails("is no longer valid", "token", "list")

@@ -73,13 +73,14 @@ func newUserCreateCmd(g *globals) *cobra.Command {
 }
 
 func newUserUpdateCmd(g *globals) *cobra.Command {
-	var name, role, status, password string
+	var name, role, status, password, current string
 	var fromStdin bool
 	cmd := &cobra.Command{
 		Use:   "update -n NAME [--role ROLE] [--status enabled|disabled] [--password-stdin | --password PASSWORD]",
 		Short: "Change a user's role, status or password",
 		Long: `Change a user's role, status or password. Users may change their own
-password; everything else needs the owner role. Disabling a user or changing
+password, giving the current one with --current-password; everything else
+needs the owner role. Disabling a user or changing
 their password ends their current sessions.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -90,6 +91,9 @@ their password ends their current sessions.`,
 			}
 			if ok {
 				req.Properties.Password = &pw
+			}
+			if cmd.Flags().Changed("current-password") {
+				req.Properties.CurrentPassword = &current
 			}
 			if cmd.Flags().Changed("role") {
 				req.Properties.Role = &role
@@ -116,6 +120,7 @@ their password ends their current sessions.`,
 	cmd.Flags().StringVar(&status, "status", "", "enabled or disabled")
 	cmd.Flags().StringVarP(&password, "password", "p", "", "new password, at least 12 characters")
 	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the new password from stdin")
+	cmd.Flags().StringVar(&current, "current-password", "", "your current password, required to change your own")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagsMutuallyExclusive("password", "password-stdin")
 	return cmd

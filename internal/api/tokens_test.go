@@ -221,7 +221,9 @@ func TestUsers(t *testing.T) {
 	}
 	// Anyone may read their own record and change their own password, no more.
 	f.must(http.StatusCreated, "owner", "PUT", "/api/v1/users/pull", `{"properties":{"role":"pull","password":"pull-password-123"}}`)
-	f.must(http.StatusOK, "pull", "PATCH", "/api/v1/users/pull", `{"properties":{"password":"pull-password-456"}}`)
+	f.must(http.StatusBadRequest, "pull", "PATCH", "/api/v1/users/pull", `{"properties":{"password":"pull-password-456"}}`)
+	f.must(http.StatusForbidden, "pull", "PATCH", "/api/v1/users/pull", `{"properties":{"password":"pull-password-456","currentPassword":"wrong-password-1"}}`)
+	f.must(http.StatusOK, "pull", "PATCH", "/api/v1/users/pull", `{"properties":{"password":"pull-password-456","currentPassword":"pull-password-123"}}`)
 	f.must(http.StatusOK, "pull", "GET", "/api/v1/users/pull", nil)
 	f.must(http.StatusForbidden, "pull", "GET", "/api/v1/users/alice", nil)
 	f.must(http.StatusForbidden, "pull", "PATCH", "/api/v1/users/pull", `{"properties":{"role":"owner"}}`)

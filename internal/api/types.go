@@ -211,6 +211,8 @@ type UserPatch struct {
 		Role     *string `json:"role"`
 		Password *string `json:"password"`
 		Status   *string `json:"status"`
+		// CurrentPassword is required when users change their own password.
+		CurrentPassword *string `json:"currentPassword"`
 	} `json:"properties"`
 }
 

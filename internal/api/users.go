@@ -44,7 +44,7 @@ func (h *Handler) updateUser(c *call) error {
 		return err
 	}
 	p := req.Properties
-	u, err := h.ids.UpdateUser(c.ctx(), c.id, c.r.PathValue("name"), identity.UserUpdate{Role: p.Role, Password: p.Password, Status: p.Status})
+	u, err := h.ids.UpdateUser(c.ctx(), c.id, c.r.PathValue("name"), identity.UserUpdate{Role: p.Role, Password: p.Password, Status: p.Status, Current: p.CurrentPassword})
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,15 @@ func TestUserLogin(t *testing.T) {
 		t.Fatal("wrong password accepted")
 	}
 	pw := "new-owner-password"
-	if _, err := s.UpdateUser(ctx, owner, "owner", UserUpdate{Password: &pw}); err != nil {
+	if _, err := s.UpdateUser(ctx, owner, "owner", UserUpdate{Password: &pw}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("own password changed without the current one: %v", err)
+	}
+	wrong := "not-the-password"
+	if _, err := s.UpdateUser(ctx, owner, "owner", UserUpdate{Password: &pw, Current: &wrong}); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("own password changed with a wrong current one: %v", err)
+	}
+	cur := "owner-password-1"
+	if _, err := s.UpdateUser(ctx, owner, "owner", UserUpdate{Password: &pw, Current: &cur}); err != nil {
 		t.Fatal(err)
 	}
 	// the cached verification of the old password must not survive the change

@@ -36,6 +36,10 @@ type UserUpdate struct {
 	Role     *string
 	Password *string
 	Status   *string
+	// Current is the user's present password, required when users change
+	// their own password: a stolen session or access token must not be
+	// enough to take the account over.
+	Current *string
 }
 
 var userNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{2,63}$`)
@@ -156,10 +160,18 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 // their own password; everything else needs ManageUsers. The last enabled
 // owner cannot be demoted or disabled.
 func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name string, u UserUpdate) (User, error) {
-	self := actor.Kind == auth.KindUser && actor.Name == name && u.Role == nil && u.Status == nil
-	if !self {
+	isSelf := actor.Kind == auth.KindUser && actor.Name == name
+	if !(isSelf && u.Role == nil && u.Status == nil) {
 		if err := s.authorize(actor, auth.ManageUsers); err != nil {
 			return User{}, err
+		}
+	}
+	if isSelf && u.Password != nil {
+		if u.Current == nil {
+			return User{}, errf(ErrInvalid, "to change your own password, also give your current password")
+		}
+		if _, err := s.Authenticate(name, *u.Current); err != nil {
+			return User{}, errf(ErrForbidden, "the current password is not right")
 		}
 	}
 	var hash string
@@ -201,12 +213,25 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 	if p.role == auth.RoleOwner && p.enabled && (role != auth.RoleOwner || !enabled) && s.enabledOwnersLocked() == 1 {
 		return User{}, errf(ErrForbidden, "user %q is the last enabled owner: make another user owner first", name)
 	}
-	if newHash != p.userHash {
-		gen++ // a new password revokes the access and refresh tokens issued before
-	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE users SET role = ?, enabled = ?, password_hash = ?, generation = ? WHERE name = ?`,
-		string(role), enabled, newHash, gen, name); err != nil {
-		return User{}, fmt.Errorf("update user: %w", err)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// A new password or a disable revokes the access and refresh tokens
+		// and sessions issued before. The new generation comes from the
+		// registry-wide serial, never gen+1, which a later user of the same
+		// name could be given.
+		if newHash != p.userHash || (p.enabled && !enabled) {
+			var err error
+			if gen, err = nextSerial(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET role = ?, enabled = ?, password_hash = ?, generation = ? WHERE name = ?`,
+			string(role), enabled, newHash, gen, name); err != nil {
+			return fmt.Errorf("update user: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return User{}, err
 	}
 	p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen
 	s.record(actor, "user "+name, "updated: "+joinOr(changes, "nothing"))

@@ -93,27 +93,36 @@ func referencedBlobs(ctx context.Context, tx *sql.Tx, repoID int64) (map[digest.
 		if err := rows.Scan(&content); err != nil {
 			return nil, fmt.Errorf("read manifests: %w", err)
 		}
-		var doc struct {
-			Config *struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"config"`
-			Layers []struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"layers"`
-		}
-		// Stored manifests were validated on push; one that does not parse
-		// now keeps nothing alive, which cannot happen for a valid one.
-		if json.Unmarshal(content, &doc) != nil {
-			continue
-		}
-		if doc.Config != nil {
-			used[doc.Config.Digest] = true
-		}
-		for _, l := range doc.Layers {
-			used[l.Digest] = true
+		for d := range manifestBlobs(content) {
+			used[d] = true
 		}
 	}
 	return used, rows.Err()
+}
+
+// manifestBlobs returns the config and layers a stored manifest refers to.
+// Stored manifests were validated on push; one that does not parse refers
+// to nothing, which cannot happen for a valid one.
+func manifestBlobs(content []byte) map[digest.Digest]bool {
+	var doc struct {
+		Config *struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"config"`
+		Layers []struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"layers"`
+	}
+	out := map[digest.Digest]bool{}
+	if json.Unmarshal(content, &doc) != nil {
+		return out
+	}
+	if doc.Config != nil {
+		out[doc.Config.Digest] = true
+	}
+	for _, l := range doc.Layers {
+		out[l.Digest] = true
+	}
+	return out
 }
 
 // BlobReferenced reports whether any repository links blob d.

@@ -302,22 +302,64 @@ func (s *SQLite) Blob(ctx context.Context, repo string, d digest.Digest) (int64,
 }
 
 // UnlinkBlob removes blob d from repo. The content stays until no repository
-// refers to it; BlobReferenced tells.
+// refers to it (garbage collection). A locked repository (deleteEnabled
+// false) or a locked manifest using the blob forbids it: a lock must protect
+// an image's layers too.
 func (s *SQLite) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := repoID(ctx, tx, repo)
 		if err != nil {
 			return ErrBlobNotFound
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String())
-		if err != nil {
-			return fmt.Errorf("unlink blob: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String()).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
 			return ErrBlobNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("look up blob: %w", err)
+		}
+		var deletable bool
+		if err := tx.QueryRowContext(ctx, `SELECT delete_enabled FROM repositories WHERE id = ?`, id).Scan(&deletable); err != nil {
+			return fmt.Errorf("read repository: %w", err)
+		}
+		if !deletable {
+			return &LockedError{What: "repository " + repo, Attr: "deleteEnabled"}
+		}
+		locked, err := lockedManifestUses(ctx, tx, id, d)
+		if err != nil {
+			return err
+		}
+		if locked != "" {
+			return &LockedError{What: "blob " + d.String(), Reason: "is used by locked manifest " + locked}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String()); err != nil {
+			return fmt.Errorf("unlink blob: %w", err)
 		}
 		return nil
 	})
+}
+
+// lockedManifestUses returns the digest of a locked manifest (writeEnabled
+// or deleteEnabled false) of the repository whose config or layers include
+// d, or "".
+func lockedManifestUses(ctx context.Context, tx *sql.Tx, repoID int64, d digest.Digest) (string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT digest, content FROM manifests WHERE repository_id = ? AND (write_enabled = 0 OR delete_enabled = 0)`, repoID)
+	if err != nil {
+		return "", fmt.Errorf("read manifests: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var md string
+		var content []byte
+		if err := rows.Scan(&md, &content); err != nil {
+			return "", fmt.Errorf("read manifests: %w", err)
+		}
+		if manifestBlobs(content)[d] {
+			return md, nil
+		}
+	}
+	return "", rows.Err()
 }
 
 // RepositoriesWithBlob lists the repositories that have blob d, for

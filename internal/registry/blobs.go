@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,15 +51,59 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", "max-age=31536000")
 	// ServeContent handles Range, If-None-Match and HEAD, and hands the file
-	// to sendfile.
-	http.ServeContent(req.w, req.r, "", timeZero, f)
+	// to sendfile; its plain-text error answers (416) become OCI errors.
+	http.ServeContent(&ociErrors{ResponseWriter: req.w}, req.r, "", timeZero, f)
 	return nil
+}
+
+// ociErrors turns the plain-text error responses that net/http helpers
+// write into OCI error bodies, keeping their status and headers
+// (Content-Range on a 416).
+type ociErrors struct {
+	http.ResponseWriter
+	failed bool
+}
+
+func (w *ociErrors) WriteHeader(code int) {
+	if code < 400 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.failed = true
+	c := Code{Name: "UNSUPPORTED", Message: http.StatusText(code), Status: code}
+	if code == http.StatusRequestedRangeNotSatisfiable {
+		c = CodeRangeUnsatisfiable
+	}
+	h := w.Header()
+	h.Del("Content-Type")
+	h.Del("X-Content-Type-Options")
+	h.Del("Content-Length")
+	WriteError(w.ResponseWriter, &Error{Code: c})
+}
+
+func (w *ociErrors) Write(p []byte) (int, error) {
+	if w.failed {
+		return len(p), nil // the OCI body was written instead
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps sendfile for successful responses.
+func (w *ociErrors) ReadFrom(r io.Reader) (int64, error) {
+	if w.failed {
+		return io.Copy(io.Discard, r)
+	}
+	return io.Copy(w.ResponseWriter, r)
 }
 
 func (rg *Registry) deleteBlob(req *request, d digest.Digest) error {
 	err := rg.meta.UnlinkBlob(req.r.Context(), req.rt.name, d)
+	var le *meta.LockedError
 	if errors.Is(err, meta.ErrBlobNotFound) {
 		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+	}
+	if errors.As(err, &le) {
+		return newError(CodeDenied, "%s: unlock it before deleting", le.Error())
 	}
 	if err != nil {
 		return err

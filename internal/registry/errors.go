@@ -33,7 +33,11 @@ var (
 	CodeRangeInvalid        = Code{"BLOB_UPLOAD_INVALID", "requested range does not match the upload", http.StatusRequestedRangeNotSatisfiable}
 	CodeManifestTooLarge    = Code{"MANIFEST_INVALID", "manifest too large", http.StatusRequestEntityTooLarge}
 	CodeUnavailable         = Code{"UNAVAILABLE", "service unavailable", http.StatusServiceUnavailable}
-	CodeInternal            = Code{"UNKNOWN", "internal server error", http.StatusInternalServerError}
+	// Clients know only the spec's codes, so bad parameters are UNSUPPORTED,
+	// with a status that says what kind of mistake it was.
+	CodePaginationInvalid  = Code{"UNSUPPORTED", "invalid number of results requested", http.StatusBadRequest}
+	CodeRangeUnsatisfiable = Code{"UNSUPPORTED", "requested range is not satisfiable", http.StatusRequestedRangeNotSatisfiable}
+	CodeInternal           = Code{"UNKNOWN", "internal server error", http.StatusInternalServerError}
 )
 
 // Error is an error a handler returns to be written as an OCI error body.

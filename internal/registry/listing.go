@@ -27,7 +27,7 @@ func pageParams(r *http.Request) (n int, last string, err error) {
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return 0, "", newError(CodeUnsupported, "invalid n=%q: want a non-negative integer", truncate(s, 50))
+			return 0, "", newError(CodePaginationInvalid, "invalid n=%q: want a non-negative integer", truncate(s, 50))
 		}
 		n = min(v, maxPage)
 	}
@@ -129,6 +129,11 @@ func (rg *Registry) referrers(req *request) error {
 	d, e := parseDigest(req.rt.ref)
 	if e != nil {
 		return e
+	}
+	if _, err := rg.meta.Repository(req.r.Context(), req.rt.name); err == nil {
+		if e := rg.readable(req, nil); e != nil {
+			return e
+		}
 	}
 	at := req.r.URL.Query().Get("artifactType")
 	refs, err := rg.meta.Referrers(req.r.Context(), req.rt.name, d, at)

@@ -64,6 +64,9 @@ func parseDigest(s string) (digest.Digest, *Error) {
 	if err != nil {
 		return "", newError(CodeDigestInvalid, "invalid digest %q: %v", truncate(s, 200), err)
 	}
+	if a := d.Algorithm(); a != digest.SHA256 && a != digest.SHA512 {
+		return "", newError(CodeDigestInvalid, "unsupported digest algorithm %q: use sha256 or sha512", a)
+	}
 	return d, nil
 }
 
@@ -165,10 +168,7 @@ func (rg *Registry) putManifest(req *request) error {
 
 	alg := digest.Canonical
 	if isDigest(ref) {
-		alg = digest.Digest(ref).Algorithm()
-	}
-	if !alg.Available() {
-		return newError(CodeDigestInvalid, "unsupported digest algorithm %q", alg)
+		alg = digest.Digest(ref).Algorithm() // checkRef allowed only sha256 and sha512
 	}
 	dg := alg.FromBytes(body)
 	if isDigest(ref) && dg.String() != ref {

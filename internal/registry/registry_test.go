@@ -153,7 +153,7 @@ func TestCalls(t *testing.T) {
 		{method: "PUT", path: "/v2/repo/manifests/" + md.String() + "?tag=a&tag=b", header: map[string]string{"Content-Type": ociManifest}, body: man, wantStatus: 201},
 		{method: "GET", path: "/v2/repo/tags/list", wantStatus: 200},
 		{method: "GET", path: "/v2/repo/tags/list?n=2", wantStatus: 200, wantHeader: map[string]string{"Link": `</v2/repo/tags/list?last=b&n=2>; rel="next"`}},
-		{method: "GET", path: "/v2/repo/tags/list?n=x", wantStatus: 405},
+		{method: "GET", path: "/v2/repo/tags/list?n=x", wantStatus: 400, wantCode: "UNSUPPORTED"},
 		{method: "GET", path: "/v2/missing/tags/list", wantStatus: 404, wantCode: "NAME_UNKNOWN"},
 		{method: "GET", path: "/v2/_catalog", wantStatus: 200},
 		{method: "GET", path: "/v2/repo/referrers/" + md.String(), wantStatus: 200, wantHeader: map[string]string{"Content-Type": "application/vnd.oci.image.index.v1+json"}},

@@ -104,9 +104,21 @@ func (s *FS) Ping(context.Context) error {
 	return err
 }
 
-func (s *FS) blobPath(d digest.Digest) (string, error) {
+// validate accepts sha256 and sha512 digests only: what the OCI spec
+// registers, and nothing a client could use to pick an exotic hash.
+func validate(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+		return fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	}
+	if a := d.Algorithm(); a != digest.SHA256 && a != digest.SHA512 {
+		return fmt.Errorf("%w: %s", ErrUnsupportedAlgo, a)
+	}
+	return nil
+}
+
+func (s *FS) blobPath(d digest.Digest) (string, error) {
+	if err := validate(d); err != nil {
+		return "", err
 	}
 	hx := d.Encoded()
 	return filepath.Join(s.root, "blobs", string(d.Algorithm()), hx[:2], hx), nil
@@ -166,8 +178,8 @@ func (s *FS) Delete(_ context.Context, d digest.Digest) error {
 // It returns the blob's size.
 func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
 	defer s.timed("put")()
-	if err := d.Validate(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	if err := validate(d); err != nil {
+		return 0, err
 	}
 	if p, _ := s.blobPath(d); s.touch(p) {
 		// The content is already here: verify what the client sends (a
@@ -460,8 +472,8 @@ func (s *FS) appendLocked(u *upload, dir string, r io.Reader) (int64, error) {
 // the digest matched, as the spec requires a new upload after a failed PUT.
 func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error) {
 	defer s.timed("commit")()
-	if err := d.Validate(); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrUnsupportedAlgo, err)
+	if err := validate(d); err != nil {
+		return 0, err
 	}
 	u, dir, err := s.lock(id)
 	if err != nil {

@@ -302,9 +302,16 @@ func localReferer(r *http.Request) string {
 // safeNext keeps a post-sign-in destination on the portal: a path, not a
 // URL of another site ("//evil.example", "/\evil.example").
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.ContainsAny(next, "\r\n") || strings.HasPrefix(next, "/signin") || strings.HasPrefix(next, "/signout") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') ||
+		strings.HasPrefix(next, "/signin") || strings.HasPrefix(next, "/signout") {
 		return ""
+	}
+	// Browsers drop tabs and newlines inside URLs, so "/\t/evil" would
+	// become "//evil": no control characters at all.
+	for i := 0; i < len(next); i++ {
+		if next[i] < 0x20 || next[i] == 0x7f {
+			return ""
+		}
 	}
 	return next
 }

@@ -208,7 +208,7 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 		show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
 		return
 	}
-	if _, err := h.ids.UpdateUser(r.Context(), rq.id, rq.user.Name, identity.UserUpdate{Password: &pw}); err != nil {
+	if _, err := h.ids.UpdateUser(r.Context(), rq.id, rq.user.Name, identity.UserUpdate{Password: &pw, Current: &cur}); err != nil {
 		if statusOf(err) == http.StatusUnprocessableEntity {
 			errs["password"] = h.message(err)
 			show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
