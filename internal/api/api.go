@@ -244,6 +244,13 @@ func (h *Handler) authenticated(fn func(*call) error) http.Handler {
 			return
 		}
 		info.Identity = id.Name
+		// An access token issued for registry access (a docker pull, say)
+		// must not double as a management credential: management takes
+		// Basic credentials or a token issued without a scope.
+		if id.Bearer != nil && len(id.Bearer.Access) > 0 && !strings.Contains(r.Pattern, Prefix+"repositories") {
+			h.writeError(w, r, forbidden("this access token was issued for registry access; for management, request one without a scope (or use Basic credentials)"))
+			return
+		}
 		if err := fn(&call{w: w, r: r, id: id}); err != nil {
 			h.writeError(w, r, err)
 		}

@@ -182,8 +182,12 @@ func TestRepositoryBearerScope(t *testing.T) {
 	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/repositories/team/other", nil)
 	f.must(http.StatusForbidden, "scoped", "DELETE", "/api/v1/repositories/team/app", nil)
 	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/repositories", nil)
-	// Management routes are decided by role: the access token only says who.
-	f.must(http.StatusOK, "scoped", "GET", "/api/v1/tokens", nil)
+	// A token issued for registry access is no management credential.
+	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/tokens", nil)
+	unscoped := owner
+	unscoped.Bearer = &auth.Claims{}
+	f.h.authn = fakeAuthn{"scoped": scoped, "catalog": catalog, "unscoped": unscoped}
+	f.must(http.StatusOK, "unscoped", "GET", "/api/v1/tokens", nil)
 	got := decodeAs[RepositoryList](t, f.must(http.StatusOK, "catalog", "GET", "/api/v1/repositories", nil))
 	if strings.Join(got.Repositories, " ") != "team/app team/other" {
 		t.Errorf("catalog lists %v", got.Repositories)

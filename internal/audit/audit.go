@@ -201,8 +201,9 @@ func (l *Log) write(events []Event) {
 	}
 	defer stmt.Close()
 	for _, e := range events {
-		if _, err := stmt.Exec(e.Time.UnixMilli(), e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, clip(e.Reason, 512), e.CallerIP,
-			clip(e.UserAgent, 512), e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs, max(e.Count, 1)); err != nil {
+		// Callers choose usernames, agents and reasons: clip what is kept.
+		if _, err := stmt.Exec(e.Time.UnixMilli(), e.Kind, e.Result, clip(e.Identity, 256), e.IdentityKind, e.Slot, clip(e.Reason, 512), clip(e.CallerIP, 64),
+			clip(e.UserAgent, 512), clip(e.Repository, 256), clip(e.Tag, 128), clip(e.Digest, 160), clip(e.Target, 512), clip(e.JwtID, 64), e.DurationMs, max(e.Count, 1)); err != nil {
 			tx.Rollback()
 			l.log.Error("audit write failed", "err", err)
 			return

@@ -61,6 +61,8 @@ type Limiter struct {
 	mu      sync.Mutex
 	entries map[string]*list.Element // of *limiterEntry
 	lru     *list.List               // front: most recent failure
+
+	guards *[guardStripes]sync.Mutex // see Guard
 }
 
 type limiterEntry struct {
@@ -99,7 +101,7 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Limiter{cfg: cfg, entries: make(map[string]*list.Element), lru: list.New()}
+	return &Limiter{cfg: cfg, entries: make(map[string]*list.Element), lru: list.New(), guards: new([guardStripes]sync.Mutex)}
 }
 
 // Allow reports whether a login attempt for username from address ip may
@@ -250,4 +252,27 @@ func normalizeAddr(s string) string {
 		return p.String()
 	}
 	return a.String()
+}
+
+// MaxUsernameLength is the longest username worth checking; a longer one is
+// refused before it reaches the limiter, the audit log or a password check.
+const MaxUsernameLength = 256
+
+// guardStripes is how many locks Guard spreads usernames over.
+const guardStripes = 256
+
+// Guard serialises the attempts for one username, so that Allow, the
+// password check and Fail happen as one step: a burst of concurrent guesses
+// is then counted as it arrives, and only Threshold of them are ever
+// checked. Checking a token's password takes microseconds, so honest
+// clients logging in together barely wait. Call the returned function when
+// the attempt is recorded.
+func (l *Limiter) Guard(username string) (unlock func()) {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(username); i++ {
+		h = (h ^ uint32(username[i])) * 16777619
+	}
+	m := &l.guards[h%guardStripes]
+	m.Lock()
+	return m.Unlock
 }

@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/sha256"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -22,6 +23,10 @@ var ErrAuth = errors.New("authentication failed")
 func (e *AuthError) Is(target error) bool { return target == ErrAuth }
 
 func authErr(reason string) error { return &AuthError{Reason: reason} }
+
+// dummyUserHash is checked for unknown usernames; nothing matches it. It is
+// made on first use, as making it costs what checking it does.
+var dummyUserHash = sync.OnceValue(func() string { return auth.HashUserPassword("berth: no such user") })
 
 // Login is a successful authentication.
 type Login struct {
@@ -49,7 +54,12 @@ func (s *Service) Authenticate(username, password string) (Login, error) {
 	}
 	if p == nil {
 		s.mu.RUnlock()
-		auth.MatchSecret(password, "", "") // same work as for a real name
+		// As much work as for a real name, which may be a user's: an unknown
+		// name must not answer faster than a known one.
+		auth.MatchSecret(password, "", "")
+		s.argon <- struct{}{}
+		auth.VerifyUserPassword(dummyUserHash(), password)
+		<-s.argon
 		return Login{}, authErr("unknown username")
 	}
 	if p.kind == auth.KindUser {

@@ -70,6 +70,11 @@ func (m *Metrics) ObserveRequest(route, method string, code int, in, out int64, 
 	if route == "" {
 		route = "other"
 	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "other" // clients choose methods; labels must stay bounded
+	}
 	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 	if in > 0 {

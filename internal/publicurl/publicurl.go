@@ -70,14 +70,14 @@ func (r *Resolver) Host(req *http.Request) string {
 }
 
 func (r *Resolver) fromTrustedProxy(req *http.Request) bool {
+	return r.trustedAddr(peer(req.RemoteAddr))
+}
+
+func (r *Resolver) trustedAddr(s string) bool {
 	if len(r.trusted) == 0 {
 		return false
 	}
-	h, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err != nil {
-		h = req.RemoteAddr
-	}
-	a, err := netip.ParseAddr(h)
+	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return false
 	}
@@ -88,6 +88,38 @@ func (r *Resolver) fromTrustedProxy(req *http.Request) bool {
 		}
 	}
 	return false
+}
+
+func peer(remoteAddr string) string {
+	h, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return h
+}
+
+// ClientIP is the address of the client behind req: the peer, or, when the
+// peer is a trusted proxy, the right-most X-Forwarded-For entry that is not
+// itself a trusted proxy. Entries further left were written by the client
+// and prove nothing. Brute-force limits and audit records use it.
+func (r *Resolver) ClientIP(req *http.Request) string {
+	ip := peer(req.RemoteAddr)
+	if !r.trustedAddr(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			break // garbage: stop at the last address we could trust
+		}
+		ip = a.Unmap().String()
+		if !r.trustedAddr(ip) {
+			return ip
+		}
+	}
+	return ip
 }
 
 func firstValue(s string) string {

@@ -228,6 +228,9 @@ func (rg *Registry) putManifest(req *request) error {
 // parseManifest validates a manifest and returns what berth indexes from it
 // and the blobs the repository must already have.
 func parseManifest(contentType string, body []byte) (meta.Manifest, []digest.Digest, *Error) {
+	if err := strictKeys(body); err != nil {
+		return meta.Manifest{}, nil, newError(CodeManifestInvalid, "%v", err)
+	}
 	var doc manifestDoc
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&doc); err != nil {
@@ -334,4 +337,76 @@ func (rg *Registry) deleteManifest(req *request) error {
 		rg.emit(req, "untag", ref, "")
 	}
 	return nil
+}
+
+// knownKeys are the manifest and descriptor fields berth reads.
+var knownKeys = []string{"schemaVersion", "mediaType", "artifactType", "config", "layers", "manifests",
+	"subject", "annotations", "digest", "size", "urls", "data", "platform"}
+
+// strictKeys refuses a manifest that would read differently to berth and to
+// a client: Go's decoder matches keys without regard to case and keeps the
+// last of duplicate keys, so {"layers":[x],"LAYERS":[]} would let berth see
+// no layers where clients see a layer that was never pushed. Every object
+// may hold a key once, in any case, and the fields berth reads must be
+// spelled exactly.
+func strictKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		seen   map[string]bool
+		key    bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("manifest is not valid JSON: %v", err)
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if s, ok := tok.(string); ok && top != nil && top.object && top.key {
+			lower := strings.ToLower(s)
+			if top.seen[lower] {
+				return fmt.Errorf("manifest has the key %q more than once (keys are compared without case)", s)
+			}
+			top.seen[lower] = true
+			for _, k := range knownKeys {
+				if s != k && strings.EqualFold(s, k) {
+					return fmt.Errorf("manifest key %q must be spelled %q", s, k)
+				}
+			}
+			top.key = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			if top != nil && top.object {
+				top.key = true
+			}
+			stack = append(stack, &frame{object: true, seen: map[string]bool{}, key: true})
+			continue
+		case json.Delim('['):
+			if top != nil && top.object {
+				top.key = true
+			}
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].key = true
+			}
+			continue
+		}
+		// a scalar value
+		if top != nil && top.object {
+			top.key = true
+		}
+	}
 }

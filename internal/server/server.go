@@ -130,6 +130,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Logger:        log,
 		RetryAfter:    tokenauth.RetryAfter,
 		GC:            s.collect,
+		ClientIP:      urls.ClientIP,
 	})
 	if err != nil {
 		s.Close()
@@ -143,8 +144,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		PublicURL: urls.Base,
 		Logger:    log,
 		// Behind a TLS-terminating proxy the public URL says https.
-		Secure:  cfg.TLSCert != "" || strings.HasPrefix(cfg.PublicURL, "https://"),
-		Limiter: limiter,
+		Secure:   cfg.TLSCert != "" || strings.HasPrefix(cfg.PublicURL, "https://"),
+		Limiter:  limiter,
+		ClientIP: urls.ClientIP,
 	})))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
@@ -186,9 +188,7 @@ func (s *Server) recordEvent(e registry.Event) {
 	}
 	if e.Request != nil {
 		ev.UserAgent = e.Request.UserAgent()
-		if h, _, err := net.SplitHostPort(e.Request.RemoteAddr); err == nil {
-			ev.CallerIP = h
-		}
+		ev.CallerIP = s.urls.ClientIP(e.Request)
 	}
 	s.audit.Record(ev)
 }

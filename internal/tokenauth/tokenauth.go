@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -120,6 +119,14 @@ func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
 			s.observe("bearer", "failure")
 			return auth.Identity{}, &failure{reason: err.Error(), message: "invalid access token: " + err.Error(), bearer: true}
 		}
+		if claims.Kind == auth.KindAnonymous {
+			// Anonymous tokens name no identity to look up; they are good
+			// while anonymous pull is on, and for what it allows.
+			if s.anon == nil {
+				return auth.Identity{}, &failure{reason: "anonymous access is off", message: "authentication required", bearer: true}
+			}
+			return auth.Identity{Kind: auth.KindAnonymous, Policy: s.anon, Bearer: claims}, nil
+		}
 		id, err := s.id.ResolveClaims(claims)
 		if err != nil {
 			s.observe("bearer", "failure")
@@ -159,11 +166,16 @@ func (s *Service) verifyAccess(token string) (*auth.Claims, error) {
 // (always audited) or Basic credentials on /v2/ (audited once a minute).
 func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint bool) (identity.Login, *failure) {
 	start := s.now()
-	ip := clientIP(r)
+	ip := s.urls.ClientIP(r)
 	kind := "basic"
 	if viaTokenEndpoint {
 		kind = "password"
 	}
+	if len(user) > auth.MaxUsernameLength {
+		s.observe(kind, "failure")
+		return identity.Login{}, &failure{reason: "username too long", message: "invalid username or password"}
+	}
+	defer s.limiter.Guard(user)()
 	if ok, wait := s.limiter.Allow(user, ip); !ok {
 		s.observe(kind, "limited")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
@@ -221,18 +233,8 @@ func (s *Service) recordLogin(r *http.Request, user, kind, slot, result, reason 
 		return
 	}
 	s.audit.Record(audit.Event{Kind: audit.KindLogin, Result: result, Identity: user, IdentityKind: kind, Slot: slot,
-		Reason: reason, CallerIP: clientIP(r), UserAgent: r.UserAgent(), JwtID: jti,
+		Reason: reason, CallerIP: s.urls.ClientIP(r), UserAgent: r.UserAgent(), JwtID: jti,
 		DurationMs: s.now().Sub(start).Milliseconds()})
-}
-
-// clientIP is the peer address. X-Forwarded-For is not believed here: the
-// limiter must not be keyed on something a client can choose.
-func clientIP(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return h
 }
 
 // Authenticate implements the management API's authenticator: Basic or

@@ -531,6 +531,6 @@ func (h *Handler) recordRepo(rq *request, r *http.Request, e audit.Event) {
 	}
 	e.Result = audit.ResultSuccess
 	e.Identity, e.IdentityKind = rq.user.Name, "user"
-	e.CallerIP, e.UserAgent = clientIP(r), r.UserAgent()
+	e.CallerIP, e.UserAgent = h.clientIP(r), r.UserAgent()
 	h.audit.Record(e)
 }

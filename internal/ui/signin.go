@@ -47,7 +47,7 @@ func (h *Handler) renderSignin(w http.ResponseWriter, r *http.Request, status in
 	h.render(w, r, nil, status, "signin.html", view{Title: "Sign in", Nav: "signin", CSRF: tok, Error: errMsg, Data: d})
 }
 
-func clientIP(r *http.Request) string {
+func peerIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -78,8 +78,13 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.renderSignin(w, r, http.StatusUnprocessableEntity, d, "Enter your username and password.")
 		return
 	}
-	ip := clientIP(r)
+	if len(user) > auth.MaxUsernameLength {
+		h.renderSignin(w, r, http.StatusUnprocessableEntity, d, "Wrong username or password.")
+		return
+	}
+	ip := h.clientIP(r)
 	start := h.now()
+	defer h.limiter.Guard(user)()
 	if ok, wait := h.limiter.Allow(user, ip); !ok {
 		h.recordLogin(r, user, "", audit.ResultFailure, "portal: rate limited", start)
 		secs := int((wait + time.Second - 1) / time.Second)
@@ -136,7 +141,7 @@ func (h *Handler) recordLogin(r *http.Request, user, kind, result, reason string
 		return
 	}
 	h.audit.Record(audit.Event{Kind: audit.KindLogin, Result: result, Identity: user, IdentityKind: kind,
-		Reason: reason, CallerIP: clientIP(r), UserAgent: r.UserAgent(), DurationMs: h.now().Sub(start).Milliseconds()})
+		Reason: reason, CallerIP: h.clientIP(r), UserAgent: r.UserAgent(), DurationMs: h.now().Sub(start).Milliseconds()})
 }
 
 func (h *Handler) signout(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -197,7 +202,7 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 		show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
 		return
 	}
-	ip := clientIP(r)
+	ip := h.clientIP(r)
 	if ok, wait := h.limiter.Allow(rq.user.Name, ip); !ok {
 		show(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Wait %d seconds and try again.", int(wait.Seconds())+1))
 		return

@@ -79,11 +79,15 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ClientIP gives the caller's address for the sign-in limiter and
+	// audit records; nil means the peer address.
+	ClientIP func(*http.Request) string
 }
 
 // Handler is the portal. Mount it at "/": it serves every path the
 // registry, the token endpoint, the API and the health checks do not.
 type Handler struct {
+	clientIP  func(*http.Request) string
 	ids       *identity.Service
 	meta      Metadata
 	audit     *audit.Log
@@ -128,8 +132,12 @@ func New(o Options) *Handler {
 	if err != nil {
 		panic(err)
 	}
+	if o.ClientIP == nil {
+		o.ClientIP = peerIP
+	}
 	h := &Handler{
-		ids: o.Identity, meta: o.Meta, audit: o.Audit, publicURL: o.PublicURL, log: o.Logger,
+		clientIP: o.ClientIP,
+		ids:      o.Identity, meta: o.Meta, audit: o.Audit, publicURL: o.PublicURL, log: o.Logger,
 		secure: o.Secure, limiter: o.Limiter, now: o.Now,
 		sessions: newSessions(o.SessionTTL, o.IdleTimeout, o.Now),
 		static:   static,
