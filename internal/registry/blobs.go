@@ -120,6 +120,9 @@ func (rg *Registry) startUpload(req *request) error {
 		return methodNotAllowed(req, "POST")
 	}
 	ctx := req.r.Context()
+	if repo, err := rg.meta.Repository(ctx, req.rt.name); err == nil && !repo.Attributes.WriteEnabled {
+		return newError(CodeDenied, "repository %q has writeEnabled=false: unlock it before pushing", req.rt.name)
+	}
 	q := req.r.URL.Query()
 	if m := q.Get("mount"); m != "" {
 		if d, e := parseDigest(m); e == nil {

@@ -501,6 +501,32 @@ func TestHostileUploads(t *testing.T) {
 	}
 }
 
+// unsizedReader hides the length of its reader, so the client sends it
+// with chunked transfer encoding (no Content-Length).
+type unsizedReader struct{ io.Reader }
+
+// TestChunkedPatchMustMatchContentRange: a chunk's Content-Range says which
+// bytes it carries. With a Content-Length berth checks the two agree (416
+// otherwise); with chunked transfer encoding it does not, and stores a chunk
+// of any length under any range.
+func TestChunkedPatchMustMatchContentRange(t *testing.T) {
+	srv, _ := newTestRegistry(t, nil)
+	base := srv.URL
+	for _, n := range []int{100, 5} {
+		loc := startSession(t, base, "r")
+		r := hsend(t, base, "PATCH", loc, unsizedReader{strings.NewReader(strings.Repeat("x", n))}, "Content-Range", "0-9")
+		if r.status == http.StatusAccepted {
+			t.Errorf("chunk of %d bytes sent as Content-Range 0-9 (chunked encoding) was stored; Range %q", n, r.header.Get("Range"))
+			continue
+		}
+		if r.status != http.StatusRequestedRangeNotSatisfiable && r.status != http.StatusBadRequest {
+			t.Errorf("chunk of %d bytes as 0-9: %s", n, r)
+			continue
+		}
+		expect(t, r, r.status, "BLOB_UPLOAD_INVALID")
+	}
+}
+
 // TestBlobRangeErrorIsOCIError: the distribution spec answers every failed
 // request with an error body of its own shape. A GET of a blob with an
 // unsatisfiable Range is answered by net/http's ServeContent in text/plain.

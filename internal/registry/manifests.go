@@ -275,6 +275,7 @@ func parseManifest(contentType string, body []byte) (meta.Manifest, []digest.Dig
 			m.ArtifactType = doc.Config.MediaType
 		}
 		descs := append([]ocispec.Descriptor{*doc.Config}, doc.Layers...)
+		seen := make(map[digest.Digest]bool, len(descs))
 		for i, d := range descs {
 			if err := d.Digest.Validate(); err != nil {
 				return m, nil, newError(CodeManifestInvalid, "descriptor %d has an invalid digest %q: %v", i, d.Digest, err)
@@ -285,7 +286,10 @@ func parseManifest(contentType string, body []byte) (meta.Manifest, []digest.Dig
 			if nonDistributable(d.MediaType) {
 				continue // its content lives elsewhere (urls), by design
 			}
-			requires = append(requires, d.Digest)
+			if !seen[d.Digest] {
+				seen[d.Digest] = true
+				requires = append(requires, d.Digest)
+			}
 		}
 	} else {
 		if doc.Config != nil || len(doc.Layers) > 0 {

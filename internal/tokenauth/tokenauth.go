@@ -57,7 +57,8 @@ type Service struct {
 
 	// basicSeen throttles audit records of Basic logins on /v2/, which come
 	// with every request of a client that does not use tokens.
-	basicSeen sync.Map // string → int64 unix seconds
+	basicSeen     sync.Map // string → int64 unix seconds
+	basicSeenSize atomic.Int64
 }
 
 const maxVerifiedCache = 50000
@@ -212,6 +213,10 @@ func (s *Service) firstBasicThisMinute(user, slot, ip string) bool {
 	now := s.now().Unix()
 	if v, ok := s.basicSeen.Load(key); ok && now-v.(int64) < 60 {
 		return false
+	}
+	if s.basicSeenSize.Add(1) > maxVerifiedCache {
+		s.basicSeen.Clear() // bounded: at worst a few extra audit records
+		s.basicSeenSize.Store(1)
 	}
 	s.basicSeen.Store(key, now)
 	return true
