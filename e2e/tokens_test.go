@@ -127,13 +127,12 @@ type cliCredentials struct {
 	Passwords []cliPassword `json:"passwords"`
 }
 
+// cliToken is `berth token create -o json`, flattened as az flattens it.
 type cliToken struct {
-	Name       string `json:"name"`
-	Properties struct {
-		ScopeMapID  string         `json:"scopeMapId"`
-		Status      string         `json:"status"`
-		Credentials cliCredentials `json:"credentials"`
-	} `json:"properties"`
+	Name        string         `json:"name"`
+	ScopeMapID  string         `json:"scopeMapId"`
+	Status      string         `json:"status"`
+	Credentials cliCredentials `json:"credentials"`
 }
 
 // token is a token's name and the passwords generated with it.
@@ -149,7 +148,7 @@ func (c *berthCLI) createToken(name string, args ...string) token {
 	c.t.Helper()
 	var tok cliToken
 	c.json(&tok, append([]string{"token", "create", "-n", name}, args...)...)
-	p := tok.Properties
+	p := tok
 	if tok.Name != name || p.Status != "enabled" || p.Credentials.Username != name {
 		c.t.Fatalf("token create -n %s: name %q, status %q, username %q; want %[1]s, enabled, %[1]s", name, tok.Name, p.Status, p.Credentials.Username)
 	}
@@ -343,28 +342,26 @@ func TestTokensDocker(t *testing.T) {
 		// Each token, and each of its passwords, shows when it was last
 		// used: ci-push only ever used password1.
 		var shown struct {
-			Properties struct {
-				LastUsed    *time.Time `json:"lastUsed"`
-				Credentials struct {
-					Passwords []struct {
-						Name     string     `json:"name"`
-						Value    string     `json:"value"`
-						LastUsed *time.Time `json:"lastUsed"`
-					} `json:"passwords"`
-				} `json:"credentials"`
-			} `json:"properties"`
+			LastUsed    *time.Time `json:"lastUsed"`
+			Credentials struct {
+				Passwords []struct {
+					Name     string     `json:"name"`
+					Value    string     `json:"value"`
+					LastUsed *time.Time `json:"lastUsed"`
+				} `json:"passwords"`
+			} `json:"credentials"`
 		}
 		cli.json(&shown, "token", "show", "-n", pusher.name)
 		used := map[string]bool{}
-		for _, p := range shown.Properties.Credentials.Passwords {
+		for _, p := range shown.Credentials.Passwords {
 			used[p.Name] = p.LastUsed != nil
 			if p.Value != "" {
 				t.Errorf("token show reveals the value of %s", p.Name)
 			}
 		}
-		if shown.Properties.LastUsed == nil || !used["password1"] || used["password2"] {
+		if shown.LastUsed == nil || !used["password1"] || used["password2"] {
 			t.Errorf("token show after pushes with password1: token last used %v, password1 used %v, password2 used %v; want set, true, false",
-				shown.Properties.LastUsed, used["password1"], used["password2"])
+				shown.LastUsed, used["password1"], used["password2"])
 		}
 	})
 

@@ -198,11 +198,43 @@ func (c *cli) fails(want string, args ...string) {
 	}
 }
 
+// jsonOut decodes the CLI's JSON output into an API type, putting back the
+// "properties" object that the CLI flattens away (as az does).
 func jsonOut[T any](t *testing.T, s string) T {
 	t.Helper()
-	var v T
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	var doc any
+	if err := json.Unmarshal([]byte(s), &doc); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, s)
+	}
+	b, _ := json.Marshal(nest(doc))
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("output does not decode: %v\n%s", err, s)
+	}
+	return v
+}
+
+// nest undoes the CLI's flattening of ARM-shaped resources (those with an
+// id, a name and a type).
+func nest(v any) any {
+	switch v := v.(type) {
+	case []any:
+		for i := range v {
+			v[i] = nest(v[i])
+		}
+	case map[string]any:
+		_, hasID := v["id"]
+		_, hasType := v["type"]
+		if hasID && hasType {
+			props := map[string]any{}
+			for k, pv := range v {
+				if k != "id" && k != "name" && k != "type" {
+					props[k] = pv
+					delete(v, k)
+				}
+			}
+			v["properties"] = props
+		}
 	}
 	return v
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -25,14 +26,51 @@ import (
 // expiryWarning is how close to its expiry a password is flagged.
 const expiryWarning = 7 * 24 * time.Hour
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON, flattened as the az CLI flattens
+// ARM resources: the fields of "properties" move up beside id, name and
+// type, so scripts written for `az acr token create` find
+// credentials.passwords[0].value where they expect it.
 func printJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	b, err = json.MarshalIndent(flatten(doc), "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode output: %w", err)
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
+}
+
+// flatten lifts the members of every "properties" object into the object
+// that holds it; a member already there wins.
+func flatten(v any) any {
+	switch v := v.(type) {
+	case []any:
+		for i := range v {
+			v[i] = flatten(v[i])
+		}
+	case map[string]any:
+		if props, ok := v["properties"].(map[string]any); ok {
+			delete(v, "properties")
+			for k, pv := range props {
+				if _, taken := v[k]; !taken {
+					v[k] = pv
+				}
+			}
+		}
+		for k := range v {
+			v[k] = flatten(v[k])
+		}
+	}
+	return v
 }
 
 // table writes aligned columns.
