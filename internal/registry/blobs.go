@@ -248,7 +248,7 @@ func (rg *Registry) upload(req *request) error {
 		rg.uploadAccepted(req, id, info.Size, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		start := int64(-1)
+		start, want := int64(-1), int64(-1)
 		if cr := req.r.Header.Get("Content-Range"); cr != "" {
 			s, end, ok := parseContentRange(cr)
 			if !ok {
@@ -260,14 +260,26 @@ func (rg *Registry) upload(req *request) error {
 			if req.r.ContentLength >= 0 && req.r.ContentLength != end-s+1 {
 				return rg.rangeError(req, id, info.Size, "Content-Range covers %d bytes but Content-Length is %d", end-s+1, req.r.ContentLength)
 			}
-			start = s
+			start, want = s, end-s+1
 		}
-		size, err := rg.blobs.Append(ctx, id, start, req.r.Body)
+		body := io.Reader(req.r.Body)
+		if want >= 0 {
+			// A chunked body has no Content-Length to check up front: take
+			// what the range promised and check the rest afterwards.
+			body = io.LimitReader(req.r.Body, want)
+		}
+		size, err := rg.blobs.Append(ctx, id, start, body)
 		if errors.Is(err, storage.ErrRangeMismatch) {
 			return rg.rangeError(req, id, size, "chunk starts at %d but the upload has %d bytes", start, size)
 		}
 		if err != nil {
 			return uploadErr(err, "")
+		}
+		if want >= 0 {
+			var extra [1]byte
+			if n, _ := io.ReadFull(req.r.Body, extra[:]); n > 0 || size != start+want {
+				return rg.rangeError(req, id, size, "the chunk's length does not match its Content-Range %q; the upload now has %d bytes", req.r.Header.Get("Content-Range"), size)
+			}
 		}
 		rg.uploadAccepted(req, id, size, http.StatusAccepted)
 		return nil

@@ -6,6 +6,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -316,9 +317,11 @@ func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) 
 		WriteError(w, e)
 		return
 	}
-	if r.Context().Err() != nil {
-		// The client went away; nobody will read an answer.
-		return
+	if r.Context().Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		// The client went away or stalled: nobody will read an answer, and
+		// returning would let net/http send an implicit 200. Abort the
+		// connection instead.
+		panic(http.ErrAbortHandler)
 	}
 	rg.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	WriteError(w, &Error{Code: CodeInternal})

@@ -42,6 +42,24 @@ func Middleware(log *slog.Logger, observe Observer, next http.Handler) http.Hand
 		rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 		body := &countingBody{ReadCloser: r.Body}
 		r.Body = body
+		defer func() {
+			// A handler that aborts (client gone or stalled) is logged as
+			// 499, the convention for "client closed request", then the
+			// abort goes on to net/http.
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					rw.status = 499
+				}
+				log.LogAttrs(r.Context(), slog.LevelWarn, "request aborted",
+					slog.String("method", r.Method), slog.String("route", info.Route),
+					slog.String("repository", info.Repository), slog.String("identity", info.Identity),
+					slog.Int("status", rw.status), slog.Int64("bytes_in", body.n), slog.Duration("duration", time.Since(start)))
+				if observe != nil {
+					observe(info, r.Method, rw.status, body.n, rw.written, time.Since(start))
+				}
+				panic(v)
+			}
+		}()
 		next.ServeHTTP(rw, r)
 		d := time.Since(start)
 		if observe != nil {
