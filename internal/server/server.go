@@ -15,6 +15,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -249,6 +251,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			delete(fresh, c)
 		}
 	}
+	// Start-up (migrations, the first owner's argon2id hash) leaves garbage
+	// that would otherwise stay resident until the scavenger gets to it.
+	runtime.GC()
+	debug.FreeOSMemory()
 	go s.purgeUploads(ctx)
 	if s.cfg.GCInterval > 0 {
 		go s.collectEvery(ctx, s.cfg.GCInterval)
