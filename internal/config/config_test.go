@@ -1,0 +1,81 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "berth.yaml")
+	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\n"), 0o600)
+	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24"}
+	c, err := Load(file, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"file beats default", c.Addr, ":6000"},
+		{"env beats file", c.Data, "/from/env"},
+		{"file value kept", c.Name, "file-name"},
+		{"duration from file", c.BodyIdleTimeout, 2 * time.Minute},
+		{"bool from env", c.AnonymousPull, true},
+		{"list from env", strings.Join(c.TrustedProxies, " "), "192.0.2.1 198.51.100.0/24"},
+		{"default kept", c.LogFormat, "text"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("adr: \":1\"\n"), 0o600)
+	if _, err := Load(unknown, func(string) string { return "" }); err == nil {
+		t.Error("a misspelt key was accepted")
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml"), func(string) string { return "" }); err == nil {
+		t.Error("a missing file was accepted")
+	}
+	if _, err := Load("", func(k string) string {
+		if k == "BERTH_UPLOAD_TTL" {
+			return "soon"
+		}
+		return ""
+	}); err == nil {
+		t.Error("a bad duration in the environment was accepted")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		ok     bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"cert without key", func(c *Config) { c.TLSCert = "x" }, false},
+		{"bad log format", func(c *Config) { c.LogFormat = "xml" }, false},
+		{"public URL without scheme", func(c *Config) { c.PublicURL = "registry.example" }, false},
+		{"access token TTL too long", func(c *Config) { c.AccessTokenTTL = time.Hour }, false},
+		{"zero login threshold", func(c *Config) { c.LoginFailureThreshold = 0 }, false},
+		{"empty data dir", func(c *Config) { c.Data = "" }, false},
+	}
+	for _, tt := range tests {
+		c := Default()
+		tt.change(&c)
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
