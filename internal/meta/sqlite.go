@@ -451,7 +451,12 @@ func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error 
 
 const manifestCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.content, m.annotations, m.created_at, m.read_enabled, m.write_enabled, m.delete_enabled, m.list_enabled`
 
-func scanManifest(row *sql.Row) (Manifest, error) {
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanManifest(row scanner) (Manifest, error) {
 	var m Manifest
 	var dg, subj, ann string
 	var created int64
@@ -493,6 +498,32 @@ func (s *SQLite) readManifest(ctx context.Context, repo, ref string) (Manifest, 
 		row = s.r.QueryRowContext(ctx, `SELECT `+manifestCols+` FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE r.name = ? AND t.name = ?`, repo, ref)
 	}
 	return scanManifest(row)
+}
+
+// UntaggedManifests lists up to n manifests of repo that no tag points at
+// (platform images of an index, signatures, SBOMs, images whose tag moved
+// on), newest first.
+func (s *SQLite) UntaggedManifests(ctx context.Context, repo string, n int) ([]Manifest, error) {
+	id, err := repoID(ctx, s.r, repo)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+manifestCols+` FROM manifests m
+		WHERE m.repository_id = ? AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)
+		ORDER BY m.created_at DESC, m.digest LIMIT ?`, id, n)
+	if err != nil {
+		return nil, fmt.Errorf("list manifests: %w", err)
+	}
+	defer rows.Close()
+	var out []Manifest
+	for rows.Next() {
+		m, err := scanManifest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }
 
 // DeleteManifest deletes a manifest and every tag that points at it.

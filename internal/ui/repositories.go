@@ -270,6 +270,9 @@ func referrerSummary(refs []meta.Referrer) string {
 	return strings.Join(parts, ", ")
 }
 
+// untaggedPerPage bounds the untagged manifests shown on a repository page.
+const untaggedPerPage = 50
+
 type tagRow struct {
 	Tag        string
 	Digest     digest.Digest
@@ -291,6 +294,7 @@ type repoData struct {
 	CanDelete  bool
 	Allowed    []string
 	Tags       []tagRow
+	Untagged   []tagRow
 	After      string
 	Next       string
 	FirstTag   string
@@ -336,6 +340,20 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 		}
 		if len(d.Tags) > 0 {
 			d.FirstTag = d.Tags[0].Tag
+		}
+		untagged, err := h.meta.UntaggedManifests(r.Context(), name, untaggedPerPage)
+		if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
+			h.fail(w, r, rq, err)
+			return
+		}
+		for _, m := range untagged {
+			doc := parseManifest(m)
+			row := tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
+				Size: h.totalSize(r.Context(), name, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+			if m.Subject != "" {
+				row.Referrers = "refers to " + shortDigest(m.Subject)
+			}
+			d.Untagged = append(d.Untagged, row)
 		}
 	}
 	h.render(w, r, rq, status, "repository.html", view{Title: name, Nav: "repositories", Error: errMsg, Data: d})

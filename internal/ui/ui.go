@@ -46,6 +46,7 @@ type Metadata interface {
 	Repository(ctx context.Context, name string) (meta.Repository, error)
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
 	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
+	UntaggedManifests(ctx context.Context, repo string, n int) ([]meta.Manifest, error)
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
 	UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
 	UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)

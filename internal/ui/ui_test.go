@@ -988,3 +988,27 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+// Manifests no tag points at (an index's platform images, signatures) are
+// listed on the repository page, linked to their own pages.
+func TestUntaggedManifestsListed(t *testing.T) {
+	f := newFixture(t)
+	idx := putImage(t, f.store, "demo/app", "v1")
+	b := f.signIn("owner", ownerPassword)
+	r := b.get("/repositories/demo/app")
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(r.body, "Untagged manifests") {
+		t.Fatal("no untagged manifests section")
+	}
+	if !strings.Contains(r.body, "vnd.dev.cosign.artifact.sig.v1") || !strings.Contains(r.body, "refers to "+shortDigest(idx)) {
+		t.Errorf("the signature is not listed with its subject")
+	}
+	if strings.Count(r.body, `href="/repositories/demo/app/-/manifests/`) < 3 {
+		t.Errorf("untagged manifests are not linked")
+	}
+	// A reader without metadata/read sees none of it.
+	pull := f.signIn("puller", pullPassword)
+	if r := pull.get("/repositories/demo/app"); strings.Contains(r.body, "Untagged manifests") {
+		t.Errorf("a pull-only user sees the untagged manifests")
+	}
+}
