@@ -301,6 +301,13 @@ type repoData struct {
 	AttrErrors string
 }
 
+// manifestRow is what the repository page shows of one manifest.
+func (h *Handler) manifestRow(ctx context.Context, repo string, m meta.Manifest) tagRow {
+	doc := parseManifest(m)
+	return tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
+		Size: h.totalSize(ctx, repo, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+}
+
 func (h *Handler) repositoryPage(w http.ResponseWriter, r *http.Request, rq *request, name string) {
 	repo, ok := h.repoAccess(w, r, rq, name)
 	if !ok {
@@ -330,9 +337,8 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 			if err != nil {
 				continue // untagged meanwhile
 			}
-			doc := parseManifest(m)
-			row := tagRow{Tag: t, Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
-				Size: h.totalSize(r.Context(), name, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+			row := h.manifestRow(r.Context(), name, m)
+			row.Tag = t
 			if refs, err := h.meta.Referrers(r.Context(), name, m.Digest, ""); err == nil {
 				row.Referrers = referrerSummary(refs)
 			}
@@ -347,9 +353,7 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 			return
 		}
 		for _, m := range untagged {
-			doc := parseManifest(m)
-			row := tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
-				Size: h.totalSize(r.Context(), name, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+			row := h.manifestRow(r.Context(), name, m)
 			if m.Subject != "" {
 				row.Referrers = "refers to " + shortDigest(m.Subject)
 			}
