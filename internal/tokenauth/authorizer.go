@@ -77,14 +77,12 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 					Message: fmt.Sprintf("%s may not list the catalog: request scope registry:catalog:*", id)}
 			}
 		default:
+			if permitted(id, acc) {
+				continue
+			}
 			want, ok := auth.ParseTokenAction(string(acc.Action))
 			if !ok {
 				return nil, &registry.Error{Code: registry.CodeDenied}
-			}
-			if alt, ok := auth.ParseTokenAction(string(acc.Or)); ok {
-				if _, allowed := auth.Decide(id, acc.Name, alt); allowed {
-					continue
-				}
 			}
 			if err := auth.Check(id, acc.Name, want); err != nil {
 				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
@@ -97,19 +95,24 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 
 func (a *Authorizer) allows(id auth.Identity, need []registry.Access) bool {
 	for _, acc := range need {
-		want, ok := auth.ParseTokenAction(string(acc.Action))
-		if acc.Type != "repository" || !ok {
-			return false
-		}
-		_, allowed := auth.Decide(id, acc.Name, want)
-		if alt, ok := auth.ParseTokenAction(string(acc.Or)); ok && !allowed {
-			_, allowed = auth.Decide(id, acc.Name, alt)
-		}
-		if !allowed {
+		if acc.Type != "repository" || !permitted(id, acc) {
 			return false
 		}
 	}
 	return true
+}
+
+// permitted reports whether id may perform the repository access acc: its
+// Action, or else its alternative Or.
+func permitted(id auth.Identity, acc registry.Access) bool {
+	for _, a := range []registry.Action{acc.Action, acc.Or} {
+		if want, ok := auth.ParseTokenAction(string(a)); ok && a != "" {
+			if _, allowed := auth.Decide(id, acc.Name, want); allowed {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unauthorized builds the 401 (or 429) with the Bearer challenge that
