@@ -158,22 +158,6 @@ func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
 	return f, nil
 }
 
-// Delete removes a blob's content. Callers make sure no repository still
-// refers to it.
-func (s *FS) Delete(_ context.Context, d digest.Digest) error {
-	defer s.timed("delete")()
-	p, err := s.blobPath(d)
-	if err != nil {
-		return err
-	}
-	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
-		return ErrBlobNotFound
-	} else if err != nil {
-		return fmt.Errorf("delete blob %s: %w", d, err)
-	}
-	return nil
-}
-
 // Put stores r as the blob d in one step, verifying the digest while writing.
 // It returns the blob's size.
 func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
