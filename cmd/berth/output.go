@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -85,12 +87,55 @@ func newTable(w io.Writer, header ...string) *table {
 }
 
 // row writes one row. Empty trailing cells are left out, so that no line
-// ends in padding.
+// ends in padding. Cells are escaped: they carry names, user agents and
+// reasons that clients chose.
 func (t *table) row(cols ...string) {
 	for len(cols) > 0 && cols[len(cols)-1] == "" {
 		cols = cols[:len(cols)-1]
 	}
-	fmt.Fprintln(t.tw, strings.Join(cols, "\t"))
+	cells := make([]string, len(cols))
+	for i, c := range cols {
+		cells[i] = escapeCell(c)
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+// escapeCell writes control and format characters and invalid UTF-8 as Go
+// escapes (\n, \x1b, \u202e), so that a value can neither start a new row
+// or column, nor send escape sequences to the terminal, nor reorder the
+// text around it.
+func escapeCell(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < utf8.RuneSelf && needsEscape(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case needsEscape(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// needsEscape reports control characters (C0, DEL, C1), format characters
+// (bidirectional overrides, zero-width characters) and line separators.
+func needsEscape(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 func (t *table) flush() error { return t.tw.Flush() }
