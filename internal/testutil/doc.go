@@ -1,7 +1,9 @@
 // Package testutil holds helpers for tests that need real processes: a berth
 // server built from this module (StartServer), CNCF Distribution as a
 // reference registry (StartDistribution), a private dockerd (StartDockerd),
-// podman and skopeo with throw-away storage (NewPodman, NewSkopeo), and test
+// podman and skopeo with throw-away storage (NewPodman, NewSkopeo), a private
+// PostgreSQL cluster run as a non-root user (StartPostgres), an S3-compatible
+// server, Versity's gateway over a temporary directory (StartS3), and test
 // images made locally from random content, so that no test ever pulls from
 // the internet.
 //
