@@ -11,10 +11,17 @@ import (
 	"time"
 )
 
-// maxSessions bounds memory; beyond it the least recently used session is
-// dropped. Only a correct password creates a session, so this is a
-// safety net, not a limit anyone should meet.
-const maxSessions = 10000
+// maxUserSessions is how many sessions one user may have; a new sign-in
+// beyond it ends that user's least recently used session, never anyone
+// else's. Sessions idle out after an hour, so only a script signing in
+// over and over meets it.
+const maxUserSessions = 32
+
+// maxSessions bounds memory. It is far above what one user can hold, so a
+// user who signs in over and over cannot push other users' sessions out;
+// if many users together reach it, the session dropped is the least
+// recently used one of those who hold the most.
+const maxSessions = 100_000
 
 // maxNonces is how many used one-time form nonces a session remembers.
 const maxNonces = 32
@@ -47,11 +54,12 @@ type sessions struct {
 
 	mu        sync.Mutex
 	m         map[[32]byte]*session
+	byUser    map[string]map[[32]byte]*session // the same sessions, by user
 	lastSweep time.Time
 }
 
 func newSessions(ttl, idle time.Duration, now func() time.Time) *sessions {
-	return &sessions{ttl: ttl, idle: idle, now: now, m: make(map[[32]byte]*session)}
+	return &sessions{ttl: ttl, idle: idle, now: now, m: make(map[[32]byte]*session), byUser: make(map[string]map[[32]byte]*session)}
 }
 
 // randomString returns n random bytes from crypto/rand, base64url-encoded.
@@ -73,18 +81,71 @@ func (s *sessions) create(user string, gen uint64) (string, *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(now)
-	if len(s.m) >= maxSessions {
-		var oldest [32]byte
-		var t time.Time
-		for k, v := range s.m {
-			if t.IsZero() || v.lastSeen.Before(t) {
-				oldest, t = k, v.lastSeen
-			}
-		}
-		delete(s.m, oldest)
+	if len(s.byUser[user]) >= maxUserSessions {
+		s.dropOldestLocked(user)
 	}
-	s.m[sessionKey(id)] = sess
+	if len(s.m) >= maxSessions {
+		s.dropBusiestLocked()
+	}
+	s.addLocked(sessionKey(id), sess)
 	return id, sess
+}
+
+func (s *sessions) addLocked(k [32]byte, sess *session) {
+	s.m[k] = sess
+	m := s.byUser[sess.user]
+	if m == nil {
+		m = make(map[[32]byte]*session)
+		s.byUser[sess.user] = m
+	}
+	m[k] = sess
+}
+
+func (s *sessions) removeLocked(k [32]byte) {
+	sess := s.m[k]
+	if sess == nil {
+		return
+	}
+	delete(s.m, k)
+	if m := s.byUser[sess.user]; m != nil {
+		delete(m, k)
+		if len(m) == 0 {
+			delete(s.byUser, sess.user)
+		}
+	}
+}
+
+// dropBusiestLocked ends the least recently used session among those of
+// the users holding the most sessions.
+func (s *sessions) dropBusiestLocked() {
+	most := 0
+	for _, m := range s.byUser {
+		most = max(most, len(m))
+	}
+	var oldest [32]byte
+	var t time.Time
+	for k, v := range s.m {
+		if len(s.byUser[v.user]) == most && (t.IsZero() || v.lastSeen.Before(t)) {
+			oldest, t = k, v.lastSeen
+		}
+	}
+	if !t.IsZero() {
+		s.removeLocked(oldest)
+	}
+}
+
+// dropOldestLocked ends user's least recently used session.
+func (s *sessions) dropOldestLocked(user string) {
+	var oldest [32]byte
+	var t time.Time
+	for k, v := range s.byUser[user] {
+		if t.IsZero() || v.lastSeen.Before(t) {
+			oldest, t = k, v.lastSeen
+		}
+	}
+	if !t.IsZero() {
+		s.removeLocked(oldest)
+	}
 }
 
 // errSessionExpired tells an expired session from none at all, so that the
@@ -105,7 +166,7 @@ func (s *sessions) get(id string) (*session, error) {
 		return nil, http.ErrNoCookie
 	}
 	if s.expired(sess, now) {
-		delete(s.m, k)
+		s.removeLocked(k)
 		return nil, errSessionExpired
 	}
 	sess.lastSeen = now
@@ -135,7 +196,7 @@ func (s *sessions) expired(sess *session, now time.Time) bool {
 // delete ends the session with ID id.
 func (s *sessions) delete(id string) {
 	s.mu.Lock()
-	delete(s.m, sessionKey(id))
+	s.removeLocked(sessionKey(id))
 	s.mu.Unlock()
 }
 
@@ -143,9 +204,9 @@ func (s *sessions) delete(id string) {
 func (s *sessions) deleteUser(user string, keep *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, v := range s.m {
-		if v.user == user && v != keep {
-			delete(s.m, k)
+	for k, v := range s.byUser[user] {
+		if v != keep {
+			s.removeLocked(k)
 		}
 	}
 }
@@ -158,7 +219,7 @@ func (s *sessions) sweepLocked(now time.Time) {
 	s.lastSweep = now
 	for k, v := range s.m {
 		if s.expired(v, now) {
-			delete(s.m, k)
+			s.removeLocked(k)
 		}
 	}
 }
