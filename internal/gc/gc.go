@@ -28,8 +28,9 @@ type Blobs interface {
 
 // Options configure one collection.
 type Options struct {
-	// Grace spares links and blobs younger than this (default one hour):
-	// a client uploads layers before the manifest that refers to them.
+	// Grace spares links and blobs that a push referred to (uploaded,
+	// re-uploaded, mounted, found with HEAD) within this (default one
+	// hour): a client pushes layers before the manifest that refers to them.
 	Grace  time.Duration
 	DryRun bool
 	Now    func() time.Time

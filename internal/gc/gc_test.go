@@ -2,7 +2,11 @@ package gc_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +14,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -81,5 +86,107 @@ func TestCollect(t *testing.T) {
 		if _, err := blobs.Stat(ctx, d); err == nil {
 			t.Errorf("unreferenced blob %s kept", d)
 		}
+	}
+}
+
+// allowAll lets every request through.
+type allowAll struct{}
+
+func (allowAll) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
+	return allowAll{}, nil
+}
+func (allowAll) Name() string                     { return "ci" }
+func (allowAll) Can(string, registry.Action) bool { return true }
+func (allowAll) CanSee(string) bool               { return true }
+
+// TestCollectSparesRelinkedBlobs pushes an image, deletes it, lets the
+// grace period pass, refers to its blobs again the way a client re-pushing
+// it does, collects garbage, and then pushes the manifest: it must find its
+// blobs however the client referred to them.
+func TestCollectSparesRelinkedBlobs(t *testing.T) {
+	const layer, config = "layer of a push in progress", "{}"
+	ld, cd := digest.FromString(layer), digest.FromString(config)
+	man := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + cd.String() + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` + ld.String() + `","size":27}]}`
+	md := digest.FromString(man)
+
+	for _, tc := range []struct {
+		name string
+		// relink refers to both blobs in repository app again.
+		relink     func(t *testing.T, send func(method, path, body string, want int) *http.Response)
+		wantStatus int
+	}{
+		{"re-upload in one request", func(t *testing.T, send func(string, string, string, int) *http.Response) {
+			send("POST", "/v2/app/blobs/uploads/?digest="+ld.String(), layer, http.StatusCreated)
+			send("POST", "/v2/app/blobs/uploads/?digest="+cd.String(), config, http.StatusCreated)
+		}, http.StatusCreated},
+		{"re-upload in a session", func(t *testing.T, send func(string, string, string, int) *http.Response) {
+			for _, b := range []string{layer, config} {
+				loc := send("POST", "/v2/app/blobs/uploads/", "", http.StatusAccepted).Header.Get("Location")
+				send("PATCH", loc, b, http.StatusAccepted)
+				send("PUT", loc+"?digest="+digest.FromString(b).String(), "", http.StatusCreated)
+			}
+		}, http.StatusCreated},
+		{"mount", func(t *testing.T, send func(string, string, string, int) *http.Response) {
+			send("POST", "/v2/app/blobs/uploads/?mount="+ld.String()+"&from=base", "", http.StatusCreated)
+			send("POST", "/v2/app/blobs/uploads/?mount="+cd.String()+"&from=base", "", http.StatusCreated)
+		}, http.StatusCreated},
+		{"HEAD finds them", func(t *testing.T, send func(string, string, string, int) *http.Response) {
+			send("HEAD", "/v2/app/blobs/"+ld.String(), "", http.StatusOK)
+			send("HEAD", "/v2/app/blobs/"+cd.String(), "", http.StatusOK)
+		}, http.StatusCreated},
+		// Without a fresh reference the links are garbage: the collection
+		// still collects.
+		{"nothing", func(*testing.T, func(string, string, string, int) *http.Response) {}, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			blobs, err := storage.NewFS(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := meta.OpenSQLite(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			var clock atomic.Int64
+			clock.Store(time.Now().UnixNano())
+			now := func() time.Time { return time.Unix(0, clock.Load()) }
+			store.SetClock(now)
+			srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: store, Authorizer: allowAll{}}))
+			defer srv.Close()
+			send := func(method, path, body string, want int) *http.Response {
+				t.Helper()
+				req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+				}
+				return resp
+			}
+			for _, repo := range []string{"base", "app"} {
+				send("POST", "/v2/"+repo+"/blobs/uploads/?digest="+ld.String(), layer, http.StatusCreated)
+				send("POST", "/v2/"+repo+"/blobs/uploads/?digest="+cd.String(), config, http.StatusCreated)
+				send("PUT", "/v2/"+repo+"/manifests/v1", man, http.StatusCreated)
+			}
+			send("DELETE", "/v2/app/manifests/"+md.String(), "", http.StatusAccepted)
+
+			clock.Add(int64(2 * time.Hour))
+			tc.relink(t, send)
+			if _, err := gc.Collect(ctx, store, blobs, gc.Options{Now: now}); err != nil {
+				t.Fatal(err)
+			}
+			send("PUT", "/v2/app/manifests/v1", man, tc.wantStatus)
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -20,9 +22,14 @@ type BlobLink struct {
 // UnlinkUnreferenced removes, repository by repository, the blob links
 // that no manifest of the repository refers to (layers and configs left
 // behind by deleted manifests, uploads never followed by a manifest) and
-// that were made before cutoff, so pushes in progress keep their blobs.
-// With dryRun nothing is removed. It returns the links it removed (or
-// would have).
+// that no push referred to since cutoff (made, re-linked, mounted or found
+// by HEAD), so pushes in progress keep their blobs. With dryRun nothing is
+// removed. It returns the links it removed (or would have).
+//
+// Manifests are parsed outside any write transaction, which would otherwise
+// hold up every push for as long as a large repository takes to read. The
+// short write transactions that remove links re-check what may have changed
+// meanwhile: manifests pushed since, and links referenced since.
 func (s *SQLite) UnlinkUnreferenced(ctx context.Context, cutoff time.Time, dryRun bool) ([]BlobLink, error) {
 	repos, err := s.ListRepositories(ctx, "", -1, true)
 	if err != nil {
@@ -30,74 +37,164 @@ func (s *SQLite) UnlinkUnreferenced(ctx context.Context, cutoff time.Time, dryRu
 	}
 	var out []BlobLink
 	for _, repo := range repos {
-		// Each repository in its own write transaction: manifests pushed
-		// meanwhile either committed before (and are seen) or wait.
-		err := s.tx(ctx, repo, func(tx *sql.Tx) error {
-			id, err := repoID(ctx, tx, repo)
-			if err != nil {
-				return nil // deleted meanwhile
-			}
-			used, err := referencedBlobs(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			rows, err := tx.QueryContext(ctx, `SELECT digest, size FROM repository_blobs WHERE repository_id = ? AND created_at < ?`, id, cutoff.UnixMilli())
-			if err != nil {
-				return fmt.Errorf("list blob links: %w", err)
-			}
-			var drop []BlobLink
-			for rows.Next() {
-				var l BlobLink
-				var d string
-				if err := rows.Scan(&d, &l.Size); err != nil {
-					rows.Close()
-					return fmt.Errorf("list blob links: %w", err)
-				}
-				l.Repository, l.Digest = repo, digest.Digest(d)
-				if !used[l.Digest] {
-					drop = append(drop, l)
-				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("list blob links: %w", err)
-			}
-			if !dryRun {
-				for _, l := range drop {
-					if _, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, l.Digest.String()); err != nil {
-						return fmt.Errorf("unlink blob: %w", err)
-					}
-				}
-			}
-			out = append(out, drop...)
-			return nil
-		})
+		c, err := s.unlinkCandidates(ctx, repo, cutoff)
 		if err != nil {
 			return out, fmt.Errorf("collect %s: %w", repo, err)
+		}
+		if dryRun {
+			out = append(out, c.links...)
+			continue
+		}
+		for batch := range slices.Chunk(c.links, unlinkBatch) {
+			removed, err := s.unlinkStale(ctx, repo, cutoff, batch, &c)
+			out = append(out, removed...)
+			if err != nil {
+				return out, fmt.Errorf("collect %s: %w", repo, err)
+			}
 		}
 	}
 	return out, nil
 }
 
-// referencedBlobs returns the configs and layers of every manifest of a
-// repository.
-func referencedBlobs(ctx context.Context, tx *sql.Tx, repoID int64) (map[digest.Digest]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT content FROM manifests WHERE repository_id = ?`, repoID)
+// unlinkBatch bounds how many links one write transaction removes.
+const unlinkBatch = 500
+
+// candidates are the links of one repository that looked unreferenced,
+// and the manifests that were read to decide it, with what they refer to.
+type candidates struct {
+	links []BlobLink
+	seen  map[string]bool // manifest digests already parsed
+	used  map[digest.Digest]bool
+}
+
+// unlinkCandidates reads, in one read transaction, the links of repo that
+// no manifest refers to and that were last referenced before cutoff.
+func (s *SQLite) unlinkCandidates(ctx context.Context, repo string, cutoff time.Time) (candidates, error) {
+	c := candidates{seen: map[string]bool{}, used: map[digest.Digest]bool{}}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("read manifests: %w", err)
+		return c, fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	id, err := repoID(ctx, tx, repo)
+	if errors.Is(err, ErrRepositoryNotFound) {
+		return c, nil // deleted meanwhile
+	}
+	if err != nil {
+		return c, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT digest, content FROM manifests WHERE repository_id = ?`, id)
+	if err != nil {
+		return c, fmt.Errorf("read manifests: %w", err)
+	}
+	for rows.Next() {
+		var md string
+		var content []byte
+		if err := rows.Scan(&md, &content); err != nil {
+			rows.Close()
+			return c, fmt.Errorf("read manifests: %w", err)
+		}
+		c.seen[md] = true
+		for d := range manifestBlobs(content) {
+			c.used[d] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("read manifests: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT digest, size FROM repository_blobs WHERE repository_id = ? AND referenced_at < ?`, id, cutoff.UnixMilli())
+	if err != nil {
+		return c, fmt.Errorf("list blob links: %w", err)
 	}
 	defer rows.Close()
-	used := map[digest.Digest]bool{}
 	for rows.Next() {
+		l := BlobLink{Repository: repo}
+		var d string
+		if err := rows.Scan(&d, &l.Size); err != nil {
+			return c, fmt.Errorf("list blob links: %w", err)
+		}
+		l.Digest = digest.Digest(d)
+		if !c.used[l.Digest] {
+			c.links = append(c.links, l)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("list blob links: %w", err)
+	}
+	return c, nil
+}
+
+// unlinkStale removes those of links that are still unreferenced, in one
+// write transaction. Only manifests that c has not seen are parsed here
+// (those pushed since the candidates were read; a digest names immutable
+// content), and a link referenced since cutoff stays.
+func (s *SQLite) unlinkStale(ctx context.Context, repo string, cutoff time.Time, links []BlobLink, c *candidates) ([]BlobLink, error) {
+	var removed []BlobLink
+	var parsed []string
+	var used map[digest.Digest]bool
+	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if errors.Is(err, ErrRepositoryNotFound) {
+			return nil // deleted meanwhile, links and all
+		}
+		if err != nil {
+			return err
+		}
+		if parsed, used, err = unseenManifestBlobs(ctx, tx, id, c.seen); err != nil {
+			return err
+		}
+		for _, l := range links {
+			if c.used[l.Digest] || used[l.Digest] {
+				continue
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ? AND referenced_at < ?`, id, l.Digest.String(), cutoff.UnixMilli())
+			if err != nil {
+				return fmt.Errorf("unlink blob: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("unlink blob: %w", err)
+			} else if n == 1 {
+				removed = append(removed, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, md := range parsed {
+		c.seen[md] = true
+	}
+	for d := range used {
+		c.used[d] = true
+	}
+	return removed, nil
+}
+
+// unseenManifestBlobs returns the manifests of a repository that are not in
+// seen, and what they refer to.
+func unseenManifestBlobs(ctx context.Context, tx *sql.Tx, repoID int64, seen map[string]bool) ([]string, map[digest.Digest]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT digest FROM manifests WHERE repository_id = ?`, repoID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifests: %w", err)
+	}
+	all, err := scanStrings(rows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifests: %w", err)
+	}
+	unseen := slices.DeleteFunc(all, func(d string) bool { return seen[d] })
+	used := map[digest.Digest]bool{}
+	for _, md := range unseen {
 		var content []byte
-		if err := rows.Scan(&content); err != nil {
-			return nil, fmt.Errorf("read manifests: %w", err)
+		if err := tx.QueryRowContext(ctx, `SELECT content FROM manifests WHERE repository_id = ? AND digest = ?`, repoID, md).Scan(&content); err != nil {
+			return nil, nil, fmt.Errorf("read manifest: %w", err)
 		}
 		for d := range manifestBlobs(content) {
 			used[d] = true
 		}
 	}
-	return used, rows.Err()
+	return unseen, used, nil
 }
 
 // manifestBlobs returns the config and layers a stored manifest refers to.

@@ -22,6 +22,9 @@ type SQLite struct {
 	w     *sql.DB
 	r     *sql.DB
 	cache *readCache
+	// now stamps blob links (when a push last referred to them), which
+	// garbage collection compares with its grace cutoff.
+	now func() time.Time
 }
 
 // OpenSQLite opens (creating and migrating if needed) the database in dir.
@@ -44,7 +47,7 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 	}
 	r.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	r.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &SQLite{w: w, r: r, cache: newReadCache(10000)}
+	s := &SQLite{w: w, r: r, cache: newReadCache(10000), now: time.Now}
 	if err := migrate(ctx, w); err != nil {
 		s.Close()
 		return nil, err
@@ -173,6 +176,11 @@ var migrations = []string{
 	CREATE INDEX audit_time ON audit(time);
 	CREATE INDEX audit_identity ON audit(identity, time);`,
 	`ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;`,
+	// referenced_at is when a push last referred to a blob link (linked it,
+	// mounted it, or found it with HEAD); garbage collection spares links
+	// referenced within its grace period.
+	`ALTER TABLE repository_blobs ADD COLUMN referenced_at INTEGER NOT NULL DEFAULT 0;
+	UPDATE repository_blobs SET referenced_at = created_at;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -272,19 +280,69 @@ func (s *SQLite) readRepository(ctx context.Context, name string) (Repository, e
 	return r, nil
 }
 
-// LinkBlob records that repo may see blob d, creating the repository if needed.
+// SetClock replaces the clock that stamps blob links (for tests that let
+// garbage collection's grace period pass). Call it before use.
+func (s *SQLite) SetClock(now func() time.Time) { s.now = now }
+
+// LinkBlob records that repo may see blob d, creating the repository if
+// needed. Linking a blob the repository already has counts as a fresh
+// reference: a client re-pushing a layer is about to push the manifest that
+// needs it, so garbage collection must not take the link meanwhile.
 func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	return s.tx(ctx, repo, func(tx *sql.Tx) error {
 		id, err := ensureRepo(ctx, tx, repo)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO repository_blobs(repository_id, digest, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			id, d.String(), size, time.Now().UnixMilli()); err != nil {
+		now := s.now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO repository_blobs(repository_id, digest, size, created_at, referenced_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(repository_id, digest) DO UPDATE SET referenced_at = excluded.referenced_at`,
+			id, d.String(), size, now, now); err != nil {
 			return fmt.Errorf("link blob: %w", err)
 		}
 		return nil
 	})
+}
+
+// refreshSlack is how old a link's last reference may be before
+// ReferenceBlob writes a new one. It must stay well below the shortest grace
+// period garbage collection accepts (one minute), so a link referenced
+// within the slack is still spared by any collection.
+const refreshSlack = 10 * time.Second
+
+// ReferenceBlob records that a push found blob d in repo (a HEAD before
+// skipping its upload), so garbage collection spares the link as if it had
+// just been made. It returns ErrBlobNotFound if repo has no such link.
+// A link referenced moments ago is not written again: a push HEADs every
+// layer, and a write per request would queue behind the database writer.
+func (s *SQLite) ReferenceBlob(ctx context.Context, repo string, d digest.Digest) error {
+	now := s.now()
+	var ref int64
+	err := s.r.QueryRowContext(ctx, `SELECT b.referenced_at FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE r.name = ? AND b.digest = ?`,
+		repo, d.String()).Scan(&ref)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrBlobNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("look up blob: %w", err)
+	}
+	if ref >= now.Add(-refreshSlack).UnixMilli() {
+		return nil
+	}
+	// The update, not the read above, decides: a collection may have
+	// removed the link in between, and then the push must upload. Nothing
+	// cached changes, so this skips s.tx and its cache invalidation.
+	res, err := s.w.ExecContext(ctx, `UPDATE repository_blobs SET referenced_at = ? WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?`,
+		now.UnixMilli(), repo, d.String())
+	if err != nil {
+		return fmt.Errorf("reference blob: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("reference blob: %w", err)
+	} else if n == 0 {
+		return ErrBlobNotFound
+	}
+	return nil
 }
 
 // Blob returns the size of blob d if repo may see it.

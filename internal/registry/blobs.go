@@ -38,6 +38,16 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	if e := rg.readable(req, nil); e != nil {
 		return e
 	}
+	if req.r.Method == http.MethodHead && req.caller != nil && req.caller.Can(req.rt.name, ActionPush) {
+		// A pusher that finds a layer here skips uploading it and pushes
+		// the manifest next: the link must outlive a garbage collection's
+		// grace period from now, as if it had just been uploaded.
+		if err := rg.meta.ReferenceBlob(ctx, req.rt.name, d); errors.Is(err, meta.ErrBlobNotFound) {
+			return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+		} else if err != nil {
+			return err
+		}
+	}
 	f, err := rg.blobs.Open(ctx, d)
 	if errors.Is(err, storage.ErrBlobNotFound) {
 		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)

@@ -39,6 +39,7 @@ type Metadata interface {
 	Repository(ctx context.Context, name string) (meta.Repository, error)
 	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
 	Blob(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	ReferenceBlob(ctx context.Context, repo string, d digest.Digest) error
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 	RepositoriesWithBlob(ctx context.Context, d digest.Digest) ([]string, error)
 	PutManifest(ctx context.Context, req meta.PutManifestRequest) error
