@@ -54,12 +54,10 @@ func (s *Service) Authenticate(username, password string) (Login, error) {
 	}
 	if p == nil {
 		s.mu.RUnlock()
-		// As much work as for a real name, which may be a user's: an unknown
-		// name must not answer faster than a known one.
+		// As much work as for a token's wrong password, which is checked
+		// against two slots before it pays the slow hash too.
 		auth.MatchSecret(password, "", "")
-		s.argon <- struct{}{}
-		auth.VerifyUserPassword(dummyUserHash(), password)
-		<-s.argon
+		s.slowCheck(dummyUserHash(), password)
 		return Login{}, authErr("unknown username")
 	}
 	if p.kind == auth.KindUser {
@@ -67,7 +65,34 @@ func (s *Service) Authenticate(username, password string) (Login, error) {
 		s.mu.RUnlock()
 		return s.authenticateUser(p, hash, gen, enabled, role, password)
 	}
-	defer s.mu.RUnlock()
+	login, err := s.authenticateSlots(p, isAdmin, password)
+	s.mu.RUnlock()
+	if err != nil {
+		// Token passwords are random and hashed fast, but a failure must
+		// cost what one for a user or an unknown name does (one slow hash),
+		// or the time of a wrong guess tells which names are tokens. A
+		// right password stays fast.
+		s.slowCheck(dummyUserHash(), password)
+		return Login{}, err
+	}
+	return login, nil
+}
+
+// slowCheck checks a password against a user's argon2id hash. argon2id
+// takes ~19 MiB and ~40 ms per check: the semaphore bounds how many run at
+// once, so a burst of logins cannot exhaust memory.
+func (s *Service) slowCheck(hash, password string) bool {
+	s.argon <- struct{}{}
+	defer func() { <-s.argon }()
+	if s.verifyUser != nil {
+		return s.verifyUser(hash, password)
+	}
+	return auth.VerifyUserPassword(hash, password)
+}
+
+// authenticateSlots checks password against the slots of p, a token or the
+// admin user; s.mu is read-locked.
+func (s *Service) authenticateSlots(p *principal, isAdmin bool, password string) (Login, error) {
 	now := s.now()
 	order := []string{SlotPassword1, SlotPassword2}
 	if isAdmin {
@@ -125,15 +150,8 @@ func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enable
 		c := v.(cachedLogin)
 		cached = c.generation == gen && now.Before(c.until)
 	}
-	if !cached {
-		// argon2id takes ~19 MiB and ~40 ms per check: bound how many run
-		// at once so a burst of logins cannot exhaust memory.
-		s.argon <- struct{}{}
-		ok := auth.VerifyUserPassword(hash, password)
-		<-s.argon
-		if !ok {
-			return Login{}, authErr("wrong password")
-		}
+	if !cached && !s.slowCheck(hash, password) {
+		return Login{}, authErr("wrong password")
 	}
 	if !enabled {
 		return Login{}, authErr("user disabled")
