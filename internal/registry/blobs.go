@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -30,7 +31,8 @@ func (rg *Registry) blob(req *request) error {
 
 func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	ctx := req.r.Context()
-	if _, err := rg.meta.Blob(ctx, req.rt.name, d); errors.Is(err, meta.ErrBlobNotFound) {
+	size, err := rg.meta.Blob(ctx, req.rt.name, d)
+	if errors.Is(err, meta.ErrBlobNotFound) {
 		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
 	} else if err != nil {
 		return err
@@ -55,6 +57,9 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 		return err
 	}
 	defer f.Close()
+	if e := rg.checkSize(req, d, f, size); e != nil {
+		return e
+	}
 	h := req.w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Docker-Content-Digest", d.String())
@@ -64,6 +69,28 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	// to sendfile; its plain-text error answers (416) become OCI errors.
 	http.ServeContent(&ociErrors{ResponseWriter: req.w}, req.r, "", timeZero, f)
 	return nil
+}
+
+// checkSize refuses to serve a blob file whose size is not the size
+// recorded when it was pushed: a truncated or overgrown file cannot have
+// the content its digest names. It costs one fstat. The file is moved into
+// quarantine and the answer is BLOB_UNKNOWN (404), not 500: the content is
+// gone as far as anyone can use it, a pull fails either way, and a push
+// that asks (HEAD) is told to upload it again, which is what repairs it.
+func (rg *Registry) checkSize(req *request, d digest.Digest, f *os.File, want int64) error {
+	b, err := storage.Opened(d, f)
+	if err != nil {
+		return err
+	}
+	if b.Size == want {
+		return nil
+	}
+	why := storage.Damage{Digest: d, Size: b.Size, ExpectedSize: want, FoundBy: "serve"}
+	moved, err := rg.blobs.Quarantine(req.r.Context(), b, why)
+	rg.log.Error("damaged blob refused: its file does not have the size recorded at push; push it again to repair it",
+		"digest", d, "repository", req.rt.name, "size", b.Size, "expected_size", want, "quarantined", moved, "err", err)
+	rg.damage(why)
+	return newError(CodeBlobUnknown, "blob %s is damaged on the server (%d bytes stored, %d expected): push it again", d, b.Size, want)
 }
 
 // ociErrors turns the plain-text error responses that net/http helpers
@@ -149,7 +176,7 @@ func (rg *Registry) startUpload(req *request) error {
 		if e != nil {
 			return e
 		}
-		size, err := rg.blobs.Put(ctx, d, req.r.Body)
+		size, err := rg.blobs.PutSized(ctx, d, req.r.ContentLength, req.r.Body)
 		if err != nil {
 			return uploadErr(err, d)
 		}

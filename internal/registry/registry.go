@@ -26,7 +26,8 @@ type Blobs interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
 	Touch(ctx context.Context, d digest.Digest) error
 	Open(ctx context.Context, d digest.Digest) (*os.File, error)
-	Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error)
+	PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error)
+	Quarantine(ctx context.Context, b storage.BlobInfo, why storage.Damage) (bool, error)
 	StartUpload(ctx context.Context, repo string) (storage.UploadInfo, error)
 	Upload(ctx context.Context, id string) (storage.UploadInfo, error)
 	Append(ctx context.Context, id string, start int64, r io.Reader) (int64, error)
@@ -110,6 +111,9 @@ type Options struct {
 	BaseURL string
 	// OnEvent, when set, is called after each push, manifest pull and delete.
 	OnEvent func(Event)
+	// OnDamage, when set, is told of each damaged blob file a response
+	// refused (metrics).
+	OnDamage func(storage.Damage)
 }
 
 // Registry is the OCI Distribution API as an http.Handler for /v2/.
@@ -120,6 +124,7 @@ type Registry struct {
 	log     *slog.Logger
 	baseURL string
 	events  func(Event)
+	damage  func(storage.Damage)
 }
 
 // New returns a Registry.
@@ -130,7 +135,10 @@ func New(o Options) *Registry {
 	if o.OnEvent == nil {
 		o.OnEvent = func(Event) {}
 	}
-	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent}
+	if o.OnDamage == nil {
+		o.OnDamage = func(storage.Damage) {}
+	}
+	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage}
 }
 
 // route kinds.

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
@@ -39,16 +41,18 @@ import (
 
 // Server is a configured berth server.
 type Server struct {
-	gcMu     sync.Mutex
-	metrics  *metrics.Metrics
-	cfg      config.Config
-	log      *slog.Logger
-	blobs    *storage.FS
-	meta     *meta.SQLite
-	audit    *audit.Log
-	identity *identity.Service
-	urls     *publicurl.Resolver
-	handler  http.Handler
+	gcMu    sync.Mutex
+	metrics *metrics.Metrics
+	// integrity counts damaged blobs and the scrub's work.
+	integrity *metrics.Integrity
+	cfg       config.Config
+	log       *slog.Logger
+	blobs     *storage.FS
+	meta      *meta.SQLite
+	audit     *audit.Log
+	identity  *identity.Service
+	urls      *publicurl.Resolver
+	handler   http.Handler
 }
 
 // Secrets are settings that never come from the configuration file.
@@ -80,6 +84,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	}
 	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls, metrics: metrics.New()}
 	blobs.SetObserver(s.metrics.ObserveStorage)
+	s.integrity = s.metrics.NewIntegrity()
+	blobs.SetRepairObserver(func(d digest.Digest, oldSize, newSize int64) {
+		s.integrity.Repaired()
+		log.Warn("push replaced a damaged blob file", "digest", d, "stored_size", oldSize, "size", newSize)
+	})
 	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions this process is tracking.", func() float64 { return float64(blobs.ActiveUploads()) })
 	s.audit = audit.New(md.DB(), log)
 	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
@@ -115,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Logger:     log,
 		BaseURL:    cfg.PublicURL,
 		OnEvent:    s.recordEvent,
+		OnDamage:   func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
 	})
 
 	mux := http.NewServeMux()

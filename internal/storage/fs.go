@@ -49,6 +49,8 @@ type FS struct {
 	uploads map[string]*upload // sessions with live hash state
 
 	observe func(op string, d time.Duration)
+	// onRepair is told when a push replaced a stored file of the wrong size.
+	onRepair func(d digest.Digest, oldSize, newSize int64)
 
 	// gcMu orders garbage collection's deletes against pushes that find
 	// their content already stored (see touch).
@@ -159,24 +161,38 @@ func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
 }
 
 // Put stores r as the blob d in one step, verifying the digest while writing.
-// It returns the blob's size.
+// It returns the blob's size. It is PutSized with the size unknown.
 func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	return s.PutSized(ctx, d, -1, r)
+}
+
+// PutSized is Put for a client that declared the content's length (size, or
+// -1 if it did not). Content already stored is verified but not written
+// again if the stored file has the declared size; otherwise the stored file
+// is suspect (truncated, or the client lies, which the digest check
+// catches) and is replaced by what the client sends. A stored file of the
+// right size is not re-hashed: that would read a multi-gigabyte layer for
+// every push of it, and damage of that kind is what the scrub and fsck
+// find, moving the file aside so that the next push writes it.
+func (s *FS) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
 	defer s.timed("put")()
 	if err := validate(d); err != nil {
 		return 0, err
 	}
-	if p, _ := s.blobPath(d); s.touch(p) {
-		// The content is already here: verify what the client sends (a
-		// claimed digest proves nothing) but do not write it again.
-		h := d.Algorithm().Hash()
-		n, err := hashCopy(io.Discard, h, r)
-		if err != nil {
-			return n, fmt.Errorf("read blob: %w", err)
+	if p, _ := s.blobPath(d); size >= 0 {
+		if stored, ok := s.touchSize(p); ok && stored == size {
+			// The content is already here: verify what the client sends (a
+			// claimed digest proves nothing) but do not write it again.
+			h := d.Algorithm().Hash()
+			n, err := hashCopy(io.Discard, h, r)
+			if err != nil {
+				return n, fmt.Errorf("read blob: %w", err)
+			}
+			if digest.NewDigest(d.Algorithm(), h) != d {
+				return n, ErrDigestMismatch
+			}
+			return n, nil
 		}
-		if digest.NewDigest(d.Algorithm(), h) != d {
-			return n, ErrDigestMismatch
-		}
-		return n, nil
 	}
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-")
 	if err != nil {
@@ -193,15 +209,17 @@ func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, erro
 		f.Close()
 		return n, ErrDigestMismatch
 	}
-	if err := s.install(f, d); err != nil {
+	if err := s.install(f, d, n); err != nil {
 		return n, err
 	}
 	return n, nil
 }
 
-// install syncs f, closes it and renames it to d's place. If d already exists
-// the content is identical (same digest), so the new copy is dropped.
-func (s *FS) install(f *os.File, d digest.Digest) error {
+// install syncs f (size bytes, verified to be d), closes it and renames it
+// to d's place. A file already there is replaced: the new one is verified
+// and already written, so replacing costs nothing, and it repairs a stored
+// copy that was damaged without anyone noticing.
+func (s *FS) install(f *os.File, d digest.Digest, size int64) error {
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("sync blob: %w", err)
@@ -213,15 +231,21 @@ func (s *FS) install(f *os.File, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	if s.touch(dst) {
-		return os.Remove(f.Name())
-	}
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create blob directory: %w", err)
 	}
-	if err := os.Rename(f.Name(), dst); err != nil {
+	// Under gcMu like touch, so garbage collection cannot delete the new
+	// file having judged the old one, and quarantine cannot move it.
+	s.gcMu.RLock()
+	old, statErr := os.Stat(dst)
+	err = os.Rename(f.Name(), dst)
+	s.gcMu.RUnlock()
+	if err != nil {
 		return fmt.Errorf("move blob into place: %w", err)
+	}
+	if statErr == nil && old.Size() != size && s.onRepair != nil {
+		s.onRepair(d, old.Size(), size)
 	}
 	return syncDir(dir)
 }
@@ -235,6 +259,21 @@ func (s *FS) touch(p string) bool {
 	defer s.gcMu.RUnlock()
 	now := time.Now()
 	return os.Chtimes(p, now, now) == nil
+}
+
+// touchSize is touch that also returns the file's size.
+func (s *FS) touchSize(p string) (int64, bool) {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	now := time.Now()
+	if os.Chtimes(p, now, now) != nil {
+		return 0, false
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0, false
+	}
+	return fi.Size(), true
 }
 
 // Touch marks blob d as just used (see touch), or says it is not stored.
@@ -488,7 +527,7 @@ func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader
 		s.dropLocked(id, dir)
 		return u.size, ErrDigestMismatch
 	}
-	if err := s.install(f, d); err != nil {
+	if err := s.install(f, d, u.size); err != nil {
 		return u.size, err
 	}
 	s.dropLocked(id, dir)
