@@ -285,7 +285,8 @@ func (s *SQLite) readRepository(ctx context.Context, name string) (Repository, e
 func (s *SQLite) SetClock(now func() time.Time) { s.now = now }
 
 // LinkBlob records that repo may see blob d, creating the repository if
-// needed. Linking a blob the repository already has counts as a fresh
+// needed; a repository with writeEnabled=false refuses with a *LockedError.
+// Linking a blob the repository already has counts as a fresh
 // reference: a client re-pushing a layer is about to push the manifest that
 // needs it, so garbage collection must not take the link meanwhile.
 func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
@@ -293,6 +294,16 @@ func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, siz
 		id, err := ensureRepo(ctx, tx, repo)
 		if err != nil {
 			return err
+		}
+		// Checked here, in the transaction that links, and not only when
+		// the upload began: a repository locked during a long upload must
+		// not receive its blob.
+		var writable bool
+		if err := tx.QueryRowContext(ctx, `SELECT write_enabled FROM repositories WHERE id = ?`, id).Scan(&writable); err != nil {
+			return fmt.Errorf("read repository: %w", err)
+		}
+		if !writable {
+			return &LockedError{What: "repository " + repo, Attr: "writeEnabled"}
 		}
 		now := s.now().UnixMilli()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO repository_blobs(repository_id, digest, size, created_at, referenced_at) VALUES (?, ?, ?, ?, ?)

@@ -157,8 +157,8 @@ func (rg *Registry) startUpload(req *request) error {
 		return methodNotAllowed(req, "POST")
 	}
 	ctx := req.r.Context()
-	if repo, err := rg.meta.Repository(ctx, req.rt.name); err == nil && !repo.Attributes.WriteEnabled {
-		return newError(CodeDenied, "repository %q has writeEnabled=false: unlock it before pushing", req.rt.name)
+	if e := rg.writable(req); e != nil {
+		return e
 	}
 	q := req.r.URL.Query()
 	if m := q.Get("mount"); m != "" {
@@ -183,7 +183,7 @@ func (rg *Registry) startUpload(req *request) error {
 		if err := checkLength(req.r, size); err != nil {
 			return err
 		}
-		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+		if err := rg.linkBlob(req, d, size); err != nil {
 			return err
 		}
 		return rg.blobCreated(req, d)
@@ -237,12 +237,49 @@ func (rg *Registry) mount(req *request, d digest.Digest, from string) (bool, err
 		if err := rg.blobs.Touch(ctx, d); err != nil {
 			continue
 		}
-		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+		if err := rg.linkBlob(req, d, size); err != nil {
 			return false, err
 		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// writable refuses a write into a repository with writeEnabled=false. A
+// repository that does not exist yet is writable: the push creates it.
+func (rg *Registry) writable(req *request) error {
+	repo, err := rg.meta.Repository(req.r.Context(), req.rt.name)
+	if err == nil && !repo.Attributes.WriteEnabled {
+		return newError(CodeDenied, "repository %q has writeEnabled=false: unlock it before pushing", req.rt.name)
+	}
+	if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
+		return err
+	}
+	return nil
+}
+
+// linkBlob links blob d into the request's repository, which refuses if the
+// repository was locked since the upload began.
+func (rg *Registry) linkBlob(req *request, d digest.Digest, size int64) error {
+	err := rg.meta.LinkBlob(req.r.Context(), req.rt.name, d, size)
+	var le *meta.LockedError
+	if errors.As(err, &le) {
+		return newError(CodeDenied, "%s: unlock it before pushing", le.Error())
+	}
+	return err
+}
+
+// refuseLocked ends session id if the repository is locked for writes: the
+// push cannot complete, so its partial data goes at once rather than after
+// the upload TTL.
+func (rg *Registry) refuseLocked(req *request, id string) error {
+	e := rg.writable(req)
+	if e != nil {
+		if err := rg.blobs.Cancel(req.r.Context(), id); err != nil && !errors.Is(err, storage.ErrUploadNotFound) && !errors.Is(err, storage.ErrUploadBusy) {
+			rg.log.Warn("remove refused upload", "upload", id, "err", err)
+		}
+	}
+	return e
 }
 
 func (rg *Registry) blobCreated(req *request, d digest.Digest) error {
@@ -285,6 +322,9 @@ func (rg *Registry) upload(req *request) error {
 		rg.uploadAccepted(req, id, info.Size, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
+		if e := rg.refuseLocked(req, id); e != nil {
+			return e
+		}
 		start, want := int64(-1), int64(-1)
 		if cr := req.r.Header.Get("Content-Range"); cr != "" {
 			s, end, ok := parseContentRange(cr)
@@ -321,6 +361,9 @@ func (rg *Registry) upload(req *request) error {
 		rg.uploadAccepted(req, id, size, http.StatusAccepted)
 		return nil
 	case http.MethodPut:
+		if e := rg.refuseLocked(req, id); e != nil {
+			return e
+		}
 		dq := req.r.URL.Query().Get("digest")
 		if dq == "" {
 			return newError(CodeDigestInvalid, "the final PUT of an upload needs ?digest=<algorithm>:<hex>")
@@ -339,7 +382,7 @@ func (rg *Registry) upload(req *request) error {
 		if err != nil {
 			return uploadErr(err, d)
 		}
-		if err := rg.meta.LinkBlob(ctx, req.rt.name, d, size); err != nil {
+		if err := rg.linkBlob(req, d, size); err != nil {
 			return err
 		}
 		return rg.blobCreated(req, d)

@@ -1,0 +1,119 @@
+package registry
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// hookedBlobs runs a hook when an upload's content is complete, just
+// before it is stored: the moment between the checks at the start of a
+// request and the link at its end.
+type hookedBlobs struct {
+	*storage.FS
+	beforeStore func()
+}
+
+func (b hookedBlobs) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	b.beforeStore()
+	return b.FS.Put(ctx, d, r)
+}
+
+func (b hookedBlobs) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error) {
+	b.beforeStore()
+	return b.FS.Commit(ctx, id, d, r)
+}
+
+func (b hookedBlobs) Touch(ctx context.Context, d digest.Digest) error {
+	b.beforeStore()
+	return b.FS.Touch(ctx, d)
+}
+
+// TestWriteLockDuringUpload locks a repository while an upload to it is
+// under way: nothing of the upload may land in the repository, and a
+// session's partial data is removed at once.
+func TestWriteLockDuringUpload(t *testing.T) {
+	const content = "layer pushed while the repository is locked"
+	d := sha(content)
+	for _, tc := range []struct {
+		name string
+		// lockAt is "before" a request of the session or "store" (inside
+		// the request, once its content is complete).
+		lockAt string
+		run    func(t *testing.T, base, loc string)
+	}{
+		{"PATCH after the lock", "before", func(t *testing.T, base, loc string) {
+			do(t, base, call{method: "PATCH", path: loc, body: content[10:], wantStatus: 403, wantCode: "DENIED"})
+		}},
+		{"PUT after the lock", "before", func(t *testing.T, base, loc string) {
+			do(t, base, call{method: "PUT", path: loc + "?digest=" + d.String(), body: content[10:], wantStatus: 403, wantCode: "DENIED"})
+		}},
+		{"lock during the final PUT", "store", func(t *testing.T, base, loc string) {
+			do(t, base, call{method: "PUT", path: loc + "?digest=" + d.String(), body: content[10:], wantStatus: 403, wantCode: "DENIED"})
+		}},
+		{"lock during a monolithic upload", "store", func(t *testing.T, base, _ string) {
+			do(t, base, call{method: "POST", path: "/v2/app/blobs/uploads/?digest=" + d.String(), body: content, wantStatus: 403, wantCode: "DENIED"})
+		}},
+		{"lock during a mount", "store", func(t *testing.T, base, _ string) {
+			do(t, base, call{method: "POST", path: "/v2/app/blobs/uploads/?mount=" + sha("base layer").String() + "&from=base", wantStatus: 403, wantCode: "DENIED"})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			fs, err := storage.NewFS(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, err := meta.OpenSQLite(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer md.Close()
+			lock := func() {
+				if _, err := md.UpdateRepositoryAttributes(ctx, "app", func(a meta.Attributes) meta.Attributes { a.WriteEnabled = false; return a }); err != nil {
+					t.Error(err)
+				}
+			}
+			var armed atomic.Bool
+			blobs := hookedBlobs{FS: fs, beforeStore: func() {
+				if armed.Load() {
+					lock()
+				}
+			}}
+			srv := httptest.NewServer(New(Options{Blobs: blobs, Meta: md, Authorizer: openAuthz{}}))
+			defer srv.Close()
+
+			do(t, srv.URL, call{method: "POST", path: "/v2/base/blobs/uploads/?digest=" + sha("base layer").String(), body: "base layer", wantStatus: 201})
+			do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/?digest=" + sha("other").String(), body: "other", wantStatus: 201})
+			loc := do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/", wantStatus: 202}).Header.Get("Location")
+			do(t, srv.URL, call{method: "PATCH", path: loc, body: content[:10], wantStatus: 202})
+			if tc.lockAt == "before" {
+				lock()
+			} else {
+				armed.Store(true)
+			}
+			tc.run(t, srv.URL, loc)
+
+			do(t, srv.URL, call{method: "HEAD", path: "/v2/app/blobs/" + d.String(), wantStatus: 404})
+			do(t, srv.URL, call{method: "HEAD", path: "/v2/app/blobs/" + sha("base layer").String(), wantStatus: 404})
+			if tc.lockAt == "before" {
+				id := loc[strings.LastIndex(loc, "/")+1:]
+				do(t, srv.URL, call{method: "GET", path: loc, wantStatus: 404, wantCode: "BLOB_UPLOAD_UNKNOWN"})
+				if _, err := os.Stat(filepath.Join(dir, "uploads", id)); !os.IsNotExist(err) {
+					t.Errorf("the refused session's data is still on disk: %v", err)
+				}
+			}
+		})
+	}
+}
