@@ -17,8 +17,8 @@ func newRepositoryCmd(env *cliEnv) *cobra.Command {
 	cmd.Aliases = []string{"repo"}
 	cmd.Long = `List, inspect, lock and delete repositories and images. Each command needs
 the same permission on the repository as the registry asks for: metadata/read
-to show, metadata/write to change attributes or untag, content/delete to
-delete.`
+to show, metadata/write to change attributes, metadata/write or content/delete
+to untag, content/delete to delete.`
 	cmd.AddCommand(newRepositoryListCmd(g), newRepositoryShowCmd(g), newRepositoryShowTagsCmd(g),
 		newRepositoryUpdateCmd(g), newRepositoryUntagCmd(g), newRepositoryDeleteCmd(g))
 	return cmd

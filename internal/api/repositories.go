@@ -29,9 +29,9 @@ type repoRoute struct {
 	method string
 	// shape is the path after /api/v1/repositories/, as in the OpenAPI document.
 	shape string
-	// need is what the caller must be allowed on the repository; the API
-	// asks auth.Decide, exactly as the registry does on /v2/.
-	need   auth.Actions
+	// op is the operation on the repository; the API asks auth about it,
+	// with the same operation table as the registry on /v2/.
+	op     auth.Operation
 	handle func(h *Handler, c *call, name, ref string) error
 }
 
@@ -45,15 +45,15 @@ const (
 
 // repositoryRoutes is the table of routes below /api/v1/repositories/.
 var repositoryRoutes = []repoRoute{
-	{http.MethodGet, shapeRepository, auth.MetadataRead, (*Handler).getRepository},
-	{http.MethodPatch, shapeRepository, auth.MetadataWrite, (*Handler).updateRepository},
-	{http.MethodDelete, shapeRepository, auth.ContentDelete, (*Handler).deleteRepository},
-	{http.MethodGet, shapeTags, auth.MetadataRead, (*Handler).listTags},
-	{http.MethodGet, shapeTag, auth.MetadataRead, (*Handler).getTag},
-	{http.MethodDelete, shapeTag, auth.MetadataWrite, (*Handler).untag},
-	{http.MethodGet, shapeManifest, auth.MetadataRead, (*Handler).getManifest},
-	{http.MethodPatch, shapeManifest, auth.MetadataWrite, (*Handler).updateManifest},
-	{http.MethodDelete, shapeManifest, auth.ContentDelete, (*Handler).deleteManifest},
+	{http.MethodGet, shapeRepository, auth.OpReadMetadata, (*Handler).getRepository},
+	{http.MethodPatch, shapeRepository, auth.OpWriteAttributes, (*Handler).updateRepository},
+	{http.MethodDelete, shapeRepository, auth.OpDeleteRepository, (*Handler).deleteRepository},
+	{http.MethodGet, shapeTags, auth.OpReadMetadata, (*Handler).listTags},
+	{http.MethodGet, shapeTag, auth.OpReadMetadata, (*Handler).getTag},
+	{http.MethodDelete, shapeTag, auth.OpUntag, (*Handler).untag},
+	{http.MethodGet, shapeManifest, auth.OpReadMetadata, (*Handler).getManifest},
+	{http.MethodPatch, shapeManifest, auth.OpWriteAttributes, (*Handler).updateManifest},
+	{http.MethodDelete, shapeManifest, auth.OpDeleteManifest, (*Handler).deleteManifest},
 }
 
 // splitRepositoryPath splits the path after /api/v1/repositories/ into the
@@ -98,7 +98,7 @@ func (h *Handler) repository(c *call) error {
 			allow = append(allow, rt.method)
 			continue
 		}
-		if err := auth.Check(c.id, name, rt.need); err != nil {
+		if err := auth.CheckOperation(c.id, name, rt.op); err != nil {
 			return err
 		}
 		reqlog.From(c.ctx()).Repository = name

@@ -131,9 +131,10 @@ func TestRepositories(t *testing.T) {
 	f.must(http.StatusConflict, "owner", "DELETE", "/api/v1/repositories/team/app/_tags/v1", nil)
 	f.must(http.StatusOK, "owner", "PATCH", "/api/v1/repositories/team/app/_manifests/"+v1.String(), `{"writeEnabled":true,"deleteEnabled":true}`)
 
-	// Untag (metadata/write), delete a manifest and a repository (content/delete).
-	f.must(http.StatusForbidden, "delete", "DELETE", "/api/v1/repositories/team/app/_tags/v2", nil)
-	f.must(http.StatusNoContent, "owner", "DELETE", "/api/v1/repositories/team/app/_tags/v2", nil)
+	// Untag (metadata/write or content/delete, as on /v2/), delete a
+	// manifest and a repository (content/delete).
+	f.must(http.StatusForbidden, "reader", "DELETE", "/api/v1/repositories/team/app/_tags/v2", nil)
+	f.must(http.StatusNoContent, "delete", "DELETE", "/api/v1/repositories/team/app/_tags/v2", nil)
 	f.must(http.StatusNotFound, "owner", "DELETE", "/api/v1/repositories/team/app/_tags/v2", nil)
 	f.must(http.StatusNoContent, "delete", "DELETE", "/api/v1/repositories/team/app/_manifests/v1", nil)
 	f.must(http.StatusForbidden, "team-tok", "DELETE", "/api/v1/repositories/team/other", nil)

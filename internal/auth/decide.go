@@ -203,6 +203,9 @@ type DeniedError struct {
 	Identity   Identity
 	Repository string
 	Missing    Actions // empty if no action was asked for
+	// Or, when set, is the alternative that would have been allowed as
+	// well (an untag takes metadata/write or content/delete).
+	Or Actions
 }
 
 func (e *DeniedError) Error() string {
@@ -211,6 +214,9 @@ func (e *DeniedError) Error() string {
 	}
 	if e.Missing == NoActions {
 		return fmt.Sprintf("%s: no action requested on repository %q", e.Identity, e.Repository)
+	}
+	if e.Or != NoActions {
+		return fmt.Sprintf("%s lacks %s (or %s) on repository %q", e.Identity, e.Missing, e.Or, e.Repository)
 	}
 	return fmt.Sprintf("%s lacks %s on repository %q", e.Identity, e.Missing, e.Repository)
 }

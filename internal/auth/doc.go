@@ -30,9 +30,11 @@
 // cases on "*".
 //
 // Decide is the one access decision: (identity, repository, actions wanted)
-// → allowed, or which actions are missing. Every face of berth (the
-// registry, the token endpoint, the REST API, the portal) calls it or Check;
-// none decides on its own. Management rights (tokens and scope maps, users,
+// → allowed, or which actions are missing. What each operation on a
+// repository needs (pull, push, untag, delete, change attributes...) is one
+// table, operations; Permits and CheckOperation decide an operation with
+// it. Every face of berth (the registry, the token endpoint, the REST API,
+// the portal) asks about operations; none decides on its own. Management rights (tokens and scope maps, users,
 // registry settings, audit, registry-wide repository operations) belong to
 // users by role only and are checked with CanManage.
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -221,7 +222,7 @@ func (rg *Registry) mount(req *request, d digest.Digest, from string) (bool, err
 		}
 	}
 	for _, src := range candidates {
-		if req.caller == nil || !req.caller.Can(src, ActionPull) {
+		if req.caller == nil || !req.caller.Can(src, auth.OpPull) {
 			continue
 		}
 		repo, err := rg.meta.Repository(ctx, src)

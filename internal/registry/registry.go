@@ -1,7 +1,8 @@
 // Package registry serves the OCI Distribution API (v1.1): pulling, pushing,
 // listing and deleting content, and the referrers API. It decides nothing about
 // permissions itself: every request is mapped to the accesses it needs
-// (requiredAccess) and handed to the Authorizer.
+// (requiredAccess, after auth's operation table) and handed to the
+// Authorizer.
 package registry
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/storage"
@@ -74,13 +76,16 @@ type Access struct {
 	Action Action
 	// Or, when set, is an action that satisfies the need as well as Action.
 	Or Action
+	// Op is the operation on the repository, which the authorizer asks
+	// auth.Permits about; Action and Or are its actions.
+	Op auth.Operation
 }
 
 // Caller is the authenticated identity behind a request, asked later about
 // access the route did not need up front (catalog filtering, mount sources).
 type Caller interface {
 	Name() string
-	Can(repo string, a Action) bool
+	Can(repo string, op auth.Operation) bool
 	// CanSee reports whether the caller has any action on repo (catalog).
 	CanSee(repo string) bool
 }
@@ -223,49 +228,60 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// requiredAccess is the one table that maps a request to the accesses it
-// needs. Nothing else decides what a route requires.
+// requiredAccess maps a request to the accesses it needs: the operation
+// of auth's one operation table that each route performs. Nothing else
+// decides what a route requires.
 func requiredAccess(r *http.Request, rt route) []Access {
-	repo := func(a Action) []Access { return []Access{{Type: "repository", Name: rt.name, Action: a}} }
+	repo := func(op auth.Operation) []Access { return []Access{RepositoryAccess(rt.name, op)} }
 	switch rt.kind {
 	case routeBase:
 		return nil // authentication only
 	case routeCatalog:
 		return []Access{{Type: "registry", Name: "catalog", Action: ActionCatalog}}
 	case routeTags:
-		return repo(ActionMetadataRead)
+		return repo(auth.OpReadMetadata)
 	case routeReferrers:
-		return repo(ActionPull)
+		return repo(auth.OpPull)
 	case routeManifest, routeBlob:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			return repo(ActionPull)
+			return repo(auth.OpPull)
 		case http.MethodPut:
-			return repo(ActionPush)
+			return repo(auth.OpPush)
 		case http.MethodDelete:
-			return repo(ActionDelete)
+			switch {
+			case rt.kind == routeBlob:
+				return repo(auth.OpDeleteBlob)
+			case isDigest(rt.ref):
+				return repo(auth.OpDeleteManifest)
+			}
+			return repo(auth.OpUntag)
 		}
 	case routeUpload:
-		// An upload session is part of a push, but its status may also be
-		// read with pull and it may be cancelled with delete: clients that
-		// keep one token per kind of request (the OCI conformance suite
-		// among them) read status with their pull token and cancel with
-		// their delete token. Session IDs are 128 random bits, so neither
-		// reveals or touches anything of another caller's.
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			return []Access{{Type: "repository", Name: rt.name, Action: ActionPush, Or: ActionPull}}
+			return repo(auth.OpReadUpload)
 		case http.MethodDelete:
-			return []Access{{Type: "repository", Name: rt.name, Action: ActionPush, Or: ActionDelete}}
+			return repo(auth.OpCancelUpload)
 		}
-		return repo(ActionPush)
+		return repo(auth.OpPush)
 	case routeUploads:
 		// The mount source (?from=) is checked later, without failing the
 		// request, so that a denied mount falls back to a plain upload.
-		return repo(ActionPush)
+		return repo(auth.OpPush)
 	}
-	return repo(ActionPush) // unknown methods are refused by the handler anyway
+	return repo(auth.OpPush) // unknown methods are refused by the handler anyway
 }
+
+// RepositoryAccess is the access that operation op on repository name
+// needs, with the actions of the operation table in access-token spelling
+// (for the challenge's scope).
+func RepositoryAccess(name string, op auth.Operation) Access {
+	need, or := op.Needs()
+	return Access{Type: "repository", Name: name, Action: tokenAction(need), Or: tokenAction(or), Op: op}
+}
+
+func tokenAction(a auth.Actions) Action { return Action(strings.Join(a.TokenNames(), ",")) }
 
 // ServeHTTP implements http.Handler.
 func (rg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -27,8 +28,10 @@ type openAuthz struct{ denyRead map[string]bool }
 
 func (a openAuthz) Authorize(*http.Request, []Access) (Caller, error) { return a, nil }
 func (a openAuthz) Name() string                                      { return "test" }
-func (a openAuthz) Can(repo string, act Action) bool                  { return !(act == ActionPull && a.denyRead[repo]) }
-func (a openAuthz) CanSee(repo string) bool                           { return !a.denyRead[repo] }
+func (a openAuthz) Can(repo string, op auth.Operation) bool {
+	return !(op == auth.OpPull && a.denyRead[repo])
+}
+func (a openAuthz) CanSee(repo string) bool { return !a.denyRead[repo] }
 
 func newTestRegistry(t *testing.T, authz Authorizer) (*httptest.Server, string) {
 	t.Helper()
@@ -294,25 +297,27 @@ func TestParseRoute(t *testing.T) {
 }
 
 func TestRequiredAccess(t *testing.T) {
+	repo := func(op auth.Operation) []Access { return []Access{RepositoryAccess("a", op)} }
 	tests := []struct {
 		method, path string
 		want         []Access
 	}{
 		{"GET", "/v2/", nil},
 		{"GET", "/v2/_catalog", []Access{{Type: "registry", Name: "catalog", Action: ActionCatalog}}},
-		{"GET", "/v2/a/manifests/x", []Access{{Type: "repository", Name: "a", Action: ActionPull}}},
-		{"HEAD", "/v2/a/blobs/sha256:x", []Access{{Type: "repository", Name: "a", Action: ActionPull}}},
-		{"PUT", "/v2/a/manifests/x", []Access{{Type: "repository", Name: "a", Action: ActionPush}}},
-		{"DELETE", "/v2/a/manifests/x", []Access{{Type: "repository", Name: "a", Action: ActionDelete}}},
-		{"DELETE", "/v2/a/blobs/sha256:x", []Access{{Type: "repository", Name: "a", Action: ActionDelete}}},
-		{"POST", "/v2/a/blobs/uploads/", []Access{{Type: "repository", Name: "a", Action: ActionPush}}},
-		{"PATCH", "/v2/a/blobs/uploads/u", []Access{{Type: "repository", Name: "a", Action: ActionPush}}},
-		{"PUT", "/v2/a/blobs/uploads/u", []Access{{Type: "repository", Name: "a", Action: ActionPush}}},
-		{"GET", "/v2/a/blobs/uploads/u", []Access{{Type: "repository", Name: "a", Action: ActionPush, Or: ActionPull}}},
-		{"DELETE", "/v2/a/blobs/uploads/u", []Access{{Type: "repository", Name: "a", Action: ActionPush, Or: ActionDelete}}},
-		{"GET", "/v2/a/tags/list", []Access{{Type: "repository", Name: "a", Action: ActionMetadataRead}}},
-		{"GET", "/v2/a/referrers/sha256:x", []Access{{Type: "repository", Name: "a", Action: ActionPull}}},
-		{"PATCH", "/v2/a/manifests/x", []Access{{Type: "repository", Name: "a", Action: ActionPush}}},
+		{"GET", "/v2/a/manifests/x", repo(auth.OpPull)},
+		{"HEAD", "/v2/a/blobs/sha256:x", repo(auth.OpPull)},
+		{"PUT", "/v2/a/manifests/x", repo(auth.OpPush)},
+		{"DELETE", "/v2/a/manifests/x", repo(auth.OpUntag)},
+		{"DELETE", "/v2/a/manifests/sha256:" + strings.Repeat("0", 64), repo(auth.OpDeleteManifest)},
+		{"DELETE", "/v2/a/blobs/sha256:x", repo(auth.OpDeleteBlob)},
+		{"POST", "/v2/a/blobs/uploads/", repo(auth.OpPush)},
+		{"PATCH", "/v2/a/blobs/uploads/u", repo(auth.OpPush)},
+		{"PUT", "/v2/a/blobs/uploads/u", repo(auth.OpPush)},
+		{"GET", "/v2/a/blobs/uploads/u", repo(auth.OpReadUpload)},
+		{"DELETE", "/v2/a/blobs/uploads/u", repo(auth.OpCancelUpload)},
+		{"GET", "/v2/a/tags/list", repo(auth.OpReadMetadata)},
+		{"GET", "/v2/a/referrers/sha256:x", repo(auth.OpPull)},
+		{"PATCH", "/v2/a/manifests/x", repo(auth.OpPush)},
 	}
 	for _, tt := range tests {
 		rt, err := parseRoute(tt.path)
@@ -323,6 +328,20 @@ func TestRequiredAccess(t *testing.T) {
 		got := requiredAccess(r, rt)
 		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 			t.Errorf("%s %s: %v, want %v", tt.method, tt.path, got, tt.want)
+		}
+	}
+	// The token-spelled actions are the operation table's, for the
+	// challenge's scope.
+	for _, tt := range []struct {
+		op         auth.Operation
+		action, or Action
+	}{
+		{auth.OpUntag, ActionMetadataWrite, ActionDelete},
+		{auth.OpReadUpload, ActionPush, ActionPull},
+		{auth.OpDeleteManifest, ActionDelete, ""},
+	} {
+		if a := RepositoryAccess("a", tt.op); a.Action != tt.action || a.Or != tt.or {
+			t.Errorf("RepositoryAccess(%v) = %q or %q, want %q or %q", tt.op, a.Action, a.Or, tt.action, tt.or)
 		}
 	}
 }

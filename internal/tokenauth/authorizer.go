@@ -40,13 +40,8 @@ func (c caller) Name() string {
 	return c.id.Name
 }
 
-func (c caller) Can(repo string, a registry.Action) bool {
-	want, ok := auth.ParseTokenAction(string(a))
-	if !ok {
-		return false
-	}
-	_, allowed := auth.Decide(c.policy(), repo, want)
-	return allowed
+func (c caller) Can(repo string, op auth.Operation) bool {
+	return auth.Permits(c.policy(), repo, op)
 }
 
 func (c caller) CanSee(repo string) bool { return auth.VisibleInCatalog(c.id, repo) }
@@ -80,11 +75,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 			if permitted(id, acc) {
 				continue
 			}
-			want, ok := auth.ParseTokenAction(string(acc.Action))
-			if !ok {
-				return nil, &registry.Error{Code: registry.CodeDenied}
-			}
-			if err := auth.Check(id, acc.Name, want); err != nil {
+			if err := auth.CheckOperation(id, acc.Name, acc.Op); err != nil {
 				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
 					Detail: []map[string]string{{"Type": "repository", "Name": acc.Name, "Action": string(acc.Action)}}}
 			}
@@ -102,17 +93,10 @@ func (a *Authorizer) allows(id auth.Identity, need []registry.Access) bool {
 	return true
 }
 
-// permitted reports whether id may perform the repository access acc: its
-// Action, or else its alternative Or.
+// permitted reports whether id may perform the operation of the repository
+// access acc.
 func permitted(id auth.Identity, acc registry.Access) bool {
-	for _, a := range []registry.Action{acc.Action, acc.Or} {
-		if want, ok := auth.ParseTokenAction(string(a)); ok && a != "" {
-			if _, allowed := auth.Decide(id, acc.Name, want); allowed {
-				return true
-			}
-		}
-	}
-	return false
+	return auth.Permits(id, acc.Name, acc.Op)
 }
 
 // unauthorized builds the 401 (or 429) with the Bearer challenge that

@@ -89,7 +89,7 @@ func (h *Handler) repositoriesPage(w http.ResponseWriter, r *http.Request, rq *r
 			row.Created, row.Hidden = repo.CreatedAt, !repo.Attributes.ListEnabled
 			row.Readonly = !repo.Attributes.WriteEnabled
 		}
-		if _, ok := auth.Decide(rq.id, n, auth.MetadataRead); ok {
+		if auth.Permits(rq.id, n, auth.OpReadMetadata) {
 			if tags, err := h.meta.Tags(r.Context(), n, "", -1); err == nil {
 				row.Tags = len(tags)
 			}
@@ -320,7 +320,8 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 	name := repo.Name
 	allowed := auth.Allowed(rq.id, name)
 	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r), Allowed: allowed.ScopeMapNames(),
-		CanList: allowed.Has(auth.MetadataRead), CanEdit: allowed.Has(auth.MetadataWrite), CanDelete: allowed.Has(auth.ContentDelete),
+		CanList: auth.Permits(rq.id, name, auth.OpReadMetadata), CanEdit: auth.Permits(rq.id, name, auth.OpWriteAttributes),
+		CanDelete: auth.Permits(rq.id, name, auth.OpDeleteRepository),
 		After: r.URL.Query().Get("after")}
 	if d.CanList {
 		tags, err := h.meta.Tags(r.Context(), name, d.After, tagsPerPage+1)
@@ -397,7 +398,7 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, rq *reque
 }
 
 func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *request, status int, name, ref, errMsg string) {
-	if _, ok := auth.Decide(rq.id, name, auth.MetadataRead); !ok {
+	if !auth.Permits(rq.id, name, auth.OpReadMetadata) {
 		h.renderError(w, r, rq, http.StatusForbidden, "Not allowed",
 			fmt.Sprintf("Your role (%s) cannot read the metadata of %s: it needs metadata/read.", rq.user.Role, name))
 		return
@@ -412,7 +413,7 @@ func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	doc := parseManifest(m)
-	_, canEdit := auth.Decide(rq.id, name, auth.MetadataWrite)
+	canEdit := auth.Permits(rq.id, name, auth.OpWriteAttributes)
 	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: h.totalSize(r.Context(), name, m, doc), Config: doc.Config,
 		Layers: doc.Layers, CanEdit: canEdit, Host: h.registryHost(r)}
 	for _, c := range doc.Manifests {
@@ -440,7 +441,7 @@ func (h *Handler) deleteRepositoryPage(w http.ResponseWriter, r *http.Request, r
 	if _, ok := h.repoAccess(w, r, rq, name); !ok {
 		return
 	}
-	if _, ok := auth.Decide(rq.id, name, auth.ContentDelete); !ok {
+	if !auth.Permits(rq.id, name, auth.OpDeleteRepository) {
 		h.forbidden(w, r, rq, "delete repository "+name+" (it needs content/delete)")
 		return
 	}
@@ -464,7 +465,7 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 	}
 	switch {
 	case rest == "attributes":
-		if _, ok := auth.Decide(rq.id, name, auth.MetadataWrite); !ok {
+		if !auth.Permits(rq.id, name, auth.OpWriteAttributes) {
 			h.forbidden(w, r, rq, "change the attributes of "+name+" (it needs metadata/write)")
 			return
 		}
@@ -478,7 +479,7 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 			Reason: "attributes: " + describeAttributes(a)})
 		h.redirect(w, r, rq, "/repositories/"+name, "Attributes of "+name+" saved.")
 	case rest == "delete":
-		if _, ok := auth.Decide(rq.id, name, auth.ContentDelete); !ok {
+		if !auth.Permits(rq.id, name, auth.OpDeleteRepository) {
 			h.forbidden(w, r, rq, "delete repository "+name+" (it needs content/delete)")
 			return
 		}
@@ -502,7 +503,7 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 		h.redirect(w, r, rq, "/repositories", "Repository "+name+" deleted.")
 	case strings.HasPrefix(rest, "manifests/") && strings.HasSuffix(rest, "/attributes"):
 		ref := strings.TrimSuffix(strings.TrimPrefix(rest, "manifests/"), "/attributes")
-		if _, ok := auth.Decide(rq.id, name, auth.MetadataWrite); !ok {
+		if !auth.Permits(rq.id, name, auth.OpWriteAttributes) {
 			h.forbidden(w, r, rq, "change the attributes of "+name+" (it needs metadata/write)")
 			return
 		}
