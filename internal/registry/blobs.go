@@ -41,7 +41,7 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	if e := rg.readable(req, nil); e != nil {
 		return e
 	}
-	if req.r.Method == http.MethodHead && req.caller != nil && req.caller.Can(req.rt.name, ActionPush) {
+	if req.r.Method == http.MethodHead && req.caller != nil && req.caller.Can(req.rt.name, auth.OpPush) {
 		// A pusher that finds a layer here skips uploading it and pushes
 		// the manifest next: the link must outlive a garbage collection's
 		// grace period from now, as if it had just been uploaded.

@@ -322,7 +322,7 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r), Allowed: allowed.ScopeMapNames(),
 		CanList: auth.Permits(rq.id, name, auth.OpReadMetadata), CanEdit: auth.Permits(rq.id, name, auth.OpWriteAttributes),
 		CanDelete: auth.Permits(rq.id, name, auth.OpDeleteRepository),
-		After: r.URL.Query().Get("after")}
+		After:     r.URL.Query().Get("after")}
 	if d.CanList {
 		tags, err := h.meta.Tags(r.Context(), name, d.After, tagsPerPage+1)
 		if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
