@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/registry"
@@ -95,9 +96,9 @@ type allowAll struct{}
 func (allowAll) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
 	return allowAll{}, nil
 }
-func (allowAll) Name() string                     { return "ci" }
-func (allowAll) Can(string, registry.Action) bool { return true }
-func (allowAll) CanSee(string) bool               { return true }
+func (allowAll) Name() string                    { return "ci" }
+func (allowAll) Can(string, auth.Operation) bool { return true }
+func (allowAll) CanSee(string) bool              { return true }
 
 // TestCollectSparesRelinkedBlobs pushes an image, deletes it, lets the
 // grace period pass, refers to its blobs again the way a client re-pushing
