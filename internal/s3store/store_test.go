@@ -1,0 +1,296 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
+	"github.com/berth-registry/berth/internal/testutil"
+)
+
+// newStore returns a store on a fresh bucket of a real S3 gateway, with the
+// smallest part size S3 allows so that multi-part paths run on small data.
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	srv := testutil.StartS3(t)
+	bucket := srv.NewBucket()
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg, err := ParseURL(srv.URL(bucket, "reg") + "&part-size=5MiB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.RunBlobs(t, storagetest.Options{LargeSize: 12 << 20}, func(t *testing.T) storagetest.BlobStore {
+		return newStore(t)
+	})
+}
+
+// chunks splits b into pieces of the given sizes (the last takes the rest).
+func chunks(b []byte, sizes ...int) [][]byte {
+	var out [][]byte
+	for _, n := range sizes {
+		n = min(n, len(b))
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return append(out, b)
+}
+
+// A session is a value: each chunk may go through another Store (another
+// node), with the state carried between them, as the database carries it.
+func TestUploadAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	b, err := New(ctx, a.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*Store{a, b}
+	const mib = 1 << 20
+	cases := []struct {
+		name   string
+		size   int
+		chunks []int
+	}{
+		{"small chunks, one part", 300000, []int{1000, 50000, 1}},
+		{"chunks that cross parts", 13 * mib, []int{3 * mib, 3 * mib, 1, 4*mib + 5}},
+		{"one big chunk", 11 * mib, nil},
+		{"exactly one part", 5 * mib, []int{5 * mib}},
+		{"empty", 0, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			content, d := storagetest.Random(t, c.size)
+			st, err := a.StartUpload(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := chunks(content, c.chunks...)
+			last := parts[len(parts)-1]
+			for i, p := range parts[:len(parts)-1] {
+				want := st.Size + int64(len(p))
+				st, err = nodes[i%2].Append(ctx, st, bytes.NewReader(p))
+				if err != nil || st.Size != want {
+					t.Fatalf("chunk %d: size %d, %v; want %d", i, st.Size, err, want)
+				}
+			}
+			n, err := nodes[len(parts)%2].Commit(ctx, st, d, bytes.NewReader(last))
+			if err != nil || n != int64(c.size) {
+				t.Fatalf("Commit = %d, %v", n, err)
+			}
+			got := readAll(t, b, d)
+			if !bytes.Equal(got, content) {
+				t.Fatalf("committed blob differs: %d bytes, want %d", len(got), len(content))
+			}
+			assertNoUploadObjects(t, a)
+		})
+	}
+}
+
+// A body that breaks off part way keeps what arrived: the state says how
+// much, and the client resumes from there.
+func TestUploadBrokenChunkKeepsWhatArrived(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	content, d := storagetest.Random(t, 7<<20)
+	st, _ := s.StartUpload(ctx)
+	first := content[:6<<20]
+	st, err := s.Append(ctx, st, &brokenReader{r: bytes.NewReader(first), after: 1 << 20})
+	if err == nil {
+		t.Fatal("Append of a broken body reported no error")
+	}
+	if st.Size != 1<<20 {
+		t.Fatalf("after a body broken at 1 MiB the session holds %d bytes", st.Size)
+	}
+	st, err = s.Append(ctx, st, bytes.NewReader(content[st.Size:6<<20]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, st, d, bytes.NewReader(content[6<<20:])); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, s, d), content) {
+		t.Fatal("resumed upload committed wrong content")
+	}
+}
+
+func TestUploadDigestMismatchRemovesEverything(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1000, 12 << 20} {
+		s := newStore(t)
+		content, _ := storagetest.Random(t, size)
+		_, wrong := storagetest.Random(t, 1)
+		st, _ := s.StartUpload(ctx)
+		st, err := s.Append(ctx, st, bytes.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, st, wrong, nil); !errors.Is(err, storage.ErrDigestMismatch) {
+			t.Fatalf("Commit with a wrong digest: %v", err)
+		}
+		if _, err := s.Stat(ctx, wrong); !errors.Is(err, storage.ErrBlobNotFound) {
+			t.Fatalf("blob exists after a refused commit: %v", err)
+		}
+		assertNoUploadObjects(t, s)
+	}
+}
+
+func TestUploadSha512(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1000, 12 << 20} {
+		s := newStore(t)
+		content, _ := storagetest.Random(t, size)
+		d := digest.SHA512.FromBytes(content)
+		st, _ := s.StartUpload(ctx)
+		st, err := s.Append(ctx, st, bytes.NewReader(content[:size/2]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, st, d, bytes.NewReader(content[size/2:])); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readAll(t, s, d), content) {
+			t.Fatal("sha512 upload committed wrong content")
+		}
+	}
+}
+
+func TestAbortRemovesEverything(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	content, _ := storagetest.Random(t, 7<<20)
+	st, _ := s.StartUpload(ctx)
+	st, err := s.Append(ctx, st, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MultipartID == "" || st.TailSize == 0 {
+		t.Fatalf("7 MiB with 5 MiB parts should leave a part and a tail: %+v", st)
+	}
+	if err := s.Abort(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	assertNoUploadObjects(t, s)
+}
+
+func TestPurgeOrphans(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	content, _ := storagetest.Random(t, 6<<20)
+	st, _ := s.StartUpload(ctx)
+	if _, err := s.Append(ctx, st, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is older than a cutoff in the past.
+	if n, err := s.PurgeOrphans(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("PurgeOrphans(an hour ago) = %d, %v", n, err)
+	}
+	if n, err := s.PurgeOrphans(ctx, time.Now().Add(time.Minute)); err != nil || n == 0 {
+		t.Fatalf("PurgeOrphans(now) = %d, %v", n, err)
+	}
+	assertNoUploadObjects(t, s)
+}
+
+func TestParseURL(t *testing.T) {
+	good := []struct {
+		in   string
+		want Config
+	}{
+		{"s3://b", Config{Bucket: "b", PartSize: defaultPartSize, MaxAttempts: 5, RedirectTTL: 5 * time.Minute}},
+		{"s3://b/p/q/?endpoint=http://127.0.0.1:9000/&region=eu&path-style=true&part-size=8MiB&redirect=true&redirect-ttl=1m&max-attempts=3",
+			Config{Bucket: "b", Prefix: "p/q/", Endpoint: "http://127.0.0.1:9000", Region: "eu", PathStyle: true, PartSize: 8 << 20, MaxAttempts: 3, Redirect: true, RedirectTTL: time.Minute}},
+	}
+	for _, c := range good {
+		got, err := ParseURL(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{
+		"", "file:///x", "s3://", "s3://b?endpoint=ftp://x", "s3://b?path-style=maybe",
+		"s3://b?part-size=1MiB", "s3://b?bogus=1", "s3://key:secret@b", "s3://b?redirect-ttl=forever",
+	} {
+		if _, err := ParseURL(in); err == nil {
+			t.Errorf("ParseURL(%q) accepted", in)
+		}
+	}
+}
+
+type brokenReader struct {
+	r     io.Reader
+	after int
+	n     int
+}
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if b.n >= b.after {
+		return 0, errors.New("connection reset")
+	}
+	p = p[:min(len(p), b.after-b.n)]
+	n, err := b.r.Read(p)
+	b.n += n
+	return n, err
+}
+
+func readAll(t *testing.T, s *Store, d digest.Digest) []byte {
+	t.Helper()
+	f, err := s.Open(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// assertNoUploadObjects checks that no session left objects or multipart
+// uploads behind.
+func assertNoUploadObjects(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
+	prefix := s.cfg.Prefix + "uploads/"
+	objs, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.cfg.Bucket, Prefix: &prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Contents) != 0 {
+		var keys []string
+		for _, o := range objs.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+		t.Fatalf("upload objects left behind: %v", keys)
+	}
+	mps, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &s.cfg.Bucket, Prefix: &prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mps.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left behind", len(mps.Uploads))
+	}
+}
