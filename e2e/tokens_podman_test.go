@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
@@ -190,5 +192,36 @@ func checkInspect(want testutil.ImageDigests, tags []string) func(t *testing.T, 
 			!slices.Equal(info.Layers, hashStrings(want.Layers)) || !slices.Equal(info.RepoTags, tags) {
 			t.Errorf("inspect: %v: want digest %s, layers %v and tags %v:\n%s", err, want.Manifest, want.Layers, tags, out)
 		}
+	}
+}
+
+// TestPodmanSearchWithToken lists the catalog with `podman search host/`
+// logged in with a token. podman asks for a token without scopes first;
+// berth answers the catalog with 401 insufficient_scope naming
+// registry:catalog:*, podman asks again with that scope, and the listing
+// holds what the token may see and nothing else.
+func TestPodmanSearchWithToken(t *testing.T) {
+	srv := startBerth(t)
+	cli := newBerthCLI(t, srv)
+	pm := testutil.NewPodman(t)
+	for _, repoTag := range []string{"search/app:v1", "search/tool:v1", "hidden/app:v1"} {
+		img := testutil.RandomImage(t, 1, 4<<10)
+		if err := remote.Write(srv.Ref(t, repoTag), img, srv.RemoteOptions(t.Context())...); err != nil {
+			t.Fatalf("push %s as the owner: %v", repoTag, err)
+		}
+	}
+	tok := cli.createToken("searcher", "--repository", "search/*", "content/read")
+	out, err := pm.RunInput(tok.password["password1"], "login", "--tls-verify=false", "--username", tok.name, "--password-stdin", srv.Host)
+	if err != nil || !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("podman login as %s: %v\n%s", tok.name, err, out)
+	}
+	out, err = pm.Run("search", "--tls-verify=false", "--format", "{{.Name}}", srv.Host+"/")
+	if err != nil {
+		t.Fatalf("podman search: %v", err)
+	}
+	got := strings.Fields(out)
+	slices.Sort(got)
+	if want := []string{srv.Host + "/search/app", srv.Host + "/search/tool"}; !slices.Equal(got, want) {
+		t.Errorf("podman search %s/ = %v, want %v", srv.Host, got, want)
 	}
 }

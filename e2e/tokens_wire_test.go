@@ -199,11 +199,16 @@ func TestTokensRegistryAPI(t *testing.T) {
 				t.Errorf("catalog as %s = %v, want %v (all: %v)", tc.name, got, tc.want, all)
 			}
 		}
-		// Without the catalog scope in its access token, a token is refused.
+		// Without the catalog scope in its access token, a token is sent
+		// back for one with it (401 insufficient_scope), as the token spec
+		// says: its identity may list the catalog.
 		tok := cli.createToken("cat-noscope", "--repository", "cat/listed", "metadata/read")
 		jwt := accessToken(t, srv, tok.name, tok.password["password1"], "repository:cat/listed:pull")
 		x := do(t, http.DefaultClient, http.MethodGet, srv.URL+"/v2/_catalog", nil, "Authorization", bearer(jwt))
-		denied(t, x, "registry:catalog:*")
+		unauthorized(t, x, "registry:catalog:*")
+		if h := x.resp.Header.Get("WWW-Authenticate"); !strings.HasSuffix(h, `,scope="registry:catalog:*",error="insufficient_scope"`) {
+			t.Errorf("challenge %s: want the catalog scope and insufficient_scope", h)
+		}
 	})
 
 	t.Run("MountFromUnreadableRepository", func(t *testing.T) {

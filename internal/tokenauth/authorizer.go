@@ -64,21 +64,37 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 		// Without credentials, a refusal is a request to authenticate.
 		return nil, s.unauthorized(r, need, nil)
 	}
+	// An access token is narrower than its identity. When it lacks what
+	// the identity would be granted, the answer is 401 insufficient_scope
+	// with the scope to ask for, as the token spec says, so that clients
+	// that asked for too little (podman asks for none before listing the
+	// catalog) fetch a new token and retry; 403 is only for what the
+	// identity itself may not do.
+	policy := caller{id}.policy()
 	for _, acc := range need {
 		switch acc.Type {
 		case "registry":
-			if !auth.CanListCatalog(id) {
-				return nil, &registry.Error{Code: registry.CodeDenied,
-					Message: fmt.Sprintf("%s may not list the catalog: request scope registry:catalog:*", id)}
+			if auth.CanListCatalog(id) {
+				continue
 			}
+			if auth.CanListCatalog(policy) {
+				return nil, s.insufficientScope(r, need)
+			}
+			return nil, &registry.Error{Code: registry.CodeDenied,
+				Message: fmt.Sprintf("%s may not list the catalog", id)}
 		default:
 			if permitted(id, acc) {
 				continue
 			}
-			if err := auth.CheckOperation(id, acc.Name, acc.Op); err != nil {
+			if id.Bearer != nil && permitted(policy, acc) {
+				return nil, s.insufficientScope(r, need)
+			}
+			if err := auth.CheckOperation(policy, acc.Name, acc.Op); err != nil {
 				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
 					Detail: []map[string]string{{"Type": "repository", "Name": acc.Name, "Action": string(acc.Action)}}}
 			}
+			// Not reached (Permits and CheckOperation agree); fail closed all the same.
+			return nil, &registry.Error{Code: registry.CodeDenied}
 		}
 	}
 	return caller{id}, nil
@@ -112,6 +128,15 @@ func (s *Service) unauthorized(r *http.Request, need []registry.Access, f *failu
 	}
 	return &registry.Error{Code: registry.CodeUnauthorized, Message: msg,
 		Header: http.Header{"Www-Authenticate": {s.challenge(r, need, f)}}}
+}
+
+// insufficientScope is the 401 for an access token that lacks a scope its
+// identity would be granted: the challenge names the scope to ask for.
+func (s *Service) insufficientScope(r *http.Request, need []registry.Access) error {
+	sc := challengeScope(need)
+	return &registry.Error{Code: registry.CodeUnauthorized,
+		Message: "the access token lacks the scope this request needs: request a token for " + sc,
+		Header:  http.Header{"Www-Authenticate": {s.challenge(r, need, nil) + `,error="insufficient_scope"`}}}
 }
 
 // challenge is the WWW-Authenticate value for a request needing need.
