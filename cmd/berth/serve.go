@@ -63,7 +63,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.OwnerUsername, "owner-username", flagCfg.OwnerUsername, "name of the owner user created on first start; its password comes from BERTH_OWNER_PASSWORD or is generated and printed once (env BERTH_OWNER_USERNAME)")
 	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
 	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
-	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username or client address before further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
+	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username and client address (×10 per address) before that client's further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
 	f.DurationVar(&flagCfg.GCInterval, "gc-interval", 0, "collect garbage (unreferenced blob links and content older than 1h) this often, e.g. 24h; 0 means only on request with `berth gc` (env BERTH_GC_INTERVAL)")
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	return cmd

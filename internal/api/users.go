@@ -1,8 +1,21 @@
 package api
 
 import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 )
+
+// PasswordChecker checks a user's password as a login is checked: through
+// the brute-force limiter and into the audit log. When the Authenticator
+// implements it, the current password of a user changing their own is
+// checked with it; the error is the kind Options.RetryAfter tells apart.
+type PasswordChecker interface {
+	CheckPassword(r *http.Request, user, password string) error
+}
 
 func (h *Handler) listUsers(c *call) error {
 	users, err := h.ids.ListUsers(c.id)
@@ -44,7 +57,13 @@ func (h *Handler) updateUser(c *call) error {
 		return err
 	}
 	p := req.Properties
-	u, err := h.ids.UpdateUser(c.ctx(), c.id, c.r.PathValue("name"), identity.UserUpdate{Role: p.Role, Password: p.Password, Status: p.Status, Current: p.CurrentPassword})
+	name := c.r.PathValue("name")
+	if p.Password != nil && p.CurrentPassword != nil && c.id.Kind == auth.KindUser && c.id.Name == name {
+		if err := h.checkCurrentPassword(c, name, *p.CurrentPassword); err != nil {
+			return err
+		}
+	}
+	u, err := h.ids.UpdateUser(c.ctx(), c.id, name, identity.UserUpdate{Role: p.Role, Password: p.Password, Status: p.Status, Current: p.CurrentPassword})
 	if err != nil {
 		return err
 	}
@@ -56,4 +75,26 @@ func (h *Handler) deleteUser(c *call) error {
 		return err
 	}
 	return c.noContent()
+}
+
+// checkCurrentPassword checks the current password a user gives to change
+// their own, as a login: otherwise anyone holding one of their access
+// tokens could guess it here without limit and unaudited. The identity
+// service checks it again (from its cache, as this check succeeded).
+func (h *Handler) checkCurrentPassword(c *call, name, current string) error {
+	pc, ok := h.authn.(PasswordChecker)
+	if !ok {
+		return nil
+	}
+	err := pc.CheckPassword(c.r, name, current)
+	if err == nil {
+		return nil
+	}
+	if wait, ok := h.retryAfter(err); ok {
+		secs := int64((wait + time.Second - 1) / time.Second)
+		c.w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		return &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyRequests,
+			Message: "too many failed logins: retry in " + strconv.FormatInt(secs, 10) + " seconds"}
+	}
+	return forbidden("the current password is not right")
 }

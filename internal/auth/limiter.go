@@ -9,58 +9,81 @@ import (
 
 // LimiterConfig configures a Limiter. Zero fields take the defaults.
 type LimiterConfig struct {
-	// Threshold is how many consecutive failures a key may have before
-	// attempts are delayed; 5 by default.
+	// Threshold is how many failures a username may have from one client
+	// address before that client's attempts are refused, and how many it
+	// may have from all addresses together before it is under pressure
+	// (see Limiter); 5 by default.
 	Threshold int
-	// AddressThreshold is the same for a client address; 10 × Threshold
-	// by default. It is higher because many honest clients share one
-	// address (CI runners, NAT): a few misconfigured jobs must not lock
-	// out the rest, while guessing many usernames from one address is
-	// still slowed.
+	// AddressThreshold is the same for a client address, whatever the
+	// usernames; 10 × Threshold by default. It is higher because many
+	// honest clients share one address (CI runners, NAT): a few
+	// misconfigured jobs must not lock out the rest, while guessing many
+	// usernames from one address is still slowed.
 	AddressThreshold int
-	// BaseDelay is the first delay; each further failure doubles it, up to
-	// MaxDelay. 1s and 5m by default.
+	// BaseDelay is the first refusal window; each further failure doubles
+	// it, up to MaxDelay. 1s and 5m by default.
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
-	// ForgetAfter is how long after its last failure a key is forgotten,
+	// ForgetAfter is how long after its last failure a count is forgotten,
 	// so failures decay and nobody is locked out for good; 15 minutes by
 	// default, and never less than twice MaxDelay, so that an attacker who
 	// waits out the longest delay still finds the count in place.
 	ForgetAfter time.Duration
-	// MaxEntries bounds memory: beyond it the least recently failed key is
-	// evicted. 100,000 by default (some 20 MB).
+	// SlowDown is how long an attempt for a username under pressure waits
+	// before it is checked when it comes from an address that has neither
+	// failed nor logged in as that username; 1s by default.
+	SlowDown time.Duration
+	// KnownFor is how long an address is remembered as one a username
+	// logged in from; 30 days by default.
+	KnownFor time.Duration
+	// MaxEntries bounds memory: each of the two tables (failure counts,
+	// known addresses) holds at most this many keys, beyond which the
+	// least recently updated is evicted. 100,000 by default (some 20 MB
+	// each).
 	MaxEntries int
-	// Now returns the current time; time.Now if nil. Tests inject a clock.
-	Now func() time.Time
+	// Now returns the current time; time.Now if nil. Sleep waits;
+	// time.Sleep if nil. Tests inject both.
+	Now   func() time.Time
+	Sleep func(time.Duration)
 }
 
-// Limiter slows down password guessing. It counts consecutive failed logins
-// per username and, separately, per client address. Once a key has
-// Threshold failures, each further failure opens a window (1s, 2s, 4s, ...
-// up to 5 minutes) in which attempts for that key are refused with a
-// Retry-After, without checking the password: the registry answers 429
-// TOOMANYREQUESTS. A successful login resets its username's count; counts
-// also decay, being forgotten ForgetAfter after the key's last failure.
+// Limiter slows down password guessing without letting anyone lock out the
+// holder of the right password. It counts failed logins per (username,
+// client address), per client address, and per username:
 //
-// The legitimate holder of a correct password is therefore never locked out
-// for good: at worst they wait out one window and then log in, and their
-// success clears the username. A refused attempt is not checked, so the
-// refusal cannot be used as an oracle, and it does not count as a failure,
-// so refused retries do not lengthen the window.
+//   - A (username, address) pair with Threshold failures, or an address
+//     with AddressThreshold, is refused: each further failure opens a
+//     window (1s, 2s, 4s, ... up to 5 minutes) in which its attempts are
+//     refused with a Retry-After, without checking the password; the
+//     registry answers 429 TOOMANYREQUESTS.
+//   - A username with Threshold failures from all addresses together is
+//     under pressure, with a window of its own; it never refuses an
+//     address that has not failed, or else anyone could keep a known
+//     username locked out by guessing from rotating addresses. While the
+//     window is open, an address that has failed (for this username or
+//     any) is refused, unless the username logged in from it before; one
+//     that has not failed and is not known waits SlowDown, then is
+//     checked; a known one goes ahead at once.
 //
-// The address count is deliberately not reset by a success: an attacker
-// holding one valid credential must not be able to clear their address's
-// count between guesses at other accounts. IPv6 addresses are counted per
-// /64, the block one customer usually controls.
+// A success clears its (username, address) count and remembers the
+// address as known for the username. It does not reset the address count,
+// so that an attacker holding one valid credential cannot clear their
+// address between guesses at other accounts, nor the username's, so that
+// an attacker cannot reset the pressure by logging in to an account of
+// their own. Counts decay, being forgotten ForgetAfter after the last
+// failure. A refused attempt is not checked, so the refusal cannot be used
+// as an oracle, and it does not count as a failure, so refused retries do
+// not lengthen the window. IPv6 addresses are counted per /64, the block
+// one customer usually controls.
 //
 // It is safe for concurrent use and needs no background goroutine: expired
 // entries are dropped as they are met.
 type Limiter struct {
 	cfg LimiterConfig
 
-	mu      sync.Mutex
-	entries map[string]*list.Element // of *limiterEntry
-	lru     *list.List               // front: most recent failure
+	mu    sync.Mutex
+	fails *lruTable // of failure counts
+	known *lruTable // username and address of successful logins
 
 	guards *[guardStripes]sync.Mutex // see Guard
 }
@@ -68,7 +91,7 @@ type Limiter struct {
 type limiterEntry struct {
 	key      string
 	failures int
-	last     time.Time // the latest failure
+	last     time.Time // the latest failure (or success, in known)
 	until    time.Time // attempts are refused before this
 }
 
@@ -95,31 +118,58 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.ForgetAfter < 2*cfg.MaxDelay {
 		cfg.ForgetAfter = 2 * cfg.MaxDelay
 	}
+	if cfg.SlowDown <= 0 {
+		cfg.SlowDown = time.Second
+	}
+	if cfg.KnownFor <= 0 {
+		cfg.KnownFor = 30 * 24 * time.Hour
+	}
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = 100_000
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Limiter{cfg: cfg, entries: make(map[string]*list.Element), lru: list.New(), guards: new([guardStripes]sync.Mutex)}
+	if cfg.Sleep == nil {
+		cfg.Sleep = time.Sleep
+	}
+	return &Limiter{cfg: cfg,
+		fails:  newLRUTable(cfg.ForgetAfter, cfg.MaxEntries),
+		known:  newLRUTable(cfg.KnownFor, cfg.MaxEntries),
+		guards: new([guardStripes]sync.Mutex)}
 }
 
 // Allow reports whether a login attempt for username from address ip may
-// go ahead. If not, retryAfter is how long to wait, rounded up to whole
-// seconds for the Retry-After header. Either argument may be empty to skip
-// that key. ip is the client address as in http.Request.RemoteAddr (with or
-// without a port).
+// go ahead; it may first wait SlowDown (see Limiter). If not, retryAfter is
+// how long to wait, rounded up to whole seconds for the Retry-After header.
+// ip is the client address as in http.Request.RemoteAddr (with or without
+// a port); without one, the username's window refuses every attempt, as
+// the client cannot be told apart.
 func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration) {
 	now := l.cfg.Now()
+	k := limiterKeys(username, ip)
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range limiterKeys(username, ip) {
-		if e := l.get(k, now); e != nil && now.Before(e.until) {
+	l.fails.sweep(now)
+	client, addr, user := l.fails.get(k.client, now), l.fails.get(k.addr, now), l.fails.get(k.user, now)
+	for _, e := range []*limiterEntry{client, addr} {
+		if e != nil && now.Before(e.until) {
 			retryAfter = max(retryAfter, e.until.Sub(now))
 		}
 	}
+	slow := false
+	if retryAfter == 0 && user != nil && now.Before(user.until) && l.known.get(k.client, now) == nil {
+		if client != nil || addr != nil || k.addr == "" {
+			retryAfter = user.until.Sub(now)
+		} else {
+			slow = true
+		}
+	}
+	l.mu.Unlock()
 	if retryAfter > 0 {
 		return false, (retryAfter + time.Second - 1).Truncate(time.Second)
+	}
+	if slow {
+		l.cfg.Sleep(l.cfg.SlowDown)
 	}
 	return true, 0
 }
@@ -127,41 +177,38 @@ func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration)
 // Fail records a failed login for username from ip.
 func (l *Limiter) Fail(username, ip string) {
 	now := l.cfg.Now()
+	k := limiterKeys(username, ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, k := range limiterKeys(username, ip) {
-		if k == "" {
+	l.fails.sweep(now)
+	for _, c := range []struct {
+		key       string
+		threshold int
+	}{{k.client, l.cfg.Threshold}, {k.addr, l.cfg.AddressThreshold}, {k.user, l.cfg.Threshold}} {
+		if c.key == "" {
 			continue
 		}
-		threshold := l.cfg.Threshold
-		if i == 1 {
-			threshold = l.cfg.AddressThreshold
-		}
-		e := l.get(k, now)
-		if e == nil {
-			e = l.insert(k)
-		} else {
-			l.lru.MoveToFront(l.entries[k])
-		}
+		e := l.fails.touch(c.key, now)
 		e.failures++
-		e.last = now
-		if n := e.failures - threshold; n >= 0 {
+		if n := e.failures - c.threshold; n >= 0 {
 			e.until = now.Add(l.delay(n))
 		}
 	}
 }
 
-// Succeed records a successful login for username, clearing its count.
-func (l *Limiter) Succeed(username string) {
-	k := limiterKeys(username, "")[0]
-	if k == "" {
+// Succeed records a successful login for username from ip: it clears the
+// pair's count and remembers ip as known for username.
+func (l *Limiter) Succeed(username, ip string) {
+	now := l.cfg.Now()
+	k := limiterKeys(username, ip)
+	if k.client == "" {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if el, ok := l.entries[k]; ok {
-		l.remove(el)
-	}
+	l.fails.delete(k.client)
+	l.known.sweep(now)
+	l.known.touch(k.client, now)
 }
 
 // delay returns the window after the (n+1)-th failure beyond the threshold:
@@ -174,62 +221,102 @@ func (l *Limiter) delay(n int) time.Duration {
 	return min(d, l.cfg.MaxDelay)
 }
 
-// get returns the live entry for k, forgetting it (and any other stale
-// entries at the back of the list) if it has decayed.
-func (l *Limiter) get(k string, now time.Time) *limiterEntry {
-	for back := l.lru.Back(); back != nil && l.stale(back.Value.(*limiterEntry), now); back = l.lru.Back() {
-		l.remove(back)
+// Len returns the number of failure counts being tracked.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fails.lru.Len()
+}
+
+// lruTable holds entries that expire ttl after their last update, at most
+// max of them, evicting the least recently updated beyond that.
+type lruTable struct {
+	ttl     time.Duration
+	max     int
+	entries map[string]*list.Element // of *limiterEntry
+	lru     *list.List               // front: most recently updated
+}
+
+func newLRUTable(ttl time.Duration, max int) *lruTable {
+	return &lruTable{ttl: ttl, max: max, entries: make(map[string]*list.Element), lru: list.New()}
+}
+
+// sweep drops the stale entries at the back of the list.
+func (t *lruTable) sweep(now time.Time) {
+	for back := t.lru.Back(); back != nil && t.stale(back.Value.(*limiterEntry), now); back = t.lru.Back() {
+		t.remove(back)
 	}
+}
+
+// get returns the live entry for k, forgetting it if it has decayed.
+func (t *lruTable) get(k string, now time.Time) *limiterEntry {
 	if k == "" {
 		return nil
 	}
-	el, ok := l.entries[k]
+	el, ok := t.entries[k]
 	if !ok {
 		return nil
 	}
 	e := el.Value.(*limiterEntry)
-	if l.stale(e, now) {
-		l.remove(el)
+	if t.stale(e, now) {
+		t.remove(el)
 		return nil
 	}
 	return e
 }
 
-func (l *Limiter) stale(e *limiterEntry, now time.Time) bool {
-	return !now.Before(e.last.Add(l.cfg.ForgetAfter))
-}
-
-func (l *Limiter) insert(k string) *limiterEntry {
-	for l.lru.Len() >= l.cfg.MaxEntries {
-		l.remove(l.lru.Back())
+// touch returns the live entry for k, created if need be, marked updated
+// at now.
+func (t *lruTable) touch(k string, now time.Time) *limiterEntry {
+	e := t.get(k, now)
+	if e == nil {
+		for t.lru.Len() >= t.max {
+			t.remove(t.lru.Back())
+		}
+		e = &limiterEntry{key: k}
+		t.entries[k] = t.lru.PushFront(e)
+	} else {
+		t.lru.MoveToFront(t.entries[k])
 	}
-	e := &limiterEntry{key: k}
-	l.entries[k] = l.lru.PushFront(e)
+	e.last = now
 	return e
 }
 
-func (l *Limiter) remove(el *list.Element) {
-	delete(l.entries, el.Value.(*limiterEntry).key)
-	l.lru.Remove(el)
-}
-
-// Len returns the number of keys being tracked.
-func (l *Limiter) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lru.Len()
-}
-
-// limiterKeys returns the username key and the address key, "" for an
-// empty argument. The prefixes keep a username from colliding with an
-// address.
-func limiterKeys(username, ip string) [2]string {
-	var k [2]string
-	if username != "" {
-		k[0] = "user:" + username
+func (t *lruTable) delete(k string) {
+	if el, ok := t.entries[k]; ok {
+		t.remove(el)
 	}
+}
+
+func (t *lruTable) stale(e *limiterEntry, now time.Time) bool {
+	return !now.Before(e.last.Add(t.ttl))
+}
+
+func (t *lruTable) remove(el *list.Element) {
+	delete(t.entries, el.Value.(*limiterEntry).key)
+	t.lru.Remove(el)
+}
+
+// limiterKey names what a Limiter counts; "" for what an empty argument
+// leaves out.
+type limiterKey struct {
+	client string // username and address
+	addr   string
+	user   string
+}
+
+// limiterKeys returns the keys for username and ip. The prefixes keep a
+// username from colliding with an address.
+func limiterKeys(username, ip string) limiterKey {
+	var k limiterKey
 	if ip != "" {
-		k[1] = "addr:" + normalizeAddr(ip)
+		k.addr = "addr:" + normalizeAddr(ip)
+	}
+	if username != "" {
+		k.user = "user:" + username
+		if ip != "" {
+			k.client = "client:" + normalizeAddr(ip) + "\x00" + username
+		}
 	}
 	return k
 }
@@ -261,16 +348,19 @@ const MaxUsernameLength = 256
 // guardStripes is how many locks Guard spreads usernames over.
 const guardStripes = 256
 
-// Guard serialises the attempts for one username, so that Allow, the
-// password check and Fail happen as one step: a burst of concurrent guesses
-// is then counted as it arrives, and only Threshold of them are ever
-// checked. Checking a token's password takes microseconds, so honest
-// clients logging in together barely wait. Call the returned function when
-// the attempt is recorded.
-func (l *Limiter) Guard(username string) (unlock func()) {
+// Guard serialises the attempts of one client (username and address), so
+// that Allow, the password check and Fail happen as one step: a burst of
+// concurrent guesses from one address is then counted as it arrives, and
+// only Threshold of them are ever checked. Attempts from other addresses
+// do not wait behind it, so guesses from elsewhere cannot hold up the
+// holder of the right password. Call the returned function when the
+// attempt is recorded.
+func (l *Limiter) Guard(username, ip string) (unlock func()) {
 	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(username); i++ {
-		h = (h ^ uint32(username[i])) * 16777619
+	for _, s := range []string{normalizeAddr(ip), "\x00", username} {
+		for i := 0; i < len(s); i++ {
+			h = (h ^ uint32(s[i])) * 16777619
+		}
 	}
 	m := &l.guards[h%guardStripes]
 	m.Lock()

@@ -8,10 +8,15 @@ import (
 
 // newTestLimiter gives addresses the same threshold as usernames, so the
 // tests of each rule read alike; TestAddressThresholdIsHigher covers the
-// default.
+// default. It never sleeps.
 func newTestLimiter(clock *fakeClock) *Limiter {
-	return NewLimiter(LimiterConfig{Now: clock.Now, AddressThreshold: 5})
+	return NewLimiter(LimiterConfig{Now: clock.Now, AddressThreshold: 5, Sleep: func(time.Duration) {}})
 }
+
+// sleeps counts the waits of a Limiter.
+type sleeps struct{ n int }
+
+func (s *sleeps) Sleep(time.Duration) { s.n++ }
 
 // failN records n failures, checking that each attempt was allowed first.
 func failN(t *testing.T, l *Limiter, n int, user, ip string) {
@@ -55,12 +60,14 @@ func TestLimiterKeysAreSeparate(t *testing.T) {
 	l := newTestLimiter(clock)
 	failN(t, l, 5, "victim", "192.0.2.1")
 
-	// The username is blocked from any address; the address for any username.
+	// The pair and the address are refused; the username is not, from an
+	// address that has not failed (see TestLimiterRotatingAddresses).
 	for _, tt := range []struct {
 		user, ip string
 		ok       bool
 	}{
-		{"victim", "198.51.100.7", false},
+		{"victim", "192.0.2.1", false},
+		{"victim", "198.51.100.7", true},
 		{"someone", "192.0.2.1", false},
 		{"someone", "198.51.100.7", true},
 		{"", "198.51.100.7", true},
@@ -73,21 +80,94 @@ func TestLimiterKeysAreSeparate(t *testing.T) {
 	}
 }
 
-func TestLimiterSuccessResetsUsernameOnly(t *testing.T) {
+func TestLimiterSuccessResetsPairOnly(t *testing.T) {
 	clock := newClock()
 	l := newTestLimiter(clock)
-	failN(t, l, 5, "ci-token", "192.0.2.1")
+	failN(t, l, 4, "ci-token", "192.0.2.1")
+	// The holder of the right password, at another address, logs in.
+	failN(t, l, 1, "ci-token", "198.51.100.7")
 	clock.Advance(time.Second)
-	// The holder of the right password waits out one window and succeeds.
-	if ok, _ := l.Allow("ci-token", "198.51.100.7"); !ok {
-		t.Fatal("refused after the window")
+	l.Succeed("ci-token", "198.51.100.7")
+	// The other pair, both addresses and the username keep their counts.
+	for _, tt := range []struct {
+		user, ip string
+		want     int
+	}{{"ci-token", "198.51.100.7", 0}, {"ci-token", "192.0.2.1", 4}, {"", "192.0.2.1", 4}, {"", "198.51.100.7", 1}, {"ci-token", "", 5}} {
+		k := limiterKeys(tt.user, tt.ip)
+		key := k.client
+		if tt.user == "" {
+			key = k.addr
+		} else if tt.ip == "" {
+			key = k.user
+		}
+		got := 0
+		if e := l.fails.get(key, clock.Now()); e != nil {
+			got = e.failures
+		}
+		if got != tt.want {
+			t.Errorf("after the success, %q has %d failures, want %d", key, got, tt.want)
+		}
 	}
-	l.Succeed("ci-token")
-	failN(t, l, 4, "ci-token", "198.51.100.7") // a fresh count of five
-	// The address that failed keeps its count.
-	l.Fail("other-user", "192.0.2.1")
-	if ok, _ := l.Allow("third-user", "192.0.2.1"); ok {
-		t.Error("a success for a username reset the address count")
+	failN(t, l, 4, "ci-token", "198.51.100.7") // a fresh count for the pair
+}
+
+// TestLimiterRotatingAddresses: guesses at one username from ever new
+// addresses never refuse the right password from an address that has not
+// failed; they slow down unknown addresses and refuse those that failed.
+func TestLimiterRotatingAddresses(t *testing.T) {
+	clock := newClock()
+	var slept sleeps
+	l := NewLimiter(LimiterConfig{Now: clock.Now, Sleep: slept.Sleep})
+	l.Succeed("owner", "198.51.100.1") // the owner's usual address
+	for i := range 1000 {
+		ip := fmt.Sprintf("10.0.%d.%d", i/256, i%256)
+		for range 2 {
+			if ok, _ := l.Allow("owner", ip); ok {
+				l.Fail("owner", ip)
+			}
+		}
+		clock.Advance(100 * time.Millisecond)
+	}
+	slowed := slept.n
+	if slowed == 0 {
+		t.Error("a username under pressure did not slow down attempts from unknown addresses")
+	}
+	for _, tt := range []struct {
+		name, ip string
+		ok, slow bool
+	}{
+		{"known address", "198.51.100.1", true, false},
+		{"new address", "203.0.113.9", true, true},
+		{"another new address", "203.0.113.10", true, true},
+		{"address that guessed", "10.0.3.7", false, false},
+	} {
+		before := slept.n
+		ok, _ := l.Allow("owner", tt.ip)
+		if ok != tt.ok || (slept.n > before) != tt.slow {
+			t.Errorf("%s: Allow = %v, slowed %v; want %v, %v", tt.name, ok, slept.n > before, tt.ok, tt.slow)
+		}
+	}
+	// An address that once failed, but logged in as the username before,
+	// is not refused for the username's sake.
+	l.Succeed("owner", "198.51.100.2")
+	l.Fail("owner", "198.51.100.2")
+	if ok, _ := l.Allow("owner", "198.51.100.2"); !ok {
+		t.Error("a known address with one typo was refused while the username is under pressure")
+	}
+}
+
+// TestLimiterKnownBounded: the table of known addresses is bounded too.
+func TestLimiterKnownBounded(t *testing.T) {
+	clock := newClock()
+	l := NewLimiter(LimiterConfig{Now: clock.Now, MaxEntries: 100, Sleep: func(time.Duration) {}})
+	for i := range 1000 {
+		l.Succeed("user", fmt.Sprintf("10.1.%d.%d", i/256, i%256))
+		l.Fail(fmt.Sprintf("user-%d", i), fmt.Sprintf("10.2.%d.%d", i/256, i%256))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n, m := l.known.lru.Len(), l.fails.lru.Len(); n > 100 || m > 100 {
+		t.Errorf("%d known addresses and %d failure counts; the bound is 100 each", n, m)
 	}
 }
 
@@ -182,7 +262,7 @@ func TestAddressThresholdIsHigher(t *testing.T) {
 // TestLimiterConcurrent is for the race detector: the limiter is shared by
 // every request handler.
 func TestLimiterConcurrent(t *testing.T) {
-	l := NewLimiter(LimiterConfig{MaxEntries: 50})
+	l := NewLimiter(LimiterConfig{MaxEntries: 50, Sleep: func(time.Duration) {}})
 	done := make(chan struct{})
 	for g := range 4 {
 		go func() {
@@ -193,7 +273,7 @@ func TestLimiterConcurrent(t *testing.T) {
 					l.Fail(user, ip)
 				}
 				if i%7 == 0 {
-					l.Succeed(user)
+					l.Succeed(user, ip)
 				}
 			}
 		}()

@@ -48,8 +48,9 @@ type Config struct {
 	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of issued tokens.
 	AccessTokenTTL  time.Duration `yaml:"accessTokenTTL" env:"BERTH_ACCESS_TOKEN_TTL"`
 	RefreshTokenTTL time.Duration `yaml:"refreshTokenTTL" env:"BERTH_REFRESH_TOKEN_TTL"`
-	// LoginFailureThreshold is how many consecutive failed logins a username
-	// or a client address may have before further attempts are delayed.
+	// LoginFailureThreshold is how many failed logins a username may have
+	// from one client address before that client's further attempts are
+	// delayed (see auth.Limiter for the per-address and per-username rules).
 	LoginFailureThreshold int `yaml:"loginFailureThreshold" env:"BERTH_LOGIN_FAILURE_THRESHOLD"`
 	// GCInterval, when set, collects garbage that often (0: only on request).
 	GCInterval time.Duration `yaml:"gcInterval" env:"BERTH_GC_INTERVAL"`

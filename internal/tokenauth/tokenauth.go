@@ -176,7 +176,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		s.observe(kind, "failure")
 		return identity.Login{}, &failure{reason: "username too long", message: "invalid username or password"}
 	}
-	defer s.limiter.Guard(user)()
+	defer s.limiter.Guard(user, ip)()
 	if ok, wait := s.limiter.Allow(user, ip); !ok {
 		s.observe(kind, "limited")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
@@ -200,7 +200,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		}
 		return identity.Login{}, &failure{reason: reason, message: msg}
 	}
-	s.limiter.Succeed(user)
+	s.limiter.Succeed(user, ip)
 	s.observe(kind, "success")
 	if viaTokenEndpoint || s.firstBasicThisMinute(user, login.Subject.Slot, ip) {
 		s.recordLogin(r, user, login.Identity.Kind.String(), login.Subject.Slot, audit.ResultSuccess, "", start, "")
@@ -240,6 +240,17 @@ func (s *Service) recordLogin(r *http.Request, user, kind, slot, result, reason 
 	s.audit.Record(audit.Event{Kind: audit.KindLogin, Result: result, Identity: user, IdentityKind: kind, Slot: slot,
 		Reason: reason, CallerIP: s.urls.ClientIP(r), UserAgent: r.UserAgent(), JwtID: jti,
 		DurationMs: s.now().Sub(start).Milliseconds()})
+}
+
+// CheckPassword checks a user's password as a login, through the limiter
+// and into the audit log: the management API asks for the current password
+// before users change their own, and that check must not be an unthrottled
+// password oracle.
+func (s *Service) CheckPassword(r *http.Request, user, password string) error {
+	if _, f := s.login(r, user, password, true); f != nil {
+		return f
+	}
+	return nil
 }
 
 // Authenticate implements the management API's authenticator: Basic or

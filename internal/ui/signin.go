@@ -84,7 +84,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := h.clientIP(r)
 	start := h.now()
-	defer h.limiter.Guard(user)()
+	defer h.limiter.Guard(user, ip)()
 	if ok, wait := h.limiter.Allow(user, ip); !ok {
 		h.recordLogin(r, user, "", audit.ResultFailure, "portal: rate limited", start)
 		secs := int((wait + time.Second - 1) / time.Second)
@@ -109,7 +109,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.renderSignin(w, r, http.StatusUnauthorized, d, msg)
 		return
 	}
-	h.limiter.Succeed(user)
+	h.limiter.Succeed(user, ip)
 	if login.Identity.Kind != auth.KindUser {
 		h.recordLogin(r, user, login.Identity.Kind.String(), audit.ResultFailure, "portal: not a user", start)
 		what := "a token"
@@ -202,17 +202,32 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 		show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
 		return
 	}
+	// The current password is checked as a login is: limited and audited.
 	ip := h.clientIP(r)
+	start := h.now()
+	unlock := h.limiter.Guard(rq.user.Name, ip)
 	if ok, wait := h.limiter.Allow(rq.user.Name, ip); !ok {
-		show(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Wait %d seconds and try again.", int(wait.Seconds())+1))
+		unlock()
+		h.recordLogin(r, rq.user.Name, "", audit.ResultFailure, "portal: current password: rate limited", start)
+		show(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Wait %d seconds and try again.", int((wait+time.Second-1)/time.Second)))
 		return
 	}
 	if _, err := h.ids.Authenticate(rq.user.Name, cur); err != nil {
 		h.limiter.Fail(rq.user.Name, ip)
+		unlock()
+		reason := err.Error()
+		var ae *identity.AuthError
+		if errors.As(err, &ae) {
+			reason = ae.Reason
+		}
+		h.recordLogin(r, rq.user.Name, "", audit.ResultFailure, "portal: current password: "+reason, start)
 		errs["current"] = "This is not your current password."
 		show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
 		return
 	}
+	h.limiter.Succeed(rq.user.Name, ip)
+	unlock()
+	h.recordLogin(r, rq.user.Name, "user", audit.ResultSuccess, "portal: current password", start)
 	if _, err := h.ids.UpdateUser(r.Context(), rq.id, rq.user.Name, identity.UserUpdate{Password: &pw, Current: &cur}); err != nil {
 		if statusOf(err) == http.StatusUnprocessableEntity {
 			errs["password"] = h.message(err)
