@@ -347,6 +347,9 @@ func (rg *Registry) upload(req *request) error {
 			body = io.LimitReader(req.r.Body, want)
 		}
 		size, err := rg.blobs.Append(ctx, id, start, body)
+		if errors.Is(err, storage.ErrUploadBusy) {
+			return rg.busyError(req, id, info.Size)
+		}
 		if errors.Is(err, storage.ErrRangeMismatch) {
 			return rg.rangeError(req, id, size, "chunk starts at %d but the upload has %d bytes", start, size)
 		}
@@ -404,6 +407,13 @@ func (rg *Registry) rangeError(req *request, id string, size int64, format strin
 		"Range":    {uploadRange(size)},
 	}
 	return e
+}
+
+// busyError refuses a chunk while another request writes to the upload, at
+// once and without reading the chunk: to the client it is a chunk out of
+// order, answered as the spec says, with the range the upload had.
+func (rg *Registry) busyError(req *request, id string, size int64) error {
+	return rg.rangeError(req, id, size, "another request is writing to this upload: send chunks one at a time, and ask for the upload's status (GET) before sending the next")
 }
 
 // parseContentRange reads "<start>-<end>" (some clients prefix "bytes ").

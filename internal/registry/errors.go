@@ -89,6 +89,9 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	}
 	b, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code.Name, Message: msg, Detail: e.Detail}}})
 	w.Header().Set("Content-Type", "application/json")
+	// Set again here: a net/http helper's error answer, rewritten into this
+	// one, has had its headers cleared.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 	w.WriteHeader(e.Code.Status)
 	w.Write(b)

@@ -346,31 +346,124 @@ func absPath(p string) string {
 	return p
 }
 
-// bodyProgress drops a connection whose request body stalls for longer than
-// idle, by pushing the read deadline forward on every read: a multi-gigabyte
-// upload at modem speed is fine, a slow-loris client is not.
+// drainGrace is how long a connection whose request was answered before its
+// declared body arrived may still deliver that body before it is closed: long
+// enough for a client that is sending it to finish and read the answer, short
+// enough that a client that never sends it cannot hold the connection.
+const drainGrace = time.Second
+
+// bodyProgress polices request bodies, and sets the headers every response of
+// every face carries.
+//
+// A body that stalls for longer than idle drops the connection: the read
+// deadline moves forward on every read, so a multi-gigabyte upload at modem
+// speed is fine and a slow-loris client is not.
+//
+// A response written before the declared body was read (a refusal: 401, 403,
+// 404, 416, 429 ...) goes out at once with Connection: close, and the
+// connection then gets at most drainGrace (or idle, if shorter) to deliver the
+// body. Without this, net/http reads up to 256 KiB of the unread body before it
+// writes the response, and again after the handler returns, with no deadline:
+// a client that declares a body and never sends it would never be answered
+// and would hold its connection for good.
 func bodyProgress(idle time.Duration, next http.Handler) http.Handler {
-	if idle <= 0 {
-		return next
+	grace := drainGrace
+	if idle > 0 && idle < grace {
+		grace = idle
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: idle}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		rc := http.NewResponseController(w)
+		b := &trackedBody{ReadCloser: r.Body, rc: rc, idle: idle, declared: r.ContentLength}
+		r.Body = b
+		if r.ProtoMajor >= 2 {
+			// An HTTP/2 stream's unread body is reset, not drained, and
+			// a "Connection: close" would end every other stream too.
+			next.ServeHTTP(w, r)
+			return
+		}
+		rw := &refusalWriter{ResponseWriter: w, body: b}
+		next.ServeHTTP(rw, r)
+		if !b.done() {
+			if !rw.wrote {
+				w.Header().Set("Connection", "close")
+			}
+			_ = rc.SetReadDeadline(time.Now().Add(grace))
+		}
 	})
 }
 
-type deadlineBody struct {
+// trackedBody is a request body that pushes the read deadline forward on
+// every read and knows whether it was read to its end.
+type trackedBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
+	rc       *http.ResponseController
+	idle     time.Duration
+	declared int64 // Content-Length, -1 if unknown (chunked)
+	n        int64
+	eof      bool
 }
 
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
-	return b.ReadCloser.Read(p)
+func (b *trackedBody) Read(p []byte) (int, error) {
+	if b.idle > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
 }
+
+// done reports whether nothing of the declared body is left unread.
+func (b *trackedBody) done() bool {
+	return b.eof || b.declared == 0 || (b.declared > 0 && b.n >= b.declared)
+}
+
+// refusalWriter marks a response written before its request's body was read
+// as the connection's last, so that net/http sends it at once instead of
+// first reading what is left of the body.
+type refusalWriter struct {
+	http.ResponseWriter
+	body  *trackedBody
+	wrote bool
+}
+
+func (w *refusalWriter) writing() {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	if !w.body.done() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func (w *refusalWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.writing()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *refusalWriter) Write(p []byte) (int, error) {
+	w.writing()
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps sendfile working for blob downloads through the wrapper.
+func (w *refusalWriter) ReadFrom(src io.Reader) (int64, error) {
+	w.writing()
+	return io.Copy(w.ResponseWriter, src)
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines, flush).
+func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Identity returns the identity service (for tests and embedding).
 func (s *Server) Identity() *identity.Service { return s.identity }

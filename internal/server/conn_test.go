@@ -1,0 +1,260 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/server"
+)
+
+// live is a server running on a real listener, with its timeouts and
+// connection handling (httptest.Server has neither), and its log.
+type live struct {
+	t    *testing.T
+	addr string
+	log  *syncBuffer
+	srv  *server.Server
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startLive(t *testing.T, opts ...func(*config.Config)) *live {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	buf := &syncBuffer{}
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(buf, nil)), server.Secrets{OwnerPassword: ownerPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	return &live{t: t, addr: ln.Addr().String(), log: buf, srv: srv}
+}
+
+// client returns a client that opens a new connection for every request, so
+// that each one is a newcomer to the server.
+func (l *live) client() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+func (l *live) get(path, authz string) (int, string) {
+	l.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+l.addr+path, nil)
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := l.client().Do(req)
+	if err != nil {
+		l.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// stuck opens a connection and sends the head of a request that declares a
+// body, and none of the body.
+func (l *live) stuck(head string) net.Conn {
+	l.t.Helper()
+	c, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head); err != nil {
+		l.t.Fatal(err)
+	}
+	return c
+}
+
+// answer reads the response on c and then waits for the server to close the
+// connection. wait bounds how long a test waits for something that, when
+// broken, never happens; it is no claim about speed.
+func answer(c net.Conn, wait time.Duration) (*http.Response, error) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("no answer: %w", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if _, err := br.ReadByte(); err == nil {
+		return resp, errors.New("the server sent more after the answer")
+	} else if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "reset") {
+		return resp, nil
+	} else {
+		return resp, fmt.Errorf("connection still open after the answer: %w", err)
+	}
+}
+
+func head(method, path, extra string, length int) string {
+	return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: registry.test\r\n%sContent-Length: %d\r\n\r\n", method, path, extra, length)
+}
+
+func TestRequestWhoseBodyNeverArrivesIsAnsweredAndClosed(t *testing.T) {
+	l := startLive(t, func(c *config.Config) { c.BodyIdleTimeout = 300 * time.Millisecond })
+	form := "Content-Type: application/x-www-form-urlencoded\r\n"
+	cases := []struct {
+		name   string
+		head   string
+		status int
+	}{
+		{"refused chunk upload", head("PATCH", "/v2/team/app/blobs/uploads/0123456789abcdef", "", 1000), 401},
+		{"refused chunk upload waiting for 100-continue", head("PATCH", "/v2/team/app/blobs/uploads/0123456789abcdef", "Expect: 100-continue\r\n", 1000), 401},
+		{"refused monolithic upload", head("POST", "/v2/team/app/blobs/uploads/?digest=sha256:"+strings.Repeat("a", 64), "", 1000), 401},
+		{"refused manifest", head("PUT", "/v2/team/app/manifests/v1", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", 1000), 401},
+		{"refused large upload", head("PUT", "/v2/team/app/blobs/uploads/0123456789abcdef?digest=sha256:"+strings.Repeat("a", 64), "", 1<<30), 401},
+		{"body on the base route", head("GET", "/v2/", "", 10), 401},
+		{"refused management call", head("POST", "/api/v1/generateCredentials", "Content-Type: application/json\r\n", 100), 401},
+		{"bad credentials", head("PATCH", "/v2/team/app/blobs/uploads/0123456789abcdef", "Authorization: Bearer not-a-token\r\n", 1000), 401},
+		{"token form that never arrives", head("POST", "/oauth2/token", form, 100), 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp, err := answer(l.stuck(tc.head), 20*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+}
+
+func TestEveryResponseForbidsSniffing(t *testing.T) {
+	e := newEnv(t)
+	if err := e.push("team/app", "owner", ownerPassword); err != nil {
+		t.Fatal(err)
+	}
+	tok := bearer(e.accessToken("owner", ownerPassword, "repository:team/app:pull"))
+	cases := []struct{ method, path, authz string }{
+		{"GET", "/v2/", ""},
+		{"GET", "/v2/", tok},
+		{"GET", "/v2/team/app/manifests/v1", tok},
+		{"GET", "/v2/team/app/manifests/nope", tok},
+		{"GET", "/v2/team/app/tags/list", tok},
+		{"GET", "/v2/..%2fetc/tags/list", tok},
+		{"GET", "/oauth2/token?service=berth", ""},
+		{"POST", "/oauth2/token", ""},
+		{"GET", "/api/v1/users", ""},
+		{"GET", "/api/v1/users", basic("owner", ownerPassword)},
+		{"GET", "/healthz", ""},
+		{"GET", "/readyz", ""},
+		{"GET", "/metrics", ""},
+		{"GET", "/", ""},
+		{"GET", "/no-such-page", ""},
+	}
+	// A range error on a blob is rewritten from net/http's plain-text answer.
+	_, m, _ := e.do("GET", "/v2/team/app/manifests/v1", tok, nil)
+	var manifest struct{ Config struct{ Digest string } }
+	if err := json.Unmarshal([]byte(m), &manifest); err != nil || manifest.Config.Digest == "" {
+		t.Fatalf("manifest %q: %v", m, err)
+	}
+	req, _ := http.NewRequest("GET", e.http.URL+"/v2/team/app/blobs/"+manifest.Config.Digest, nil)
+	req.Header.Set("Authorization", tok)
+	req.Header.Set("Range", "bytes=100000000-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("blob range error: %d with X-Content-Type-Options %q", resp.StatusCode, resp.Header.Get("X-Content-Type-Options"))
+	}
+	for _, tc := range cases {
+		st, _, h := e.do(tc.method, tc.path, tc.authz, nil)
+		if got := h.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s (authorized %v): %d with X-Content-Type-Options %q", tc.method, tc.path, tc.authz != "", st, got)
+		}
+	}
+}
+
+func TestSecondChunkOnBusyUploadIsRefusedWithoutItsBody(t *testing.T) {
+	l := startLive(t)
+	owner := basic("owner", ownerPassword)
+	req, _ := http.NewRequest("POST", "http://"+l.addr+"/v2/team/app/blobs/uploads/", nil)
+	req.Header.Set("Authorization", owner)
+	resp, err := l.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || loc == "" {
+		t.Fatalf("start upload: %d %q", resp.StatusCode, loc)
+	}
+	if i := strings.Index(loc, "/v2/"); i > 0 {
+		loc = loc[i:]
+	}
+	// The first chunk sends part of its body and keeps the upload busy;
+	// empty chunks show when it holds the upload.
+	first := l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\n", 1<<20))
+	io.WriteString(first, "0123456789")
+	busy := false
+	for range 200 {
+		resp, err := answer(l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\nConnection: close\r\n", 0)), 20*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if busy = resp.StatusCode != http.StatusAccepted; busy {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !busy {
+		t.Fatal("the first chunk never took the upload")
+	}
+	second := l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\n", 100))
+	resp2, err := answer(second, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp2.StatusCode != http.StatusRequestedRangeNotSatisfiable || resp2.Header.Get("Range") == "" || resp2.Header.Get("Location") == "" {
+		t.Errorf("second chunk: %d Range %q Location %q", resp2.StatusCode, resp2.Header.Get("Range"), resp2.Header.Get("Location"))
+	}
+}
