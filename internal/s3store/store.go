@@ -322,7 +322,7 @@ func (s *Store) Walk(ctx context.Context, fn func(storage.BlobInfo) error) error
 			if d.Validate() != nil || parts[1] != parts[2][:2] {
 				continue
 			}
-			if err := fn(storage.BlobInfo{Digest: d, Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)}); err != nil {
+			if err := fn(storage.BlobInfo{Digest: d, Size: aws.ToInt64(o.Size), Touched: aws.ToTime(o.LastModified)}); err != nil {
 				return err
 			}
 		}

@@ -34,7 +34,7 @@ func (s fsBlobs) Walk(ctx context.Context, fn func(storage.BlobInfo) error) erro
 		if err != nil {
 			return err
 		}
-		return fn(storage.BlobInfo{Digest: d, Size: n, Modified: touched})
+		return fn(storage.BlobInfo{Digest: d, Size: n, Touched: touched})
 	})
 }
 
