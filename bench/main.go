@@ -734,13 +734,21 @@ func (b *bench) loginWorkload(ctx context.Context) error {
 	cfg := b.cfg
 	t := b.res.table("Logins (workload 4)", fmt.Sprintf("GET /oauth2/token?service=…&scope=repository:bench/app:pull with the scoped token's Basic credentials, "+
 		"%d concurrent clients in a closed loop for %v per run. Distribution has no token server: with htpasswd every request "+
-		"carries Basic credentials (see workload 3).", cfg.concurrency, cfg.duration))
+		"carries Basic credentials (see workload 3). \"One at a time\": the median of %d single logins of each kind per run, each alone "+
+		"on a new connection from its own loopback address, the failures each for a name that had not failed before (so that the "+
+		"brute-force limiter neither refuses nor slows them); a failure must cost the same whatever the name.", cfg.concurrency, cfg.duration, loginProbes))
 	rate := t.row("access tokens issued", "req/s", higher)
 	p50 := t.row("p50", "ms", lower)
 	p99 := t.row("p99", "ms", lower)
 	server := t.row("registry CPU", "cores", info)
 	client := t.row("client CPU", "cores", info)
 	other := t.row("other processes' CPU", "cores", info)
+	// One login at a time, median of each kind: a failure must cost the
+	// same whatever the name is.
+	failUnknown := t.row("one at a time: failed login, unknown name", "ms", lower)
+	failToken := t.row("one at a time: failed login, token's wrong password", "ms", lower)
+	failUser := t.row("one at a time: failed login, user's wrong password", "ms", lower)
+	tokenOnce := t.row("one at a time: token's right password", "ms", lower)
 	b.res.tokens = rate
 	for _, s := range b.subjects {
 		if s.f.key != keyBerth {
@@ -772,6 +780,18 @@ func (b *bench) loginWorkload(ctx context.Context) error {
 		server.add(keyBerth, res.serverCPU)
 		client.add(keyBerth, res.clientCPU)
 		other.add(keyBerth, res.otherCPU)
+		costs, err := b.failedLogins(ctx, s, rep)
+		if err != nil {
+			logf("single logins on berth: %v", err)
+			failUnknown.fail(keyBerth, err)
+		} else {
+			logf("single logins on berth, median: unknown name %.2f ms, token's wrong password %.2f ms, user's wrong password %.2f ms, token's right password %.2f ms",
+				ms(costs.unknown), ms(costs.tokenWrong), ms(costs.userWrong), ms(costs.tokenRight))
+			failUnknown.add(keyBerth, ms(costs.unknown))
+			failToken.add(keyBerth, ms(costs.tokenWrong))
+			failUser.add(keyBerth, ms(costs.userWrong))
+			tokenOnce.add(keyBerth, ms(costs.tokenRight))
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

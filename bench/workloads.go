@@ -93,9 +93,14 @@ func (b *bench) pushTiny(ctx context.Context, c *regClient, repo, tag string) er
 // through the REST API (as `berth token create -n bench --repository
 // bench/app content/read` does) and returns its name and password1.
 func createToken(ctx context.Context, hc *http.Client, in *instance) (user, pass string, err error) {
+	return createNamedToken(ctx, hc, in, tokenName)
+}
+
+// createNamedToken creates a token like "bench" with another name.
+func createNamedToken(ctx context.Context, hc *http.Client, in *instance, name string) (user, pass string, err error) {
 	body := `{"properties": {"scopeMapActions": ["repositories/` + smallRepo + `/content/read"],
 		"credentials": {"passwords": [{"name": "password1"}]}}}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, in.url+"/api/v1/tokens/"+tokenName, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, in.url+"/api/v1/tokens/"+name, strings.NewReader(body))
 	if err != nil {
 		return "", "", err
 	}
