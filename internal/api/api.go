@@ -84,6 +84,8 @@ type Options struct {
 	ClientIP func(*http.Request) string
 	// GC, when set, serves POST /api/v1/gc.
 	GC Collector
+	// Fsck, when set, serves POST /api/v1/fsck.
+	Fsck Checker
 }
 
 // Handler is the management API.
@@ -96,6 +98,7 @@ type Handler struct {
 	retryAfter func(error) (time.Duration, bool)
 	clientIP   func(*http.Request) string
 	gc         Collector
+	fsck       Checker
 	mux        *http.ServeMux
 }
 
@@ -115,7 +118,7 @@ func New(o Options) (*Handler, error) {
 		o.ClientIP = peerIP
 	}
 	h := &Handler{ids: o.Identity, meta: o.Metadata, authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.routes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt.handle))
@@ -167,6 +170,7 @@ func (h *Handler) routes() []route {
 		{"GET /api/v1/audit", h.listAudit},
 
 		{"POST /api/v1/gc", h.collectGarbage},
+		{"POST /api/v1/fsck", h.checkContent},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/gc"
 )
 
@@ -128,6 +129,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"AuditEventList":              List[audit.Event]{},
 		"GCRequest":                   GCRequest{},
 		"GCReport":                    gc.Report{},
+		"FsckRequest":                 FsckRequest{},
+		"FsckReport":                  fsck.Report{},
 	}
 	for name, v := range types {
 		s := doc.Components.Schemas[name]

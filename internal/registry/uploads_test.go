@@ -29,6 +29,11 @@ func (b hookedBlobs) Put(ctx context.Context, d digest.Digest, r io.Reader) (int
 	return b.FS.Put(ctx, d, r)
 }
 
+func (b hookedBlobs) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
+	b.beforeStore()
+	return b.FS.PutSized(ctx, d, size, r)
+}
+
 func (b hookedBlobs) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error) {
 	b.beforeStore()
 	return b.FS.Commit(ctx, id, d, r)

@@ -27,6 +27,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
@@ -45,6 +46,7 @@ type Server struct {
 	metrics *metrics.Metrics
 	// integrity counts damaged blobs and the scrub's work.
 	integrity *metrics.Integrity
+	fsckMu    sync.Mutex // one check at a time
 	cfg       config.Config
 	log       *slog.Logger
 	blobs     *storage.FS
@@ -142,6 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Logger:        log,
 		RetryAfter:    tokenauth.RetryAfter,
 		GC:            s.collect,
+		Fsck:          s.check,
 		ClientIP:      urls.ClientIP,
 	})
 	if err != nil {
@@ -481,6 +484,23 @@ func (s *Server) collect(ctx context.Context, o gc.Options) (gc.Report, error) {
 	r, err := gc.Collect(ctx, s.meta, s.blobs, o)
 	if err == nil && !o.DryRun {
 		s.log.Info("garbage collected", "unlinked", len(r.UnlinkedBlobs), "deleted", len(r.DeletedBlobs), "freed_bytes", r.FreedBytes, "duration", r.Duration)
+	}
+	return r, err
+}
+
+// check runs one consistency check of the content store.
+func (s *Server) check(ctx context.Context, o fsck.Options) (fsck.Report, error) {
+	s.fsckMu.Lock() // one at a time: each reads the whole store
+	defer s.fsckMu.Unlock()
+	o.OnDamage = func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) }
+	r, err := fsck.Check(ctx, s.meta, s.blobs, o)
+	for _, b := range r.DamagedBlobs {
+		s.log.Error("damaged blob found by fsck", "digest", b.Digest, "size", b.Size, "expected_size", b.ExpectedSize,
+			"actual_digest", b.ActualDigest, "quarantined", b.Quarantined, "repositories", b.Repositories)
+	}
+	if err == nil {
+		s.log.Info("content checked", "blobs", r.BlobsChecked, "bytes", r.BytesChecked, "damaged", len(r.DamagedBlobs),
+			"missing", len(r.MissingBlobs), "broken_manifests", len(r.BrokenManifests), "duration", r.Duration)
 	}
 	return r, err
 }

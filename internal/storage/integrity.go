@@ -113,9 +113,9 @@ func (s *FS) ReadBlob(ctx context.Context, d digest.Digest) (io.ReadCloser, Blob
 	return f, b, nil
 }
 
-// ScanBlobs calls fn for every stored blob, in no particular order, until
+// Walk calls fn for every stored blob, in no particular order, until
 // fn returns an error or ctx ends.
-func (s *FS) ScanBlobs(ctx context.Context, fn func(BlobInfo) error) error {
+func (s *FS) Walk(ctx context.Context, fn func(BlobInfo) error) error {
 	root := filepath.Join(s.root, "blobs")
 	algs, err := os.ReadDir(root)
 	if err != nil {

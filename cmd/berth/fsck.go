@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/fsck"
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+func newFsckCmd(env *cliEnv) *cobra.Command {
+	cmd, g := newNoun(env, "fsck [--repair] [--data DIR | --config FILE]", "Check every blob against its digest and every manifest against its blobs")
+	cmd.Long = `Check the content store: read every blob file and compare its content with
+its digest and its size with the size recorded at push, and check that every
+manifest's config and layers are linked in its repository and stored intact.
+The exit status is 1 when anything is wrong.
+
+With --repair, damaged blob files are moved into the data directory's
+quarantine/ directory (not deleted). The registry then answers BLOB_UNKNOWN
+for them, so clients push them again, and the next push of the right content
+restores each one. Nothing else is changed: missing blobs need a push.
+
+With --data or --config the check runs here, on a data directory (the
+server may be running). Without them it runs on the server through the
+management API, which needs the contributor or owner role; the API request
+is cut after a minute, so check a large store with --data.`
+	cmd.Example = `  berth fsck --data /var/lib/berth
+  berth fsck --config /etc/berth.yaml --repair
+  berth fsck --server https://registry.example.com -o json`
+	var repair bool
+	var data, cfgFile string
+	cmd.Flags().BoolVar(&repair, "repair", false, "move damaged blob files into quarantine so that a push restores them")
+	cmd.Flags().StringVar(&data, "data", "", "check this data directory here instead of asking the server")
+	cmd.Flags().StringVar(&cfgFile, "config", "", "check the data directory of this server configuration file here")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var rep fsck.Report
+		out, asJSON := cmd.OutOrStdout(), g.output == "json"
+		if data != "" || cfgFile != "" {
+			if g.output != "table" && g.output != "json" {
+				return fmt.Errorf("invalid --output %q: use table or json", g.output)
+			}
+			if data == "" {
+				cfg, err := config.Load(cfgFile, env.getenv)
+				if err != nil {
+					return err
+				}
+				data = cfg.Data
+			}
+			var err error
+			if rep, err = checkOffline(cmd.Context(), data, repair); err != nil {
+				return err
+			}
+		} else {
+			c, err := g.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "POST", "fsck", nil, api.FsckRequest{Repair: repair}, &rep); err != nil {
+				return err
+			}
+		}
+		if asJSON {
+			if err := printJSON(out, rep); err != nil {
+				return err
+			}
+		} else if err := printFsck(out, rep); err != nil {
+			return err
+		}
+		if n := rep.Problems(); n > 0 {
+			return fmt.Errorf("%d problem(s) found", n)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// checkOffline checks the data directory dir in this process.
+func checkOffline(ctx context.Context, dir string, repair bool) (fsck.Report, error) {
+	// Opening the database would create an empty one in a mistyped path.
+	if _, err := os.Stat(filepath.Join(dir, "berth.db")); err != nil {
+		return fsck.Report{}, fmt.Errorf("%s is not a berth data directory: %w", dir, err)
+	}
+	blobs, err := storage.OpenFS(dir)
+	if err != nil {
+		return fsck.Report{}, err
+	}
+	md, err := meta.OpenSQLite(ctx, dir)
+	if err != nil {
+		return fsck.Report{}, err
+	}
+	rep, err := fsck.Check(ctx, md, blobs, fsck.Options{Repair: repair})
+	return rep, errors.Join(err, md.Close())
+}
+
+func printFsck(w io.Writer, r fsck.Report) error {
+	fmt.Fprintf(w, "Checked %d blob(s), %d bytes, and %d manifest(s) in %s.\n", r.BlobsChecked, r.BytesChecked, r.ManifestsChecked, r.Duration)
+	if r.Problems() == 0 {
+		fmt.Fprintln(w, "No problems found.")
+		return nil
+	}
+	if len(r.DamagedBlobs) > 0 {
+		note := "run with --repair to quarantine them"
+		if r.Repair {
+			note = "quarantined: push them again"
+		}
+		fmt.Fprintf(w, "\n%d damaged blob(s) (%s):\n", len(r.DamagedBlobs), note)
+		t := newTable(w, "DIGEST", "SIZE", "EXPECTED", "CONTENT DIGEST", "QUARANTINED", "USED BY")
+		for _, b := range r.DamagedBlobs {
+			t.row(b.Digest.String(), fmt.Sprint(b.Size), fmt.Sprint(b.ExpectedSize), b.ActualDigest.String(), fmt.Sprint(b.Quarantined), usedBy(b.Repositories, b.Manifests))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.MissingBlobs) > 0 {
+		fmt.Fprintf(w, "\n%d missing blob(s) (linked but not stored: push them again):\n", len(r.MissingBlobs))
+		t := newTable(w, "DIGEST", "SIZE", "QUARANTINED", "USED BY")
+		for _, b := range r.MissingBlobs {
+			t.row(b.Digest.String(), fmt.Sprint(b.Size), fmt.Sprint(b.Quarantined), usedBy(b.Repositories, b.Manifests))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.BrokenManifests) > 0 {
+		fmt.Fprintf(w, "\n%d manifest(s) that cannot be pulled:\n", len(r.BrokenManifests))
+		t := newTable(w, "MANIFEST", "BLOB", "PROBLEM")
+		for _, m := range r.BrokenManifests {
+			name := fsck.Manifest{Repository: m.Repository, Digest: m.Digest, Tags: m.Tags}.String()
+			for _, ref := range m.Missing {
+				t.row(name, ref.Digest.String(), ref.Problem)
+			}
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// usedBy names the manifests that refer to a blob, or else the
+// repositories that link it.
+func usedBy(repos []string, manifests []fsck.Manifest) string {
+	var names []string
+	for _, m := range manifests {
+		names = append(names, m.String())
+	}
+	if len(names) == 0 {
+		names = repos
+	}
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, " ")
+}
