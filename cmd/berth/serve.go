@@ -59,6 +59,9 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing for this long (env BERTH_BODY_IDLE_TIMEOUT)")
 	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", flagCfg.ShutdownTimeout, "how long shutdown waits for requests in flight (env BERTH_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&flagCfg.UploadTTL, "upload-ttl", flagCfg.UploadTTL, "remove upload sessions untouched for this long (env BERTH_UPLOAD_TTL)")
+	f.DurationVar(&flagCfg.UploadIdleTTL, "upload-idle-ttl", flagCfg.UploadIdleTTL, "remove upload sessions that received no bytes for this long (env BERTH_UPLOAD_IDLE_TTL)")
+	f.IntVar(&flagCfg.MaxUploadsPerIdentity, "max-uploads-per-identity", flagCfg.MaxUploadsPerIdentity, "open upload sessions one user or token may have; more are refused with 429 (env BERTH_MAX_UPLOADS_PER_IDENTITY)")
+	f.IntVar(&flagCfg.MaxUploadsPerRepository, "max-uploads-per-repository", flagCfg.MaxUploadsPerRepository, "open upload sessions one repository may have; more are refused with 429 (env BERTH_MAX_UPLOADS_PER_REPOSITORY)")
 	f.BoolVar(&flagCfg.AnonymousPull, "anonymous-pull", false, "let callers without credentials pull every repository (env BERTH_ANONYMOUS_PULL)")
 	f.StringVar(&flagCfg.OwnerUsername, "owner-username", flagCfg.OwnerUsername, "name of the owner user created on first start; its password comes from BERTH_OWNER_PASSWORD or is generated and printed once (env BERTH_OWNER_USERNAME)")
 	f.DurationVar(&flagCfg.AccessTokenTTL, "access-token-ttl", flagCfg.AccessTokenTTL, "lifetime of access tokens, 1m to 5m (env BERTH_ACCESS_TOKEN_TTL)")
@@ -73,25 +76,28 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 // and the environment, but an unset flag's default must not.
 func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 	set := map[string]func(){
-		"addr":                    func() { cfg.Addr = f.Addr },
-		"data":                    func() { cfg.Data = f.Data },
-		"name":                    func() { cfg.Name = f.Name },
-		"public-url":              func() { cfg.PublicURL = f.PublicURL },
-		"trusted-proxy":           func() { cfg.TrustedProxies = f.TrustedProxies },
-		"tls-cert":                func() { cfg.TLSCert = f.TLSCert },
-		"tls-key":                 func() { cfg.TLSKey = f.TLSKey },
-		"log-format":              func() { cfg.LogFormat = f.LogFormat },
-		"log-level":               func() { cfg.LogLevel = f.LogLevel },
-		"body-idle-timeout":       func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
-		"shutdown-timeout":        func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
-		"upload-ttl":              func() { cfg.UploadTTL = f.UploadTTL },
-		"anonymous-pull":          func() { cfg.AnonymousPull = f.AnonymousPull },
-		"owner-username":          func() { cfg.OwnerUsername = f.OwnerUsername },
-		"access-token-ttl":        func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
-		"refresh-token-ttl":       func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
-		"login-failure-threshold": func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
-		"debug-addr":              func() { cfg.DebugAddr = f.DebugAddr },
-		"gc-interval":             func() { cfg.GCInterval = f.GCInterval },
+		"addr":                       func() { cfg.Addr = f.Addr },
+		"data":                       func() { cfg.Data = f.Data },
+		"name":                       func() { cfg.Name = f.Name },
+		"public-url":                 func() { cfg.PublicURL = f.PublicURL },
+		"trusted-proxy":              func() { cfg.TrustedProxies = f.TrustedProxies },
+		"tls-cert":                   func() { cfg.TLSCert = f.TLSCert },
+		"tls-key":                    func() { cfg.TLSKey = f.TLSKey },
+		"log-format":                 func() { cfg.LogFormat = f.LogFormat },
+		"log-level":                  func() { cfg.LogLevel = f.LogLevel },
+		"body-idle-timeout":          func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
+		"shutdown-timeout":           func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
+		"upload-ttl":                 func() { cfg.UploadTTL = f.UploadTTL },
+		"upload-idle-ttl":            func() { cfg.UploadIdleTTL = f.UploadIdleTTL },
+		"max-uploads-per-identity":   func() { cfg.MaxUploadsPerIdentity = f.MaxUploadsPerIdentity },
+		"max-uploads-per-repository": func() { cfg.MaxUploadsPerRepository = f.MaxUploadsPerRepository },
+		"anonymous-pull":             func() { cfg.AnonymousPull = f.AnonymousPull },
+		"owner-username":             func() { cfg.OwnerUsername = f.OwnerUsername },
+		"access-token-ttl":           func() { cfg.AccessTokenTTL = f.AccessTokenTTL },
+		"refresh-token-ttl":          func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
+		"login-failure-threshold":    func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
+		"debug-addr":                 func() { cfg.DebugAddr = f.DebugAddr },
+		"gc-interval":                func() { cfg.GCInterval = f.GCInterval },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/berth-registry/berth/internal/config"
 )
@@ -23,5 +24,26 @@ func TestServeFlagsOverrideOnlyWhenSet(t *testing.T) {
 	}
 	if cfg.Data != "/from/env" || cfg.Name != "env-name" {
 		t.Errorf("unset flags overrode the environment: data %q, name %q", cfg.Data, cfg.Name)
+	}
+}
+
+// The upload session settings have flags that reach the configuration.
+func TestServeUploadFlags(t *testing.T) {
+	cmd := newServeCmd()
+	args := []string{"--upload-idle-ttl", "45s", "--max-uploads-per-identity", "7", "--max-uploads-per-repository", "9"}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"upload-idle-ttl": "45s", "max-uploads-per-identity": "7", "max-uploads-per-repository": "9"} {
+		if got := cmd.Flags().Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %s, want %s", name, got, want)
+		}
+	}
+	cfg := config.Default()
+	flags := config.Default()
+	flags.UploadIdleTTL, flags.MaxUploadsPerIdentity, flags.MaxUploadsPerRepository = 45*time.Second, 7, 9
+	applyFlags(cmd.Flags(), &cfg, flags)
+	if cfg.UploadIdleTTL != 45*time.Second || cfg.MaxUploadsPerIdentity != 7 || cfg.MaxUploadsPerRepository != 9 {
+		t.Errorf("upload flags not applied: idle %s, caps %d and %d", cfg.UploadIdleTTL, cfg.MaxUploadsPerIdentity, cfg.MaxUploadsPerRepository)
 	}
 }

@@ -40,6 +40,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout" env:"BERTH_SHUTDOWN_TIMEOUT"`
 	// UploadTTL is how long an untouched upload session is kept.
 	UploadTTL time.Duration `yaml:"uploadTTL" env:"BERTH_UPLOAD_TTL"`
+	// UploadIdleTTL is how long a session that received no bytes is kept.
+	UploadIdleTTL time.Duration `yaml:"uploadIdleTTL" env:"BERTH_UPLOAD_IDLE_TTL"`
+	// MaxUploadsPerIdentity and MaxUploadsPerRepository cap open upload
+	// sessions; a new one beyond either is refused with 429.
+	MaxUploadsPerIdentity   int `yaml:"maxUploadsPerIdentity" env:"BERTH_MAX_UPLOADS_PER_IDENTITY"`
+	MaxUploadsPerRepository int `yaml:"maxUploadsPerRepository" env:"BERTH_MAX_UPLOADS_PER_REPOSITORY"`
 	// AnonymousPull lets callers without credentials pull every repository.
 	AnonymousPull bool `yaml:"anonymousPull" env:"BERTH_ANONYMOUS_PULL"`
 	// OwnerUsername names the owner user created on first start. Its
@@ -69,11 +75,17 @@ func Default() Config {
 		BodyIdleTimeout: time.Minute,
 		ShutdownTimeout: 30 * time.Second,
 		UploadTTL:       24 * time.Hour,
+		UploadIdleTTL:   5 * time.Minute,
 		OwnerUsername:   "owner",
 		AccessTokenTTL:  5 * time.Minute,
 		RefreshTokenTTL: 8 * time.Hour,
 
 		LoginFailureThreshold: 5,
+		// A multi-platform push opens a session per layer it uploads at
+		// once (a handful per platform); these leave room for many such
+		// pushes in parallel under one token.
+		MaxUploadsPerIdentity:   1000,
+		MaxUploadsPerRepository: 2000,
 	}
 }
 
@@ -167,6 +179,12 @@ func (c Config) Validate() error {
 	}
 	if c.LoginFailureThreshold < 1 {
 		return fmt.Errorf("login failure threshold %d: use 1 or more", c.LoginFailureThreshold)
+	}
+	if c.UploadIdleTTL < time.Second || c.UploadIdleTTL > c.UploadTTL {
+		return fmt.Errorf("upload idle TTL %s: use at least 1s and at most the upload TTL (%s)", c.UploadIdleTTL, c.UploadTTL)
+	}
+	if c.MaxUploadsPerIdentity < 1 || c.MaxUploadsPerRepository < 1 {
+		return fmt.Errorf("upload session caps %d per identity, %d per repository: use 1 or more", c.MaxUploadsPerIdentity, c.MaxUploadsPerRepository)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("the data directory must not be empty")

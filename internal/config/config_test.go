@@ -11,8 +11,9 @@ import (
 func TestLoadPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "berth.yaml")
-	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\n"), 0o600)
-	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24"}
+	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\nuploadIdleTTL: 90s\nmaxUploadsPerIdentity: 50\nmaxUploadsPerRepository: 60\n"), 0o600)
+	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24",
+		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70"}
 	c, err := Load(file, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +30,9 @@ func TestLoadPrecedence(t *testing.T) {
 		{"bool from env", c.AnonymousPull, true},
 		{"list from env", strings.Join(c.TrustedProxies, " "), "192.0.2.1 198.51.100.0/24"},
 		{"default kept", c.LogFormat, "text"},
+		{"upload idle TTL from file", c.UploadIdleTTL, 90 * time.Second},
+		{"upload cap from file", c.MaxUploadsPerIdentity, 50},
+		{"upload cap from env", c.MaxUploadsPerRepository, 70},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -70,6 +74,10 @@ func TestValidate(t *testing.T) {
 		{"access token TTL too long", func(c *Config) { c.AccessTokenTTL = time.Hour }, false},
 		{"zero login threshold", func(c *Config) { c.LoginFailureThreshold = 0 }, false},
 		{"empty data dir", func(c *Config) { c.Data = "" }, false},
+		{"upload idle TTL beyond the upload TTL", func(c *Config) { c.UploadIdleTTL = 25 * time.Hour }, false},
+		{"zero upload idle TTL", func(c *Config) { c.UploadIdleTTL = 0 }, false},
+		{"zero upload cap per identity", func(c *Config) { c.MaxUploadsPerIdentity = 0 }, false},
+		{"zero upload cap per repository", func(c *Config) { c.MaxUploadsPerRepository = 0 }, false},
 	}
 	for _, tt := range tests {
 		c := Default()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -190,13 +191,28 @@ func (rg *Registry) startUpload(req *request) error {
 		return rg.blobCreated(req, d)
 	}
 
-	up, err := rg.blobs.StartUpload(ctx, req.rt.name)
+	owner := ""
+	if req.caller != nil {
+		owner = req.caller.Name()
+	}
+	up, err := rg.blobs.StartUpload(ctx, req.rt.name, owner)
+	var many *storage.TooManyUploadsError
+	if errors.As(err, &many) {
+		e := newError(CodeTooManyRequests, "%s: finish or cancel (DELETE) open uploads, or retry later; sessions that receive no bytes expire soon", many.Error())
+		e.Header = http.Header{"Retry-After": {strconv.Itoa(int(rg.uploadRetryAfter / time.Second))}}
+		return e
+	}
 	if err != nil {
 		return err
 	}
 	size := int64(0)
 	if req.r.ContentLength > 0 {
 		if size, err = rg.blobs.Append(ctx, up.ID, 0, req.r.Body); err != nil {
+			// The client never learns the session's location, so nobody
+			// can resume it: remove what arrived at once.
+			if cerr := rg.blobs.Cancel(ctx, up.ID); cerr != nil {
+				rg.log.Warn("remove failed upload", "upload", up.ID, "err", cerr)
+			}
 			return uploadErr(err, "")
 		}
 	}

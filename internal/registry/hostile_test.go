@@ -1315,7 +1315,7 @@ func FuzzRegistryRequest(f *testing.F) {
 		case 5:
 			suffix = "/blobs/uploads/" + ref
 		case 6:
-			up, err := blobs.StartUpload(context.Background(), repo)
+			up, err := blobs.StartUpload(context.Background(), repo, "test")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -30,7 +31,7 @@ type Blobs interface {
 	Open(ctx context.Context, d digest.Digest) (*os.File, error)
 	PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error)
 	Quarantine(ctx context.Context, b storage.BlobInfo, why storage.Damage) (bool, error)
-	StartUpload(ctx context.Context, repo string) (storage.UploadInfo, error)
+	StartUpload(ctx context.Context, repo, owner string) (storage.UploadInfo, error)
 	Upload(ctx context.Context, id string) (storage.UploadInfo, error)
 	Append(ctx context.Context, id string, start int64, r io.Reader) (int64, error)
 	Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error)
@@ -116,6 +117,10 @@ type Options struct {
 	BaseURL string
 	// OnEvent, when set, is called after each push, manifest pull and delete.
 	OnEvent func(Event)
+	// UploadRetryAfter is the Retry-After of a refused upload session (when
+	// sessions that never received bytes are next expired); default one
+	// minute.
+	UploadRetryAfter time.Duration
 	// OnDamage, when set, is told of each damaged blob file a response
 	// refused (metrics).
 	OnDamage func(storage.Damage)
@@ -130,6 +135,8 @@ type Registry struct {
 	baseURL string
 	events  func(Event)
 	damage  func(storage.Damage)
+
+	uploadRetryAfter time.Duration
 }
 
 // New returns a Registry.
@@ -143,7 +150,11 @@ func New(o Options) *Registry {
 	if o.OnDamage == nil {
 		o.OnDamage = func(storage.Damage) {}
 	}
-	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage}
+	if o.UploadRetryAfter < time.Second {
+		o.UploadRetryAfter = time.Minute
+	}
+	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage,
+		uploadRetryAfter: o.UploadRetryAfter}
 }
 
 // route kinds.

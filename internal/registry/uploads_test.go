@@ -3,15 +3,18 @@ package registry
 import (
 	"context"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -22,11 +25,6 @@ import (
 type hookedBlobs struct {
 	*storage.FS
 	beforeStore func()
-}
-
-func (b hookedBlobs) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
-	b.beforeStore()
-	return b.FS.Put(ctx, d, r)
 }
 
 func (b hookedBlobs) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
@@ -121,4 +119,66 @@ func TestWriteLockDuringUpload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// namedAuthz lets everything through as the identity named in the request's
+// X-Test-Identity header.
+type namedAuthz struct{}
+
+func (namedAuthz) Authorize(r *http.Request, _ []Access) (Caller, error) {
+	return namedCaller(r.Header.Get("X-Test-Identity")), nil
+}
+
+type namedCaller string
+
+func (c namedCaller) Name() string                  { return string(c) }
+func (namedCaller) Can(string, auth.Operation) bool { return true }
+func (namedCaller) CanSee(string) bool              { return true }
+
+// TestUploadSessionCap opens sessions over HTTP beyond the caps: the
+// refusal is a 429 TOOMANYREQUESTS with Retry-After that stores nothing,
+// and a finished or cancelled session frees its slot.
+func TestUploadSessionCap(t *testing.T) {
+	dir := t.TempDir()
+	fs, err := storage.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.SetUploadCounter(storage.NewSessionCounter(storage.UploadLimits{PerIdentity: 2, PerRepository: 3}, nil))
+	md, err := meta.OpenSQLite(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	srv := httptest.NewServer(New(Options{Blobs: fs, Meta: md, Authorizer: namedAuthz{}, UploadRetryAfter: 30 * time.Second}))
+	defer srv.Close()
+	as := func(who string) map[string]string { return map[string]string{"X-Test-Identity": who} }
+	refused := map[string]string{"Retry-After": "30"}
+
+	alice1 := do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/", header: as("alice"), wantStatus: 202}).Header.Get("Location")
+	alice2 := do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/", header: as("alice"), wantStatus: 202}).Header.Get("Location")
+	// alice is at her cap, in any repository, also for a session with a
+	// first chunk or one a failed mount would open.
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/", header: as("alice"), wantStatus: 429, wantCode: "TOOMANYREQUESTS", wantHeader: refused})
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/", header: as("alice"), body: "first chunk", wantStatus: 429, wantCode: "TOOMANYREQUESTS", wantHeader: refused})
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/?mount=" + sha("nothing").String(), header: as("alice"), wantStatus: 429, wantCode: "TOOMANYREQUESTS"})
+	// A blob in one request holds no session.
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/?digest=" + sha("whole").String(), header: as("alice"), body: "whole", wantStatus: 201})
+	// bob is not, until app is at its cap.
+	do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/", header: as("bob"), wantStatus: 202})
+	do(t, srv.URL, call{method: "POST", path: "/v2/app/blobs/uploads/", header: as("bob"), wantStatus: 429, wantCode: "TOOMANYREQUESTS"})
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/", header: as("bob"), wantStatus: 202})
+
+	entries, _ := os.ReadDir(filepath.Join(dir, "uploads"))
+	if len(entries) != 4 {
+		t.Errorf("%d sessions on disk, want the 4 accepted", len(entries))
+	}
+
+	// Ending sessions frees their slots.
+	do(t, srv.URL, call{method: "PUT", path: alice1 + "?digest=" + sha("layer").String(), header: as("alice"), body: "layer", wantStatus: 201})
+	do(t, srv.URL, call{method: "DELETE", path: alice2, header: as("alice"), wantStatus: 204})
+	for range 2 {
+		do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/", header: as("alice"), wantStatus: 202})
+	}
+	do(t, srv.URL, call{method: "POST", path: "/v2/other/blobs/uploads/", header: as("alice"), wantStatus: 429, wantCode: "TOOMANYREQUESTS"})
 }

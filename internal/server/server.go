@@ -75,6 +75,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	if err != nil {
 		return nil, err
 	}
+	// Sessions left by the previous run count against the caps at once.
+	sessions, err := blobs.Uploads()
+	if err != nil {
+		return nil, err
+	}
+	blobs.SetUploadCounter(storage.NewSessionCounter(storage.UploadLimits{
+		PerIdentity: cfg.MaxUploadsPerIdentity, PerRepository: cfg.MaxUploadsPerRepository}, sessions))
 	md, err := meta.OpenSQLite(ctx, cfg.Data)
 	if err != nil {
 		return nil, err
@@ -126,7 +133,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Logger:     log,
 		BaseURL:    cfg.PublicURL,
 		OnEvent:    s.recordEvent,
-		OnDamage:   func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
+		// Slots held by sessions that never received bytes free up at the
+		// next purge.
+		UploadRetryAfter: min(s.purgeInterval(), time.Minute),
+		OnDamage:         func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
 	})
 
 	mux := http.NewServeMux()
@@ -325,11 +335,18 @@ wait:
 	return nil
 }
 
+// purgeInterval is how often expired upload sessions are removed: often
+// enough that a session that received no bytes goes soon after
+// UploadIdleTTL.
+func (s *Server) purgeInterval() time.Duration {
+	return min(max(s.cfg.UploadIdleTTL/2, time.Second), time.Hour)
+}
+
 func (s *Server) purgeUploads(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
+	t := time.NewTicker(s.purgeInterval())
 	defer t.Stop()
 	for {
-		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL, s.cfg.UploadIdleTTL); err != nil {
 			s.log.Warn("purge uploads", "err", err)
 		} else if n > 0 {
 			s.log.Info("purged stale uploads", "count", n)

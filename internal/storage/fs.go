@@ -47,6 +47,8 @@ type FS struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload // sessions with live hash state
+	// counter caps open sessions; nil means no caps.
+	counter UploadCounter
 
 	observe func(op string, d time.Duration)
 	// onRepair is told when a push replaced a stored file of the wrong size.
@@ -68,6 +70,10 @@ func (s *FS) timed(op string) func() {
 	start := time.Now()
 	return func() { s.observe(op, time.Since(start)) }
 }
+
+// SetUploadCounter has c count (and cap) upload sessions. Call it before
+// use.
+func (s *FS) SetUploadCounter(c UploadCounter) { s.counter = c }
 
 // ActiveUploads returns how many upload sessions this process is tracking.
 func (s *FS) ActiveUploads() int {
@@ -369,33 +375,60 @@ func (s *FS) uploadDir(id string) (string, error) {
 type UploadInfo struct {
 	ID         string
 	Repository string
-	Size       int64
-	StartedAt  time.Time
+	// Owner is the identity that started the session ("" for sessions
+	// from before owners were recorded).
+	Owner     string
+	Size      int64
+	StartedAt time.Time
 }
 
-// StartUpload creates an empty upload session for repository repo.
-func (s *FS) StartUpload(_ context.Context, repo string) (UploadInfo, error) {
+// StartUpload creates an empty upload session for repository repo, started
+// by identity owner. It fails with ErrTooManyUploads (a
+// *TooManyUploadsError) if the owner or the repository has as many open
+// sessions as the upload counter allows; then nothing is created.
+func (s *FS) StartUpload(ctx context.Context, repo, owner string) (UploadInfo, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return UploadInfo{}, fmt.Errorf("make upload id: %w", err)
 	}
-	id := hex.EncodeToString(b[:])
-	dir, _ := s.uploadDir(id)
-	if err := os.Mkdir(dir, 0o750); err != nil {
-		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
+	u := UploadInfo{ID: hex.EncodeToString(b[:]), Repository: repo, Owner: owner, StartedAt: time.Now()}
+	if s.counter != nil {
+		if err := s.counter.Open(ctx, u); err != nil {
+			return UploadInfo{}, err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "repository"), []byte(repo), 0o640); err != nil {
-		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
+	if err := s.createUpload(u); err != nil {
+		if s.counter != nil {
+			s.counter.Close(context.WithoutCancel(ctx), u.ID)
+		}
+		return UploadInfo{}, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o640)
-	if err != nil {
-		return UploadInfo{}, fmt.Errorf("create upload: %w", err)
-	}
-	f.Close()
 	s.mu.Lock()
-	s.uploads[id] = &upload{h: sha256.New()}
+	s.uploads[u.ID] = &upload{h: sha256.New()}
 	s.mu.Unlock()
-	return UploadInfo{ID: id, Repository: repo, StartedAt: time.Now()}, nil
+	return u, nil
+}
+
+func (s *FS) createUpload(u UploadInfo) error {
+	dir, _ := s.uploadDir(u.ID)
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		return fmt.Errorf("create upload: %w", err)
+	}
+	err := os.WriteFile(filepath.Join(dir, "repository"), []byte(u.Repository), 0o640)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "owner"), []byte(u.Owner), 0o640)
+	}
+	if err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(filepath.Join(dir, "data"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o640); err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return fmt.Errorf("create upload: %w", err)
+	}
+	return nil
 }
 
 // Upload returns the state of an upload session.
@@ -404,15 +437,39 @@ func (s *FS) Upload(_ context.Context, id string) (UploadInfo, error) {
 	if err != nil {
 		return UploadInfo{}, err
 	}
+	return readUpload(id, dir)
+}
+
+func readUpload(id, dir string) (UploadInfo, error) {
 	repo, err := os.ReadFile(filepath.Join(dir, "repository"))
 	if err != nil {
 		return UploadInfo{}, ErrUploadNotFound
 	}
+	owner, _ := os.ReadFile(filepath.Join(dir, "owner")) // none from older versions
 	fi, err := os.Stat(filepath.Join(dir, "data"))
 	if err != nil {
 		return UploadInfo{}, ErrUploadNotFound
 	}
-	return UploadInfo{ID: id, Repository: string(repo), Size: fi.Size(), StartedAt: fi.ModTime()}, nil
+	return UploadInfo{ID: id, Repository: string(repo), Owner: string(owner), Size: fi.Size(), StartedAt: fi.ModTime()}, nil
+}
+
+// Uploads lists the upload sessions on disk, for counting them at start.
+func (s *FS) Uploads() ([]UploadInfo, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "uploads"))
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	var out []UploadInfo
+	for _, e := range entries {
+		dir, err := s.uploadDir(e.Name())
+		if err != nil {
+			continue // not a session
+		}
+		if u, err := readUpload(e.Name(), dir); err == nil {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // lock finds the session and takes its writer lock, rebuilding the hash state
@@ -524,37 +581,44 @@ func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader
 	}
 	if !ok {
 		f.Close()
-		s.dropLocked(id, dir)
+		s.dropLocked(ctx, id, dir)
 		return u.size, ErrDigestMismatch
 	}
 	if err := s.install(f, d, u.size); err != nil {
 		return u.size, err
 	}
-	s.dropLocked(id, dir)
+	s.dropLocked(ctx, id, dir)
 	return u.size, nil
 }
 
 // Cancel ends an upload session and removes its data.
-func (s *FS) Cancel(_ context.Context, id string) error {
+func (s *FS) Cancel(ctx context.Context, id string) error {
 	u, dir, err := s.lock(id)
 	if err != nil {
 		return err
 	}
 	defer u.mu.Unlock()
-	s.dropLocked(id, dir)
+	s.dropLocked(ctx, id, dir)
 	return nil
 }
 
-func (s *FS) dropLocked(id, dir string) {
+func (s *FS) dropLocked(ctx context.Context, id, dir string) {
 	_ = os.RemoveAll(dir)
 	s.mu.Lock()
 	delete(s.uploads, id)
 	s.mu.Unlock()
+	if s.counter != nil {
+		// The session is gone even if the client that ended it is too.
+		s.counter.Close(context.WithoutCancel(ctx), id)
+	}
 }
 
 // PurgeUploads removes upload sessions untouched for longer than age, and
-// returns how many it removed.
-func (s *FS) PurgeUploads(age time.Duration) (int, error) {
+// those that received no bytes for longer than emptyAge (sessions opened
+// and abandoned, or opened only to hold a slot), and returns how many it
+// removed.
+func (s *FS) PurgeUploads(age, emptyAge time.Duration) (int, error) {
+	ctx := context.Background()
 	entries, err := os.ReadDir(filepath.Join(s.root, "uploads"))
 	if err != nil {
 		return 0, fmt.Errorf("list uploads: %w", err)
@@ -563,8 +627,11 @@ func (s *FS) PurgeUploads(age time.Duration) (int, error) {
 	for _, e := range entries {
 		dir := filepath.Join(s.root, "uploads", e.Name())
 		fi, err := os.Stat(filepath.Join(dir, "data"))
-		if err == nil && time.Since(fi.ModTime()) < age {
-			continue
+		if err == nil {
+			idle := time.Since(fi.ModTime())
+			if idle < age && (fi.Size() > 0 || idle < emptyAge) {
+				continue
+			}
 		}
 		s.mu.Lock()
 		u := s.uploads[e.Name()]
@@ -572,7 +639,7 @@ func (s *FS) PurgeUploads(age time.Duration) (int, error) {
 		if u != nil && !u.mu.TryLock() {
 			continue // a request is writing to it right now
 		}
-		s.dropLocked(e.Name(), dir)
+		s.dropLocked(ctx, e.Name(), dir)
 		if u != nil {
 			u.mu.Unlock()
 		}

@@ -51,7 +51,7 @@ func TestUploadResumesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := NewFS(dir)
 	ctx := context.Background()
-	up, err := s.StartUpload(ctx, "repo")
+	up, err := s.StartUpload(ctx, "repo", "tester")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestUploadResumesAfterRestart(t *testing.T) {
 func TestFailedCommitEndsSession(t *testing.T) {
 	s, _ := NewFS(t.TempDir())
 	ctx := context.Background()
-	up, _ := s.StartUpload(ctx, "repo")
+	up, _ := s.StartUpload(ctx, "repo", "tester")
 	if _, err := s.Commit(ctx, up.ID, digest.FromString("nope"), strings.NewReader("data")); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("commit: %v", err)
 	}
