@@ -49,7 +49,7 @@ func permissionName(p auth.Permission) string {
 	return "more rights"
 }
 
-// must hold s.mu.
+// Call it with s.mu or s.writeMu held.
 func (s *Service) scopeMapView(m *scopeMap) ScopeMap {
 	v := ScopeMap{Name: m.def.Name, Description: m.def.Description, Type: string(m.def.Type),
 		Actions: slices.Clone(m.def.Actions), CreatedAt: m.createdAt, Tokens: []string{}}
@@ -108,18 +108,24 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 	if err := s.authorize(actor, auth.ManageTokens); err != nil {
 		return ScopeMap{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.createScopeMapLocked(ctx, nil, spec)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var m *scopeMap
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		m, err = s.createScopeMapLocked(ctx, tx, spec)
+		return err
+	})
 	if err != nil {
 		return ScopeMap{}, err
 	}
+	s.apply(func() { s.scopeMaps[spec.Name] = m })
 	s.record(actor, "scope map "+spec.Name, "created: "+strings.Join(m.def.Actions, " "))
 	return s.scopeMapView(m), nil
 }
 
-// createScopeMapLocked validates and stores a scope map, in tx if given.
-// It must be called with s.mu held.
+// createScopeMapLocked validates and stores a scope map in tx; the caller
+// puts it into memory once tx commits. Call it with s.writeMu held.
 func (s *Service) createScopeMapLocked(ctx context.Context, tx *sql.Tx, spec ScopeMapSpec) (*scopeMap, error) {
 	if strings.HasPrefix(spec.Name, "_") {
 		if _, ok := auth.BuiltinScopeMap(spec.Name); ok {
@@ -139,17 +145,8 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sql.Tx, spec Sco
 	m.createdAt, m.updatedAt = now.UTC(), now.UTC()
 	b, _ := json.Marshal(m.def.Actions)
 	const q = `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
-	args := []any{spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()}
-	if tx != nil {
-		_, err = tx.ExecContext(ctx, q, args...)
-	} else {
-		_, err = s.db.ExecContext(ctx, q, args...)
-	}
-	if err != nil {
+	if _, err := tx.ExecContext(ctx, q, spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("store scope map: %w", err)
-	}
-	if tx == nil {
-		s.scopeMaps[spec.Name] = m
 	}
 	return m, nil
 }
@@ -185,8 +182,8 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	if err := s.authorize(actor, auth.ManageTokens); err != nil {
 		return ScopeMap{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	cur := s.scopeMaps[name]
 	if cur == nil {
 		return ScopeMap{}, errf(ErrNotFound, "scope map %q not found", name)
@@ -221,11 +218,17 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
 	b, _ := json.Marshal(m.def.Actions)
-	if _, err := s.db.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
-		spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
-		return ScopeMap{}, fmt.Errorf("update scope map: %w", err)
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
+			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
+			return fmt.Errorf("update scope map: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return ScopeMap{}, err
 	}
-	s.scopeMaps[name] = m
+	s.apply(func() { s.scopeMaps[name] = m })
 	s.record(actor, "scope map "+name, "updated: "+strings.Join(m.def.Actions, " "))
 	return s.scopeMapView(m), nil
 }
@@ -237,8 +240,8 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 	if err := s.authorize(actor, auth.ManageTokens); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	cur := s.scopeMaps[name]
 	if cur == nil {
 		return nil, errf(ErrNotFound, "scope map %q not found", name)
@@ -265,12 +268,14 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range s.tokens {
-		if t.scopeMap == name {
-			t.scopeMap = ""
+	s.apply(func() {
+		for _, t := range s.tokens {
+			if t.scopeMap == name {
+				t.scopeMap = ""
+			}
 		}
-	}
-	delete(s.scopeMaps, name)
+		delete(s.scopeMaps, name)
+	})
 	reason := "deleted"
 	if len(users) > 0 {
 		reason += "; tokens left without permissions: " + strings.Join(users, ", ")

@@ -4,10 +4,15 @@
 // registry's authorizer all go through it.
 //
 // Every identity and scope map is held in memory, compiled, so that
-// authenticating and authorising a request costs no database query. Each
-// change is written to the database in a transaction and then applied to
-// memory under the same lock, so the next request sees it: disabling a
-// token, deleting a password or shrinking a scope map takes effect at once.
+// authenticating and authorising a request costs no database query.
+//
+// Memory follows the database: a change is validated and written in a
+// transaction with no lock held that requests wait for, and only once it
+// has committed is it applied to memory, under a write lock held for no
+// longer than that. Changes run one at a time (writeMu), so memory applies
+// them in the order the database committed them. The change is in memory
+// before its call returns, so the next request sees it: disabling a token,
+// deleting a password or shrinking a scope map takes effect at once.
 package identity
 
 import (
@@ -77,6 +82,10 @@ type Options struct {
 	// Console receives the one-time message with a generated owner
 	// password; nil means os.Stderr.
 	Console io.Writer
+
+	// inTx, when set (tests), runs inside every transaction before it
+	// commits.
+	inTx func()
 }
 
 // Service is the identity service.
@@ -90,6 +99,13 @@ type Service struct {
 	signer   *auth.Signer
 	verifier *auth.Verifier
 
+	// writeMu serialises changes, from validation through the transaction
+	// to applying them. Only its holder changes the state below, so it may
+	// read that state without mu.
+	writeMu sync.Mutex
+	// mu guards the state below. Its write side is held only to apply a
+	// committed change, never across I/O, so requests never wait for the
+	// database.
 	mu        sync.RWMutex
 	scopeMaps map[string]*scopeMap // user-defined and built-in
 	tokens    map[string]*principal
@@ -242,6 +258,15 @@ func fromMs(v sql.NullInt64) time.Time {
 	return time.UnixMilli(v.Int64).UTC()
 }
 
+// apply puts a committed change into memory. Call it with s.writeMu held.
+func (s *Service) apply(change func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	change()
+}
+
+// tx runs fn in a database transaction. Call it with s.writeMu held and
+// s.mu not held.
 func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -250,6 +275,9 @@ func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
+	}
+	if s.opts.inTx != nil {
+		s.opts.inTx()
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)

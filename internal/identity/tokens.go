@@ -152,8 +152,8 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		return Token{}, nil, err
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if other := s.tokenNamedLocked(spec.Name); other != "" {
 		return Token{}, nil, errf(ErrConflict, "token %q already exists (names are case-insensitive)", other)
 	}
@@ -202,10 +202,12 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		return Token{}, nil, err
 	}
 	maps.Copy(p.slots, fresh)
-	if newMap != nil {
-		s.scopeMaps[newMap.def.Name] = newMap
-	}
-	s.tokens[p.name] = p
+	s.apply(func() {
+		if newMap != nil {
+			s.scopeMaps[newMap.def.Name] = newMap
+		}
+		s.tokens[p.name] = p
+	})
 	s.record(actor, "token "+p.name, fmt.Sprintf("created with scope map %s, status %s", p.scopeMap, spec.Status))
 	return tokenView(p), creds, nil
 }
@@ -242,7 +244,7 @@ func (s *Service) checkExpiry(t time.Time) error {
 
 // nameTakenLocked reports whether name is a user's or the admin user's:
 // docker usernames must say which identity is meant. Names compare
-// case-insensitively, as in ACR.
+// case-insensitively, as in ACR. Call it with s.writeMu held.
 func (s *Service) nameTakenLocked(name string) bool {
 	if strings.EqualFold(name, s.opts.RegistryName) {
 		return true
@@ -256,7 +258,7 @@ func (s *Service) nameTakenLocked(name string) bool {
 }
 
 // tokenNamedLocked returns the name of the token whose name equals name
-// ignoring case, or "".
+// ignoring case, or "". Call it with s.writeMu held.
 func (s *Service) tokenNamedLocked(name string) string {
 	if s.tokens[name] != nil {
 		return name
@@ -269,9 +271,10 @@ func (s *Service) tokenNamedLocked(name string) string {
 	return ""
 }
 
-// generateLocked makes new passwords for p's slots inside tx and applies
-// returns them (the caller commits, then applies them to p). Regenerating a slot revokes access tokens
-// issued through it, because the slot's serial changes.
+// generateLocked makes new passwords for p's slots inside tx and returns
+// them (the caller commits, then applies them to p). Regenerating a slot
+// revokes access tokens issued through it, because the slot's serial
+// changes. Call it with s.writeMu held.
 func (s *Service) generateLocked(ctx context.Context, tx *sql.Tx, p *principal, slots []string, expiry time.Time) (*Credentials, map[string]*slot, error) {
 	if len(slots) == 0 {
 		return nil, nil, nil
@@ -325,8 +328,8 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 	if err := s.authorize(actor, auth.ManageTokens); err != nil {
 		return Token{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	p := s.tokens[name]
 	if p == nil {
 		return Token{}, errf(ErrNotFound, "token %q not found", name)
@@ -351,10 +354,16 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 	}
 	// Disabling needs no new generation: every request checks the status,
 	// so re-enabling restores the clients' existing logins.
-	if _, err := s.db.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
-		return Token{}, fmt.Errorf("update token: %w", err)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
+			return fmt.Errorf("update token: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Token{}, err
 	}
-	p.scopeMap, p.enabled = scopeMap, enabled
+	s.apply(func() { p.scopeMap, p.enabled = scopeMap, enabled })
 	if len(changes) > 0 {
 		s.record(actor, "token "+name, "updated: "+strings.Join(changes, ", "))
 	}
@@ -366,8 +375,8 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 	if err := s.authorize(actor, auth.ManageTokens); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if s.tokens[name] == nil {
 		return errf(ErrNotFound, "token %q not found", name)
 	}
@@ -383,7 +392,7 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 	if err != nil {
 		return err
 	}
-	delete(s.tokens, name)
+	s.apply(func() { delete(s.tokens, name) })
 	s.record(actor, "token "+name, "deleted")
 	return nil
 }
@@ -404,8 +413,8 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	if err := s.checkExpiry(expiry); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	p := s.tokens[name]
 	if p == nil {
 		return nil, errf(ErrNotFound, "token %q not found", name)
@@ -420,7 +429,7 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	if err != nil {
 		return nil, err
 	}
-	maps.Copy(p.slots, fresh)
+	s.apply(func() { maps.Copy(p.slots, fresh) })
 	s.record(actor, "token "+name, "generated "+strings.Join(slots, ", "))
 	return creds, nil
 }
@@ -434,8 +443,8 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 	if _, err := tokenSlots([]string{slotName}); err != nil {
 		return Token{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	p := s.tokens[name]
 	if p == nil {
 		return Token{}, errf(ErrNotFound, "token %q not found", name)
@@ -443,10 +452,16 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 	if p.slots[slotName] == nil {
 		return Token{}, errf(ErrNotFound, "token %q has no %s", name, slotName)
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ? AND slot = ?`, name, slotName); err != nil {
-		return Token{}, fmt.Errorf("delete password: %w", err)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ? AND slot = ?`, name, slotName); err != nil {
+			return fmt.Errorf("delete password: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Token{}, err
 	}
-	delete(p.slots, slotName)
+	s.apply(func() { delete(p.slots, slotName) })
 	s.record(actor, "token "+name, slotName+" deleted")
 	return tokenView(p), nil
 }

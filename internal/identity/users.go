@@ -124,8 +124,8 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 		return User{}, err
 	}
 	hash := auth.HashUserPassword(spec.Password)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if s.nameTakenLocked(spec.Name) && !strings.EqualFold(spec.Name, s.opts.RegistryName) {
 		return User{}, errf(ErrConflict, "user %q already exists (names are case-insensitive)", spec.Name)
 	}
@@ -151,7 +151,7 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 		return User{}, err
 	}
 	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: gen, createdAt: now}
-	s.users[p.name] = p
+	s.apply(func() { s.users[p.name] = p })
 	s.record(actor, "user "+p.name, "created with role "+string(role))
 	return userView(p), nil
 }
@@ -181,8 +181,8 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 		}
 		hash = auth.HashUserPassword(*u.Password)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	p := s.users[name]
 	if p == nil {
 		return User{}, errf(ErrNotFound, "user %q not found", name)
@@ -233,7 +233,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 	if err != nil {
 		return User{}, err
 	}
-	p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen
+	s.apply(func() { p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen })
 	s.record(actor, "user "+name, "updated: "+joinOr(changes, "nothing"))
 	return userView(p), nil
 }
@@ -249,6 +249,7 @@ func joinOr(list []string, empty string) string {
 	return out
 }
 
+// enabledOwnersLocked counts enabled owners. Call it with s.writeMu held.
 func (s *Service) enabledOwnersLocked() int {
 	n := 0
 	for _, p := range s.users {
@@ -264,8 +265,8 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 	if err := s.authorize(actor, auth.ManageUsers); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	p := s.users[name]
 	if p == nil {
 		return errf(ErrNotFound, "user %q not found", name)
@@ -273,10 +274,16 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 	if p.role == auth.RoleOwner && p.enabled && s.enabledOwnersLocked() == 1 {
 		return errf(ErrForbidden, "user %q is the last enabled owner and cannot be deleted", name)
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
-		return fmt.Errorf("delete user: %w", err)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("delete user: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	delete(s.users, name)
+	s.apply(func() { delete(s.users, name) })
 	s.record(actor, "user "+name, "deleted")
 	return nil
 }
@@ -288,6 +295,7 @@ type Admin struct {
 	Passwords []Password `json:"passwords"`
 }
 
+// adminView needs s.mu or s.writeMu held.
 func (s *Service) adminView() Admin {
 	return Admin{Enabled: s.admin.enabled, Username: s.admin.name, Passwords: s.admin.passwordViews(SlotAdminPassword, SlotAdminPassword2)}
 }
@@ -308,8 +316,8 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	if err := s.authorize(actor, auth.ManageRegistry); err != nil {
 		return Admin{}, nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	a := s.admin
 	// Disabling needs no new generation: every request checks the status.
 	gen := a.generation
@@ -331,8 +339,10 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	if err != nil {
 		return Admin{}, nil, err
 	}
-	maps.Copy(a.slots, fresh)
-	a.enabled, a.generation = enabled, gen
+	s.apply(func() {
+		maps.Copy(a.slots, fresh)
+		a.enabled, a.generation = enabled, gen
+	})
 	state := "disabled"
 	if enabled {
 		state = "enabled"
@@ -350,8 +360,8 @@ func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, s
 	if slotName != SlotAdminPassword && slotName != SlotAdminPassword2 {
 		return nil, errf(ErrInvalid, "invalid password name %q: use password or password2", slotName)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	var creds *Credentials
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -362,7 +372,7 @@ func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, s
 	if err != nil {
 		return nil, err
 	}
-	maps.Copy(s.admin.slots, fresh)
+	s.apply(func() { maps.Copy(s.admin.slots, fresh) })
 	s.record(actor, "admin user", "renewed "+slotName)
 	return creds, nil
 }
