@@ -2,8 +2,9 @@
 // tokens and their passwords, the admin user, users, repositories and the
 // audit log. Resources have the shape of Azure Container Registry's ARM
 // resources. The API is a thin face over the identity service, which checks
-// management rights itself; repository routes ask auth.Decide, the same
-// decision the registry makes on /v2/.
+// management rights itself, and the repository service (package
+// repository), which asks auth about each operation with the same
+// operation table as the registry on /v2/ and the portal.
 //
 // The routes are listed in routes, and described in openapi.json, which is
 // served at GET /api/v1/openapi.json.
@@ -23,12 +24,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
 
@@ -49,18 +49,9 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Identity, error)
 }
 
-// Metadata is what the API needs of the metadata store.
-type Metadata interface {
-	Repositories(ctx context.Context, last string, n int) ([]string, error)
-	Repository(ctx context.Context, name string) (meta.Repository, error)
-	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
-	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
-	UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
-	UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
-	DeleteRepository(ctx context.Context, repo string) error
-	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
-	DeleteTag(ctx context.Context, repo, tag string) error
-}
+// Metadata is what the API needs of the metadata store: what the
+// repository service works on.
+type Metadata = repository.Metadata
 
 // AuditLog is what the API needs of the audit log.
 type AuditLog interface {
@@ -91,7 +82,7 @@ type Options struct {
 // Handler is the management API.
 type Handler struct {
 	ids        *identity.Service
-	meta       Metadata
+	repos      *repository.Service
 	authn      Authenticator
 	audit      AuditLog
 	log        *slog.Logger
@@ -117,7 +108,11 @@ func New(o Options) (*Handler, error) {
 	if o.ClientIP == nil {
 		o.ClientIP = peerIP
 	}
-	h := &Handler{ids: o.Identity, meta: o.Metadata, authn: o.Authenticator, audit: o.Audit, log: o.Logger,
+	var rec repository.AuditLog
+	if o.Audit != nil {
+		rec = o.Audit
+	}
+	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
 		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.routes() {
@@ -321,10 +316,13 @@ func toAPIError(err error) *Error {
 		return e
 	}
 	var denied *auth.DeniedError
+	var catalog *repository.CatalogDeniedError
 	var locked *meta.LockedError
 	switch {
 	case errors.As(err, &denied):
 		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: denied.Error()}
+	case errors.As(err, &catalog):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: catalog.Error()}
 	case errors.Is(err, identity.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
 	case errors.Is(err, identity.ErrConflict):

@@ -9,9 +9,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
 
@@ -29,9 +29,6 @@ type repoRoute struct {
 	method string
 	// shape is the path after /api/v1/repositories/, as in the OpenAPI document.
 	shape string
-	// op is the operation on the repository; the API asks auth about it,
-	// with the same operation table as the registry on /v2/.
-	op     auth.Operation
 	handle func(h *Handler, c *call, name, ref string) error
 }
 
@@ -43,17 +40,20 @@ const (
 	shapeManifest   = "{name}/_manifests/{reference}"
 )
 
-// repositoryRoutes is the table of routes below /api/v1/repositories/.
+// repositoryRoutes is the table of routes below /api/v1/repositories/. The
+// repository service (package repository) checks each operation's
+// permission before it looks anything up, with the registry's operation
+// table.
 var repositoryRoutes = []repoRoute{
-	{http.MethodGet, shapeRepository, auth.OpReadMetadata, (*Handler).getRepository},
-	{http.MethodPatch, shapeRepository, auth.OpWriteAttributes, (*Handler).updateRepository},
-	{http.MethodDelete, shapeRepository, auth.OpDeleteRepository, (*Handler).deleteRepository},
-	{http.MethodGet, shapeTags, auth.OpReadMetadata, (*Handler).listTags},
-	{http.MethodGet, shapeTag, auth.OpReadMetadata, (*Handler).getTag},
-	{http.MethodDelete, shapeTag, auth.OpUntag, (*Handler).untag},
-	{http.MethodGet, shapeManifest, auth.OpReadMetadata, (*Handler).getManifest},
-	{http.MethodPatch, shapeManifest, auth.OpWriteAttributes, (*Handler).updateManifest},
-	{http.MethodDelete, shapeManifest, auth.OpDeleteManifest, (*Handler).deleteManifest},
+	{http.MethodGet, shapeRepository, (*Handler).getRepository},
+	{http.MethodPatch, shapeRepository, (*Handler).updateRepository},
+	{http.MethodDelete, shapeRepository, (*Handler).deleteRepository},
+	{http.MethodGet, shapeTags, (*Handler).listTags},
+	{http.MethodGet, shapeTag, (*Handler).getTag},
+	{http.MethodDelete, shapeTag, (*Handler).untag},
+	{http.MethodGet, shapeManifest, (*Handler).getManifest},
+	{http.MethodPatch, shapeManifest, (*Handler).updateManifest},
+	{http.MethodDelete, shapeManifest, (*Handler).deleteManifest},
 }
 
 // splitRepositoryPath splits the path after /api/v1/repositories/ into the
@@ -98,9 +98,6 @@ func (h *Handler) repository(c *call) error {
 			allow = append(allow, rt.method)
 			continue
 		}
-		if err := auth.CheckOperation(c.id, name, rt.op); err != nil {
-			return err
-		}
 		reqlog.From(c.ctx()).Repository = name
 		return rt.handle(h, c, name, ref)
 	}
@@ -123,68 +120,43 @@ func pageParams(r *http.Request) (last string, n int, err error) {
 }
 
 // listRepositories lists the repositories the caller may do anything with,
-// exactly as the registry's catalog does (auth.CanListCatalog, then
-// auth.VisibleInCatalog): a caller with an access token needs the catalog
-// in it, and then sees what its identity may use now.
+// exactly as the registry's catalog does (see repository.Service.List).
 func (h *Handler) listRepositories(c *call) error {
 	last, n, err := pageParams(c.r)
 	if err != nil {
 		return err
 	}
-	if !auth.CanListCatalog(c.id) {
-		return forbidden("%s may not list repositories: request an access token with scope registry:catalog:*", c.id)
+	page, err := h.repos.List(c.ctx(), c.id, repository.ListQuery{After: last, N: n})
+	if err != nil {
+		return err
 	}
-	out := RepositoryList{Repositories: []string{}}
-	for len(out.Repositories) <= n {
-		page, err := h.meta.Repositories(c.ctx(), last, maxPageSize)
-		if err != nil {
-			return err
-		}
-		for _, repo := range page {
-			if auth.VisibleInCatalog(c.id, repo) {
-				out.Repositories = append(out.Repositories, repo)
-			}
-		}
-		if len(page) < maxPageSize {
-			break
-		}
-		last = page[len(page)-1]
-	}
-	if len(out.Repositories) > n {
-		out.Repositories = out.Repositories[:n]
-		out.Next = out.Repositories[n-1]
+	out := RepositoryList{Repositories: page.Names, Next: page.Next}
+	if out.Repositories == nil {
+		out.Repositories = []string{}
 	}
 	return c.ok(out)
 }
 
-func (h *Handler) repositoryJSON(c *call, name string) (Repository, error) {
-	r, err := h.meta.Repository(c.ctx(), name)
-	if err != nil {
-		return Repository{}, notFoundAs(err, "repository %q not found", name)
-	}
-	tags, err := h.meta.Tags(c.ctx(), name, "", -1)
-	if err != nil {
-		return Repository{}, notFoundAs(err, "repository %q not found", name)
-	}
-	return Repository{Registry: h.ids.RegistryName(), ImageName: name, CreatedTime: r.CreatedAt.UTC(),
-		TagCount: len(tags), ChangeableAttributes: attributesJSON(r.Attributes)}, nil
+func (h *Handler) repositoryJSON(r repository.Info) Repository {
+	return Repository{Registry: h.ids.RegistryName(), ImageName: r.Name, CreatedTime: r.CreatedAt.UTC(),
+		TagCount: r.Tags, ChangeableAttributes: attributesJSON(r.Attributes)}
 }
 
 // notFoundAs turns meta's not-found errors into a 404 with a message naming
 // what was looked for; other errors pass through.
 func notFoundAs(err error, format string, args ...any) error {
-	if errors.Is(err, meta.ErrRepositoryNotFound) || errors.Is(err, meta.ErrManifestNotFound) || errors.Is(err, meta.ErrTagNotFound) {
+	if repository.IsNotFound(err) {
 		return notFound(format, args...)
 	}
 	return err
 }
 
 func (h *Handler) getRepository(c *call, name, _ string) error {
-	r, err := h.repositoryJSON(c, name)
+	r, err := h.repos.Repository(c.ctx(), c.id, name)
 	if err != nil {
-		return err
+		return notFoundAs(err, "repository %q not found", name)
 	}
-	return c.ok(r)
+	return c.ok(h.repositoryJSON(r))
 }
 
 func (h *Handler) decodeAttributes(c *call) (AttributesPatch, error) {
@@ -203,27 +175,17 @@ func (h *Handler) updateRepository(c *call, name, _ string) error {
 	if err != nil {
 		return err
 	}
-	attrs, err := h.meta.UpdateRepositoryAttributes(c.ctx(), name, p.apply)
+	r, err := h.repos.SetRepositoryAttributes(c.ctx(), h.caller(c), name, p.apply)
 	if err != nil {
 		return notFoundAs(err, "repository %q not found", name)
 	}
-	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name, Reason: "attributes: " + describeAttributes(attrs)})
-	out, err := h.repositoryJSON(c, name)
-	if err != nil {
-		return err
-	}
-	return c.ok(out)
-}
-
-func describeAttributes(a meta.Attributes) string {
-	return fmt.Sprintf("deleteEnabled=%t writeEnabled=%t readEnabled=%t listEnabled=%t", a.DeleteEnabled, a.WriteEnabled, a.ReadEnabled, a.ListEnabled)
+	return c.ok(h.repositoryJSON(r))
 }
 
 func (h *Handler) deleteRepository(c *call, name, _ string) error {
-	if err := h.meta.DeleteRepository(c.ctx(), name); err != nil {
+	if err := h.repos.DeleteRepository(c.ctx(), h.caller(c), name); err != nil {
 		return notFoundAs(err, "repository %q not found", name)
 	}
-	h.record(c, audit.Event{Kind: audit.KindDelete, Repository: name, Target: "repository " + name})
 	return c.noContent()
 }
 
@@ -232,7 +194,7 @@ func (h *Handler) listTags(c *call, name, _ string) error {
 	if err != nil {
 		return err
 	}
-	names, err := h.meta.Tags(c.ctx(), name, last, n+1)
+	names, err := h.repos.Tags(c.ctx(), c.id, name, last, n+1)
 	if err != nil {
 		return notFoundAs(err, "repository %q not found", name)
 	}
@@ -242,7 +204,7 @@ func (h *Handler) listTags(c *call, name, _ string) error {
 		out.Next = names[n-1]
 	}
 	for _, t := range names {
-		m, err := h.meta.Manifest(c.ctx(), name, t)
+		m, err := h.repos.Manifest(c.ctx(), c.id, name, t)
 		if errors.Is(err, meta.ErrManifestNotFound) {
 			continue // untagged meanwhile
 		}
@@ -258,7 +220,7 @@ func (h *Handler) getTag(c *call, name, tag string) error {
 	if _, err := digest.Parse(tag); err == nil {
 		return badRequest("%q is a digest, not a tag: use %srepositories/%s/_manifests/%s", tag, Prefix, name, tag)
 	}
-	m, err := h.meta.Manifest(c.ctx(), name, tag)
+	m, err := h.repos.Manifest(c.ctx(), c.id, name, tag)
 	if err != nil {
 		return notFoundAs(err, "tag %s:%s not found", name, tag)
 	}
@@ -266,15 +228,14 @@ func (h *Handler) getTag(c *call, name, tag string) error {
 }
 
 func (h *Handler) untag(c *call, name, tag string) error {
-	if err := h.meta.DeleteTag(c.ctx(), name, tag); err != nil {
+	if err := h.repos.Untag(c.ctx(), h.caller(c), name, tag); err != nil {
 		return notFoundAs(err, "tag %s:%s not found", name, tag)
 	}
-	h.record(c, audit.Event{Kind: audit.KindUntag, Repository: name, Tag: tag})
 	return c.noContent()
 }
 
 func (h *Handler) manifestInfo(c *call, name, ref string) (ManifestInfo, error) {
-	m, err := h.meta.Manifest(c.ctx(), name, ref)
+	m, err := h.repos.Manifest(c.ctx(), c.id, name, ref)
 	if err != nil {
 		return ManifestInfo{}, notFoundAs(err, "manifest %s not found in repository %q", ref, name)
 	}
@@ -294,35 +255,21 @@ func (h *Handler) updateManifest(c *call, name, ref string) error {
 	if err != nil {
 		return err
 	}
-	info, err := h.manifestInfo(c, name, ref)
-	if err != nil {
-		return err
-	}
-	d := info.Manifest.Digest
-	attrs, err := h.meta.UpdateManifestAttributes(c.ctx(), name, d, p.apply)
+	m, err := h.repos.SetManifestAttributes(c.ctx(), h.caller(c), name, ref, p.apply)
 	if err != nil {
 		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
 	}
-	h.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: d.String(), Target: "manifest " + name + "@" + d.String(),
-		Reason: "attributes: " + describeAttributes(attrs)})
-	if info, err = h.manifestInfo(c, name, d.String()); err != nil {
-		return err
-	}
-	return c.ok(info)
+	return c.ok(ManifestInfo{Registry: h.ids.RegistryName(), ImageName: name, Manifest: manifestJSON(m)})
 }
 
 func (h *Handler) deleteManifest(c *call, name, ref string) error {
-	m, err := h.meta.Manifest(c.ctx(), name, ref)
-	if err != nil {
+	if _, err := h.repos.DeleteManifest(c.ctx(), h.caller(c), name, ref); err != nil {
 		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
 	}
-	if err := h.meta.DeleteManifest(c.ctx(), name, m.Digest); err != nil {
-		return notFoundAs(err, "manifest %s not found in repository %q", ref, name)
-	}
-	e := audit.Event{Kind: audit.KindDelete, Repository: name, Digest: m.Digest.String()}
-	if ref != m.Digest.String() {
-		e.Tag = ref
-	}
-	h.record(c, e)
 	return c.noContent()
+}
+
+// caller is the request's caller as the repository service records it.
+func (h *Handler) caller(c *call) repository.Caller {
+	return repository.Caller{ID: c.id, IP: h.clientIP(c.r), UserAgent: c.r.UserAgent()}
 }

@@ -136,3 +136,29 @@ func PermittedOperations(id Identity, repo string) []Operation {
 	}
 	return out
 }
+
+// permissionTexts says in words what each management right allows, for
+// pages that list a user's rights.
+var permissionTexts = [...]struct {
+	p    Permission
+	does string
+}{
+	{ViewManagement, "see scope maps, tokens, users and the admin user"},
+	{ManageTokens, "create, change and delete scope maps and tokens"},
+	{ManageUsers, "manage users and their roles"},
+	{ManageRegistry, "manage the admin user and run garbage collection"},
+	{ReadAudit, "read the audit log"},
+	{WriteRepositories, "change repositories in bulk"},
+}
+
+// Describe says in words what the rights in p allow, one phrase per
+// right, in a fixed order.
+func (p Permission) Describe() []string {
+	var out []string
+	for _, t := range permissionTexts {
+		if p&t.p != 0 {
+			out = append(out, t.does)
+		}
+	}
+	return out
+}

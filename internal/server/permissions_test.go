@@ -43,6 +43,8 @@ var faceRequests = map[auth.Operation][]faceRequest{
 	auth.OpUntag: {
 		{face: "registry", method: "DELETE", path: func(r, _ string) string { return "/v2/" + r + "/manifests/v1" }, done: 202},
 		{face: "api", method: "DELETE", path: func(r, _ string) string { return "/api/v1/repositories/" + r + "/_tags/v1" }, done: 204},
+		{face: "portal", method: "POST", path: func(r, _ string) string { return "/repositories/" + r + "/-/untag" },
+			body: func(string) string { return "tag=v1" }, done: 303},
 	},
 	auth.OpDeleteManifest: {
 		{face: "registry", method: "DELETE", path: func(r, d string) string { return "/v2/" + r + "/manifests/" + d }, done: 202},
@@ -166,6 +168,71 @@ func TestPermissionMatrixOnEveryFace(t *testing.T) {
 			}
 			if st != want {
 				t.Errorf("%s: %s by %s: %s %s = %d, want %d\n%.300s", fr.face, row.op, who, fr.method, fr.path(repo, digest), st, want, resp)
+			}
+		}
+	}
+}
+
+// TestPortalAndAPIAgree: for every operation that both the REST API and
+// the portal offer, every role is allowed or refused the same on both, and
+// as the access decision says; both go through the repository service.
+func TestPortalAndAPIAgree(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	n := 0
+	for _, role := range auth.Roles() {
+		name, pw := "user-"+string(role), "password-of-"+string(role)
+		if _, err := e.id.CreateUser(ctx, owner, identity.UserSpec{Name: name, Role: string(role), Password: pw}); err != nil {
+			t.Fatal(err)
+		}
+		portal := e.portalSignIn(name, pw)
+		id := auth.Identity{Kind: auth.KindUser, Name: name, Role: role}
+		for _, op := range auth.Operations() {
+			var api, ui []faceRequest
+			for _, fr := range faceRequests[op] {
+				switch fr.face {
+				case "api":
+					api = append(api, fr)
+				case "portal":
+					ui = append(ui, fr)
+				}
+			}
+			if len(api) == 0 || len(ui) == 0 {
+				continue
+			}
+			outcome := map[string]bool{}
+			for _, fr := range append(api, ui...) {
+				n++
+				repo := fmt.Sprintf("agree/r%d", n)
+				if err := e.push(repo, "owner", ownerPassword); err != nil {
+					t.Fatal(err)
+				}
+				path := fr.path(repo, e.manifestDigest(repo))
+				var body string
+				if fr.body != nil {
+					body = fr.body(repo)
+				}
+				var st int
+				if fr.face == "portal" {
+					st, _ = portal.do(fr.method, path, body)
+				} else {
+					st, _, _ = e.do(fr.method, path, basic(name, pw), strings.NewReader(body))
+				}
+				if st != fr.done && st != http.StatusForbidden {
+					t.Errorf("%s: %s by role %s: %s %s = %d, want %d or 403", fr.face, op, role, fr.method, path, st, fr.done)
+					continue
+				}
+				done := st == fr.done
+				if prev, ok := outcome[fr.face]; ok && prev != done {
+					t.Errorf("%s: %s by role %s: routes of the same face disagree", fr.face, op, role)
+				}
+				outcome[fr.face] = done
+			}
+			if outcome["api"] != outcome["portal"] {
+				t.Errorf("%s by role %s: REST API allowed=%t, portal allowed=%t", op, role, outcome["api"], outcome["portal"])
+			}
+			if want := auth.Permits(id, "agree/x", op); outcome["api"] != want {
+				t.Errorf("%s by role %s: allowed=%t on the faces, %t by the decision", op, role, outcome["api"], want)
 			}
 		}
 	}

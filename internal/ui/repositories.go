@@ -14,9 +14,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/repository"
 )
 
 // Page sizes.
@@ -47,52 +47,25 @@ type reposData struct {
 	ShowsAll bool // hidden repositories are included
 }
 
-// visible reports whether the user may see repo at all: the catalog's
-// rule (any action on it).
-func visible(rq *request, repo string) bool {
-	return auth.VisibleInCatalog(rq.id, repo)
-}
-
 func (h *Handler) repositoriesPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	after := r.URL.Query().Get("after")
 	d := reposData{Query: q, After: after, Host: h.registryHost(r), ShowsAll: rq.can(auth.ViewManagement)}
-	needle := strings.ToLower(q)
-	var names []string
-	last, scanned := after, 0
-	for len(names) <= reposPerPage && scanned < scanLimit {
-		page, err := h.meta.ListRepositories(r.Context(), last, 1000, d.ShowsAll)
-		if err != nil {
-			h.fail(w, r, rq, err)
-			return
-		}
-		for _, n := range page {
-			scanned++
-			if len(names) <= reposPerPage && visible(rq, n) && strings.Contains(n, needle) {
-				names = append(names, n)
-			}
-		}
-		if len(page) < 1000 {
-			break
-		}
-		last = page[len(page)-1]
+	page, err := h.repos.List(r.Context(), rq.id, repository.ListQuery{After: after, N: reposPerPage,
+		Contains: strings.ToLower(q), IncludeHidden: true, ScanLimit: scanLimit})
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
 	}
-	if len(names) > reposPerPage {
-		names = names[:reposPerPage]
-		d.Next = names[len(names)-1]
-	} else if scanned >= scanLimit {
-		d.Next, d.Scanned = last, true
-	}
-	for _, n := range names {
+	d.Next, d.Scanned = page.Next, page.Stopped
+	for _, n := range page.Names {
 		row := repoRow{Name: n, Tags: -1}
-		if repo, err := h.meta.Repository(r.Context(), n); err == nil {
+		if repo, err := h.repos.Get(r.Context(), rq.id, n); err == nil {
 			row.Created, row.Hidden = repo.CreatedAt, !repo.Attributes.ListEnabled
 			row.Readonly = !repo.Attributes.WriteEnabled
 		}
-		if auth.Permits(rq.id, n, auth.OpReadMetadata) {
-			if tags, err := h.meta.Tags(r.Context(), n, "", -1); err == nil {
-				row.Tags = len(tags)
-			}
+		if info, err := h.repos.Repository(r.Context(), rq.id, n); err == nil {
+			row.Tags = info.Tags
 		}
 		d.Rows = append(d.Rows, row)
 	}
@@ -113,17 +86,10 @@ func splitRepoPath(p string) (name, rest string) {
 // repository the user has no access to is not told apart from one that
 // does not exist.
 func (h *Handler) repoAccess(w http.ResponseWriter, r *http.Request, rq *request, name string) (meta.Repository, bool) {
-	notFound := func() {
+	repo, err := h.repos.Get(r.Context(), rq.id, name)
+	if errors.Is(err, meta.ErrRepositoryNotFound) {
 		h.renderError(w, r, rq, http.StatusNotFound, "Repository not found",
 			fmt.Sprintf("There is no repository %q, or your role gives you no access to it.", name))
-	}
-	if auth.ValidateRepository(name) != nil || !visible(rq, name) {
-		notFound()
-		return meta.Repository{}, false
-	}
-	repo, err := h.meta.Repository(r.Context(), name)
-	if errors.Is(err, meta.ErrRepositoryNotFound) {
-		notFound()
 		return repo, false
 	}
 	if err != nil {
@@ -207,7 +173,7 @@ func (doc manifestDoc) platforms() []string {
 
 // totalSize is what pulling the manifest downloads: the manifest, its
 // config and layers; for an index, each child's too (looked up, at most 32).
-func (h *Handler) totalSize(ctx context.Context, repo string, m meta.Manifest, doc manifestDoc) int64 {
+func (h *Handler) totalSize(ctx context.Context, id auth.Identity, repo string, m meta.Manifest, doc manifestDoc) int64 {
 	n := m.Size
 	if doc.Config != nil {
 		n += doc.Config.Size
@@ -219,7 +185,7 @@ func (h *Handler) totalSize(ctx context.Context, repo string, m meta.Manifest, d
 		if i >= 32 {
 			break
 		}
-		child, err := h.meta.Manifest(ctx, repo, c.Digest.String())
+		child, err := h.repos.Manifest(ctx, id, repo, c.Digest.String())
 		if err != nil {
 			n += c.Size
 			continue
@@ -291,6 +257,7 @@ type repoData struct {
 	Host       string
 	CanList    bool
 	CanEdit    bool
+	CanUntag   bool
 	CanDelete  bool
 	Allowed    []string
 	Tags       []tagRow
@@ -302,10 +269,10 @@ type repoData struct {
 }
 
 // manifestRow is what the repository page shows of one manifest.
-func (h *Handler) manifestRow(ctx context.Context, repo string, m meta.Manifest) tagRow {
+func (h *Handler) manifestRow(ctx context.Context, id auth.Identity, repo string, m meta.Manifest) tagRow {
 	doc := parseManifest(m)
 	return tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
-		Size: h.totalSize(ctx, repo, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+		Size: h.totalSize(ctx, id, repo, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
 }
 
 func (h *Handler) repositoryPage(w http.ResponseWriter, r *http.Request, rq *request, name string) {
@@ -318,13 +285,15 @@ func (h *Handler) repositoryPage(w http.ResponseWriter, r *http.Request, rq *req
 
 func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *request, status int, repo meta.Repository, errMsg string) {
 	name := repo.Name
-	allowed := auth.Allowed(rq.id, name)
-	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r), Allowed: allowed.ScopeMapNames(),
-		CanList: auth.Permits(rq.id, name, auth.OpReadMetadata), CanEdit: auth.Permits(rq.id, name, auth.OpWriteAttributes),
-		CanDelete: auth.Permits(rq.id, name, auth.OpDeleteRepository),
-		After:     r.URL.Query().Get("after")}
+	d := repoData{Name: name, Repo: repo, Host: h.registryHost(r),
+		CanList: h.repos.Permits(rq.id, name, auth.OpReadMetadata), CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes),
+		CanUntag: h.repos.Permits(rq.id, name, auth.OpUntag), CanDelete: h.repos.Permits(rq.id, name, auth.OpDeleteRepository),
+		After: r.URL.Query().Get("after")}
+	for _, op := range h.repos.Operations(rq.id, name) {
+		d.Allowed = append(d.Allowed, op.String())
+	}
 	if d.CanList {
-		tags, err := h.meta.Tags(r.Context(), name, d.After, tagsPerPage+1)
+		tags, err := h.repos.Tags(r.Context(), rq.id, name, d.After, tagsPerPage+1)
 		if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
 			h.fail(w, r, rq, err)
 			return
@@ -334,13 +303,13 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 			d.Next = tags[len(tags)-1]
 		}
 		for _, t := range tags {
-			m, err := h.meta.Manifest(r.Context(), name, t)
+			m, err := h.repos.Manifest(r.Context(), rq.id, name, t)
 			if err != nil {
 				continue // untagged meanwhile
 			}
-			row := h.manifestRow(r.Context(), name, m)
+			row := h.manifestRow(r.Context(), rq.id, name, m)
 			row.Tag = t
-			if refs, err := h.meta.Referrers(r.Context(), name, m.Digest, ""); err == nil {
+			if refs, err := h.repos.Referrers(r.Context(), rq.id, name, m.Digest); err == nil {
 				row.Referrers = referrerSummary(refs)
 			}
 			d.Tags = append(d.Tags, row)
@@ -348,13 +317,13 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 		if len(d.Tags) > 0 {
 			d.FirstTag = d.Tags[0].Tag
 		}
-		untagged, err := h.meta.UntaggedManifests(r.Context(), name, untaggedPerPage)
+		untagged, err := h.repos.Untagged(r.Context(), rq.id, name, untaggedPerPage)
 		if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
 			h.fail(w, r, rq, err)
 			return
 		}
 		for _, m := range untagged {
-			row := h.manifestRow(r.Context(), name, m)
+			row := h.manifestRow(r.Context(), rq.id, name, m)
 			if m.Subject != "" {
 				row.Referrers = "refers to " + shortDigest(m.Subject)
 			}
@@ -398,28 +367,22 @@ func (h *Handler) manifestPage(w http.ResponseWriter, r *http.Request, rq *reque
 }
 
 func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *request, status int, name, ref, errMsg string) {
-	if !auth.Permits(rq.id, name, auth.OpReadMetadata) {
-		h.renderError(w, r, rq, http.StatusForbidden, "Not allowed",
-			fmt.Sprintf("Your role (%s) cannot read the metadata of %s: it needs metadata/read.", rq.user.Role, name))
-		return
-	}
-	m, err := h.meta.Manifest(r.Context(), name, ref)
-	if errors.Is(err, meta.ErrManifestNotFound) || errors.Is(err, meta.ErrRepositoryNotFound) {
+	m, err := h.repos.Manifest(r.Context(), rq.id, name, ref)
+	if repository.IsNotFound(err) {
 		h.renderError(w, r, rq, http.StatusNotFound, "Manifest not found", fmt.Sprintf("Repository %s has no manifest %s.", name, ref))
 		return
 	}
 	if err != nil {
-		h.fail(w, r, rq, err)
+		h.repoFail(w, r, rq, err)
 		return
 	}
 	doc := parseManifest(m)
-	canEdit := auth.Permits(rq.id, name, auth.OpWriteAttributes)
-	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: h.totalSize(r.Context(), name, m, doc), Config: doc.Config,
-		Layers: doc.Layers, CanEdit: canEdit, Host: h.registryHost(r)}
+	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: h.totalSize(r.Context(), rq.id, name, m, doc), Config: doc.Config,
+		Layers: doc.Layers, CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes), Host: h.registryHost(r)}
 	for _, c := range doc.Manifests {
 		d.Children = append(d.Children, childRow{descriptor: c, Platform: c.Platform.String(), Attestation: isAttestation(c)})
 	}
-	if refs, err := h.meta.Referrers(r.Context(), name, m.Digest, ""); err == nil {
+	if refs, err := h.repos.Referrers(r.Context(), rq.id, name, m.Digest); err == nil {
 		for _, rf := range refs {
 			d.Referrers = append(d.Referrers, referrerRow{Referrer: rf, Kind: referrerKind(rf.ArtifactType),
 				Created: rf.Annotations["org.opencontainers.image.created"]})
@@ -441,8 +404,8 @@ func (h *Handler) deleteRepositoryPage(w http.ResponseWriter, r *http.Request, r
 	if _, ok := h.repoAccess(w, r, rq, name); !ok {
 		return
 	}
-	if !auth.Permits(rq.id, name, auth.OpDeleteRepository) {
-		h.forbidden(w, r, rq, "delete repository "+name+" (it needs content/delete)")
+	if !h.repos.Permits(rq.id, name, auth.OpDeleteRepository) {
+		h.refuse(w, r, rq, auth.OpDeleteRepository, "delete repository "+name)
 		return
 	}
 	h.renderDeleteRepository(w, r, rq, http.StatusOK, name, "", "")
@@ -450,37 +413,53 @@ func (h *Handler) deleteRepositoryPage(w http.ResponseWriter, r *http.Request, r
 
 func (h *Handler) renderDeleteRepository(w http.ResponseWriter, r *http.Request, rq *request, status int, name, confirm, errMsg string) {
 	d := deleteRepoData{Name: name, Tags: -1, Confirm: confirm}
-	if tags, err := h.meta.Tags(r.Context(), name, "", -1); err == nil {
-		d.Tags = len(tags)
+	if info, err := h.repos.Repository(r.Context(), rq.id, name); err == nil {
+		d.Tags = info.Tags
 	}
 	h.render(w, r, rq, status, "repository_delete.html", view{Title: "Delete " + name, Nav: "repositories", Error: errMsg, Data: d})
 }
 
-// repositoryAction handles the POSTs below /repositories/.
+// refuse answers a form that op's actions do not allow, saying which
+// actions it needs, from the operation table.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, rq *request, op auth.Operation, what string) {
+	need, or := op.Needs()
+	needs := need.String()
+	if or != auth.NoActions {
+		needs += " or " + or.String()
+	}
+	h.forbidden(w, r, rq, what+" (it needs "+needs+")")
+}
+
+// repositoryAction handles the POSTs below /repositories/. The repository
+// service checks each operation; the handlers only read the form and show
+// the outcome.
 func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *request) {
 	name, rest := splitRepoPath(r.PathValue("path"))
-	repo, ok := h.repoAccess(w, r, rq, name)
-	if !ok {
+	if _, ok := h.repoAccess(w, r, rq, name); !ok {
 		return
 	}
+	c := repository.Caller{ID: rq.id, IP: h.clientIP(r), UserAgent: r.UserAgent()}
 	switch {
 	case rest == "attributes":
-		if !auth.Permits(rq.id, name, auth.OpWriteAttributes) {
-			h.forbidden(w, r, rq, "change the attributes of "+name+" (it needs metadata/write)")
-			return
-		}
 		a := formAttributes(r)
 		// The form sets all four attributes: what was read is replaced.
-		if _, err := h.meta.UpdateRepositoryAttributes(r.Context(), name, func(meta.Attributes) meta.Attributes { return a }); err != nil {
+		if _, err := h.repos.SetRepositoryAttributes(r.Context(), c, name, func(meta.Attributes) meta.Attributes { return a }); err != nil {
 			h.repoFail(w, r, rq, err)
 			return
 		}
-		h.recordRepo(rq, r, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name,
-			Reason: "attributes: " + describeAttributes(a)})
 		h.redirect(w, r, rq, "/repositories/"+name, "Attributes of "+name+" saved.")
+	case rest == "untag":
+		tag := r.PostForm.Get("tag")
+		if err := h.repos.Untag(r.Context(), c, name, tag); err != nil {
+			h.repoFail(w, r, rq, err)
+			return
+		}
+		h.redirect(w, r, rq, "/repositories/"+name, "Tag "+tag+" removed from "+name+"; the manifest stays.")
 	case rest == "delete":
-		if !auth.Permits(rq.id, name, auth.OpDeleteRepository) {
-			h.forbidden(w, r, rq, "delete repository "+name+" (it needs content/delete)")
+		if !h.repos.Permits(rq.id, name, auth.OpDeleteRepository) {
+			// Before the confirmation is read, so that a form the role
+			// cannot use is not asked to be typed again.
+			h.refuse(w, r, rq, auth.OpDeleteRepository, "delete repository "+name)
 			return
 		}
 		confirm := strings.TrimSpace(r.PostForm.Get("confirm"))
@@ -489,7 +468,7 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 				fmt.Sprintf("Type the repository's name, %s, to confirm. Nothing was deleted.", name))
 			return
 		}
-		if err := h.meta.DeleteRepository(r.Context(), name); err != nil {
+		if err := h.repos.DeleteRepository(r.Context(), c, name); err != nil {
 			var le *meta.LockedError
 			if errors.As(err, &le) {
 				h.renderDeleteRepository(w, r, rq, http.StatusConflict, name, confirm,
@@ -499,29 +478,17 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 			h.repoFail(w, r, rq, err)
 			return
 		}
-		h.recordRepo(rq, r, audit.Event{Kind: audit.KindDelete, Repository: name, Target: "repository " + name})
 		h.redirect(w, r, rq, "/repositories", "Repository "+name+" deleted.")
 	case strings.HasPrefix(rest, "manifests/") && strings.HasSuffix(rest, "/attributes"):
 		ref := strings.TrimSuffix(strings.TrimPrefix(rest, "manifests/"), "/attributes")
-		if !auth.Permits(rq.id, name, auth.OpWriteAttributes) {
-			h.forbidden(w, r, rq, "change the attributes of "+name+" (it needs metadata/write)")
-			return
-		}
-		m, err := h.meta.Manifest(r.Context(), name, ref)
+		a := formAttributes(r)
+		m, err := h.repos.SetManifestAttributes(r.Context(), c, name, ref, func(meta.Attributes) meta.Attributes { return a })
 		if err != nil {
 			h.repoFail(w, r, rq, err)
 			return
 		}
-		a := formAttributes(r)
-		if _, err := h.meta.UpdateManifestAttributes(r.Context(), name, m.Digest, func(meta.Attributes) meta.Attributes { return a }); err != nil {
-			h.repoFail(w, r, rq, err)
-			return
-		}
-		h.recordRepo(rq, r, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: m.Digest.String(),
-			Target: "manifest " + name + "@" + m.Digest.String(), Reason: "attributes: " + describeAttributes(a)})
 		h.redirect(w, r, rq, "/repositories/"+name+"/-/manifests/"+url.PathEscape(m.Digest.String()), "Attributes of the manifest saved.")
 	default:
-		_ = repo
 		h.notFound(w, r)
 	}
 }
@@ -532,12 +499,12 @@ func formAttributes(r *http.Request) meta.Attributes {
 		DeleteEnabled: on("deleteEnabled"), ListEnabled: on("listEnabled")}
 }
 
-func describeAttributes(a meta.Attributes) string {
-	return fmt.Sprintf("deleteEnabled=%t writeEnabled=%t readEnabled=%t listEnabled=%t", a.DeleteEnabled, a.WriteEnabled, a.ReadEnabled, a.ListEnabled)
-}
-
 func (h *Handler) repoFail(w http.ResponseWriter, r *http.Request, rq *request, err error) {
+	var denied *auth.DeniedError
 	switch {
+	case errors.As(err, &denied):
+		h.renderError(w, r, rq, http.StatusForbidden, "Not allowed",
+			fmt.Sprintf("Your role (%s) does not allow this: %s. Ask an owner for a role that does; nothing was changed.", rq.user.Role, denied.Error()))
 	case errors.Is(err, meta.ErrRepositoryNotFound), errors.Is(err, meta.ErrManifestNotFound), errors.Is(err, meta.ErrTagNotFound):
 		h.renderError(w, r, rq, http.StatusNotFound, "Not found", "It no longer exists: "+err.Error()+".")
 	case errors.Is(err, meta.ErrLocked):
@@ -545,15 +512,4 @@ func (h *Handler) repoFail(w http.ResponseWriter, r *http.Request, rq *request, 
 	default:
 		h.fail(w, r, rq, err)
 	}
-}
-
-// recordRepo writes a repository change made in the portal to the audit log.
-func (h *Handler) recordRepo(rq *request, r *http.Request, e audit.Event) {
-	if h.audit == nil {
-		return
-	}
-	e.Result = audit.ResultSuccess
-	e.Identity, e.IdentityKind = rq.user.Name, "user"
-	e.CallerIP, e.UserAgent = h.clientIP(r), r.UserAgent()
-	h.audit.Record(e)
 }

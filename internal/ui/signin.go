@@ -11,6 +11,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/repository"
 )
 
 type signinData struct {
@@ -155,23 +156,23 @@ type accountData struct {
 	Errors map[string]string
 }
 
-// roleRights says in words what a role may do, for the account page.
+// roleRights says in words what a role may do, for the account page, from
+// the tables the decisions are made with: auth's operation table for
+// repositories and the role's management rights.
 func roleRights(role string) []string {
-	switch auth.Role(role) {
-	case auth.RoleOwner:
-		return []string{"Push, pull, delete and change every repository.", "Manage scope maps, tokens and the admin user.", "Manage users and their roles.", "Read the audit log."}
-	case auth.RoleContributor:
-		return []string{"Push, pull, delete and change every repository.", "Manage scope maps, tokens and the admin user.", "Read the audit log."}
-	case auth.RoleReader:
-		return []string{"Pull and list every repository.", "See scope maps, tokens, users and the admin user, without changing them.", "Read the audit log."}
-	case auth.RolePull:
-		return []string{"Pull every repository."}
-	case auth.RolePush:
-		return []string{"Pull and push every repository."}
-	case auth.RoleDelete:
-		return []string{"Delete from every repository."}
+	r := auth.Role(role)
+	var out []string
+	if ops := repository.OperationsAllowedBy(r.Actions()); len(ops) > 0 {
+		does := make([]string, len(ops))
+		for i, op := range ops {
+			does[i] = op.Describe()
+		}
+		out = append(out, "On every repository: "+strings.Join(does, ", ")+".")
 	}
-	return nil
+	for _, d := range r.Permissions().Describe() {
+		out = append(out, strings.ToUpper(d[:1])+d[1:]+".")
+	}
+	return out
 }
 
 func (h *Handler) accountPage(w http.ResponseWriter, r *http.Request, rq *request) {

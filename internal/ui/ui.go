@@ -9,12 +9,12 @@
 // 256-bit ID; every form carries a per-session CSRF token and every POST is
 // also checked for a cross-origin request. What a user may see and change
 // is decided by the identity service (management rights by role) and by
-// auth.Decide (repositories); pages hide the forms a user may not use, and
-// the handlers refuse them anyway.
+// the repository service (repositories, with auth's operation table), the
+// same services the REST API calls; pages hide the forms a user may not
+// use, and the services refuse them anyway.
 package ui
 
 import (
-	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -25,12 +25,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
-	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/repository"
 )
 
 //go:embed templates/*.html
@@ -40,18 +38,8 @@ var templateFS embed.FS
 var staticFS embed.FS
 
 // Metadata is what the portal needs of the metadata store
-// (*meta.SQLite has it).
-type Metadata interface {
-	ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error)
-	Repository(ctx context.Context, name string) (meta.Repository, error)
-	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
-	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
-	UntaggedManifests(ctx context.Context, repo string, n int) ([]meta.Manifest, error)
-	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
-	UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
-	UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(meta.Attributes) meta.Attributes) (meta.Attributes, error)
-	DeleteRepository(ctx context.Context, repo string) error
-}
+// (*meta.SQLite has it): what the repository service works on.
+type Metadata = repository.Metadata
 
 // Options configure the portal. Identity and Meta are required.
 type Options struct {
@@ -90,7 +78,7 @@ type Options struct {
 type Handler struct {
 	clientIP  func(*http.Request) string
 	ids       *identity.Service
-	meta      Metadata
+	repos     *repository.Service
 	audit     *audit.Log
 	publicURL func(*http.Request) string
 	log       *slog.Logger
@@ -136,9 +124,13 @@ func New(o Options) *Handler {
 	if o.ClientIP == nil {
 		o.ClientIP = peerIP
 	}
+	var rec repository.AuditLog
+	if o.Audit != nil {
+		rec = o.Audit
+	}
 	h := &Handler{
 		clientIP: o.ClientIP,
-		ids:      o.Identity, meta: o.Meta, audit: o.Audit, publicURL: o.PublicURL, log: o.Logger,
+		ids:      o.Identity, repos: repository.New(o.Meta, rec), audit: o.Audit, publicURL: o.PublicURL, log: o.Logger,
 		secure: o.Secure, limiter: o.Limiter, now: o.Now,
 		sessions: newSessions(o.SessionTTL, o.IdleTimeout, o.Now),
 		static:   static,
