@@ -28,7 +28,7 @@ const (
 type repoRoute struct {
 	method string
 	// shape is the path after /api/v1/repositories/, as in the OpenAPI document.
-	shape string
+	shape  string
 	handle func(h *Handler, c *call, name, ref string) error
 }
 
