@@ -180,8 +180,8 @@ func (c Config) Validate() error {
 	if c.LoginFailureThreshold < 1 {
 		return fmt.Errorf("login failure threshold %d: use 1 or more", c.LoginFailureThreshold)
 	}
-	if c.UploadIdleTTL < time.Second || c.UploadIdleTTL > c.UploadTTL {
-		return fmt.Errorf("upload idle TTL %s: use at least 1s and at most the upload TTL (%s)", c.UploadIdleTTL, c.UploadTTL)
+	if c.UploadIdleTTL < time.Second || c.UploadTTL < time.Second {
+		return fmt.Errorf("upload TTL %s, idle TTL %s: use at least 1s", c.UploadTTL, c.UploadIdleTTL)
 	}
 	if c.MaxUploadsPerIdentity < 1 || c.MaxUploadsPerRepository < 1 {
 		return fmt.Errorf("upload session caps %d per identity, %d per repository: use 1 or more", c.MaxUploadsPerIdentity, c.MaxUploadsPerRepository)

@@ -74,8 +74,9 @@ func TestValidate(t *testing.T) {
 		{"access token TTL too long", func(c *Config) { c.AccessTokenTTL = time.Hour }, false},
 		{"zero login threshold", func(c *Config) { c.LoginFailureThreshold = 0 }, false},
 		{"empty data dir", func(c *Config) { c.Data = "" }, false},
-		{"upload idle TTL beyond the upload TTL", func(c *Config) { c.UploadIdleTTL = 25 * time.Hour }, false},
+		{"upload TTL shorter than the idle TTL", func(c *Config) { c.UploadTTL = time.Minute }, true},
 		{"zero upload idle TTL", func(c *Config) { c.UploadIdleTTL = 0 }, false},
+		{"zero upload TTL", func(c *Config) { c.UploadTTL = 0 }, false},
 		{"zero upload cap per identity", func(c *Config) { c.MaxUploadsPerIdentity = 0 }, false},
 		{"zero upload cap per repository", func(c *Config) { c.MaxUploadsPerRepository = 0 }, false},
 	}

@@ -337,9 +337,9 @@ wait:
 
 // purgeInterval is how often expired upload sessions are removed: often
 // enough that a session that received no bytes goes soon after
-// UploadIdleTTL.
+// UploadIdleTTL (or UploadTTL, if that is shorter).
 func (s *Server) purgeInterval() time.Duration {
-	return min(max(s.cfg.UploadIdleTTL/2, time.Second), time.Hour)
+	return min(max(min(s.cfg.UploadIdleTTL, s.cfg.UploadTTL)/2, time.Second), time.Hour)
 }
 
 func (s *Server) purgeUploads(ctx context.Context) {
