@@ -68,6 +68,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.RefreshTokenTTL, "refresh-token-ttl", flagCfg.RefreshTokenTTL, "lifetime of refresh tokens (env BERTH_REFRESH_TOKEN_TTL)")
 	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username and client address (×10 per address) before that client's further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
 	f.DurationVar(&flagCfg.GCInterval, "gc-interval", 0, "collect garbage (unreferenced blob links and content older than 1h) this often, e.g. 24h; 0 means only on request with `berth gc` (env BERTH_GC_INTERVAL)")
+	f.Var(&flagCfg.ScrubRate, "scrub-rate", "bytes per second the background scrub reads to verify every blob against its digest, quarantining damaged ones, e.g. 16MiB; 0 turns it off (env BERTH_SCRUB_RATE)")
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	return cmd
 }
@@ -98,6 +99,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"login-failure-threshold":    func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
 		"debug-addr":                 func() { cfg.DebugAddr = f.DebugAddr },
 		"gc-interval":                func() { cfg.GCInterval = f.GCInterval },
+		"scrub-rate":                 func() { cfg.ScrubRate = f.ScrubRate },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding"
 	"fmt"
 	"os"
 	"reflect"
@@ -60,9 +61,16 @@ type Config struct {
 	LoginFailureThreshold int `yaml:"loginFailureThreshold" env:"BERTH_LOGIN_FAILURE_THRESHOLD"`
 	// GCInterval, when set, collects garbage that often (0: only on request).
 	GCInterval time.Duration `yaml:"gcInterval" env:"BERTH_GC_INTERVAL"`
+	// ScrubRate is how many bytes per second the background scrub reads
+	// to verify blobs against their digests (0: no scrub).
+	ScrubRate ByteSize `yaml:"scrubRate" env:"BERTH_SCRUB_RATE"`
 	// DebugAddr, when set, serves pprof and metrics on a separate listener.
 	DebugAddr string `yaml:"debugAddr" env:"BERTH_DEBUG_ADDR"`
 }
+
+// DefaultScrubRate re-reads about 340 GB a day: enough to find damage in
+// most stores within days, little enough not to be felt beside pulls.
+const DefaultScrubRate = 4 << 20
 
 // Default returns the configuration used when nothing is configured.
 func Default() Config {
@@ -86,6 +94,7 @@ func Default() Config {
 		// pushes in parallel under one token.
 		MaxUploadsPerIdentity:   1000,
 		MaxUploadsPerRepository: 2000,
+		ScrubRate:               DefaultScrubRate,
 	}
 }
 
@@ -120,6 +129,12 @@ func applyEnv(c *Config, getenv func(string) string) error {
 			continue
 		}
 		f := v.Field(i)
+		if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(s)); err != nil {
+				return fmt.Errorf("%s=%q: %w", name, s, err)
+			}
+			continue
+		}
 		switch f.Interface().(type) {
 		case string:
 			f.SetString(s)
@@ -188,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.Data == "" {
 		return fmt.Errorf("the data directory must not be empty")
+	}
+	if c.ScrubRate < 0 {
+		return fmt.Errorf("scrub rate %d: use 0 (off) or more bytes per second", c.ScrubRate)
 	}
 	return nil
 }

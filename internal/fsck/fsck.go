@@ -193,9 +193,10 @@ func Check(ctx context.Context, md Metadata, st Store, o Options) (Report, error
 	}
 	r.ManifestsChecked = len(manifests)
 
+	buf := make([]byte, 1<<20)
 	err = st.Walk(ctx, func(info storage.BlobInfo) error {
 		b := get(info.Digest)
-		why, file, n, err := Verify(ctx, st, info.Digest, nil)
+		why, file, n, err := Verify(ctx, st, info.Digest, buf, nil)
 		if errors.Is(err, storage.ErrBlobNotFound) {
 			return nil // removed meanwhile (garbage collection)
 		}
@@ -336,15 +337,14 @@ func (d descriptor) nonDistributable() bool {
 // Verify reads blob d and hashes it. It returns what is wrong with it (nil
 // if the content matches the digest), the file it read (to quarantine that
 // one and no other) and how many bytes it read. pace, if set, is called
-// after each chunk read, to slow reading down.
-func Verify(ctx context.Context, st Store, d digest.Digest, pace func(n int) error) (*storage.Damage, storage.BlobInfo, int64, error) {
+// after each chunk read, to slow reading down. buf is the read buffer.
+func Verify(ctx context.Context, st Store, d digest.Digest, buf []byte, pace func(n int) error) (*storage.Damage, storage.BlobInfo, int64, error) {
 	f, info, err := st.ReadBlob(ctx, d)
 	if err != nil {
 		return nil, info, 0, err
 	}
 	defer f.Close()
 	h := d.Algorithm().Hash()
-	buf := make([]byte, 1<<20)
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {

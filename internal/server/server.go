@@ -282,6 +282,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.GCInterval > 0 {
 		go s.collectEvery(ctx, s.cfg.GCInterval)
 	}
+	if s.cfg.ScrubRate > 0 {
+		go s.scrub(ctx)
+	}
 	if s.cfg.DebugAddr != "" {
 		if err := s.serveDebug(ctx); err != nil {
 			return err
@@ -520,6 +523,27 @@ func (s *Server) check(ctx context.Context, o fsck.Options) (fsck.Report, error)
 			"missing", len(r.MissingBlobs), "broken_manifests", len(r.BrokenManifests), "duration", r.Duration)
 	}
 	return r, err
+}
+
+// scrub verifies every blob, slowly and forever, from a minute after
+// start-up (which has enough to do) until ctx ends.
+func (s *Server) scrub(ctx context.Context) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	sc := &fsck.Scrubber{
+		Store:    s.blobs,
+		Rate:     int64(s.cfg.ScrubRate),
+		Log:      s.log,
+		OnDamage: func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
+		OnBytes:  s.integrity.Scrubbed,
+		OnPass:   s.integrity.ScrubPass,
+	}
+	sc.Run(ctx)
 }
 
 // collectEvery runs garbage collection every interval until ctx ends.
