@@ -23,8 +23,10 @@ const (
 	DefaultAccessTTL = 5 * time.Minute
 	MaxAccessTTL     = 5 * time.Minute
 	MinAccessTTL     = time.Minute
-	// DefaultRefreshTTL and MaxRefreshTTL bound refresh tokens, which stand
-	// in for a password for a working day by default.
+	// DefaultRefreshTTL and MaxRefreshTTL bound the lifetime of the refresh
+	// tokens a refresh_token grant returns (see RenewRefresh). The refresh
+	// token of a login is not bound by them: it lasts as long as the
+	// password it came from (see IssueRefresh).
 	DefaultRefreshTTL = 8 * time.Hour
 	MaxRefreshTTL     = 30 * 24 * time.Hour
 	// DefaultLeeway and MaxLeeway bound the clock skew tolerated between
@@ -62,9 +64,9 @@ var ErrInvalidToken = errors.New("invalid token")
 // the service revoke issued tokens at once.
 type Claims struct {
 	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"` // identity name; "" for anonymous
-	Audience  string   `json:"aud"` // the service name of the challenge
-	ExpiresAt int64    `json:"exp"` // seconds since the epoch
+	Subject   string   `json:"sub"`           // identity name; "" for anonymous
+	Audience  string   `json:"aud"`           // the service name of the challenge
+	ExpiresAt int64    `json:"exp,omitempty"` // seconds since the epoch; refresh tokens may have none
 	NotBefore int64    `json:"nbf"`
 	IssuedAt  int64    `json:"iat"`
 	ID        string   `json:"jti"`
@@ -98,6 +100,9 @@ type Subject struct {
 	Slot       string
 	Generation uint64
 	SlotSerial uint64
+	// Expiry is when the password in Slot expires; zero if it does not.
+	// No refresh token outlives it.
+	Expiry time.Time
 }
 
 // TokenConfig configures a Signer and a Verifier. Every node of a registry
@@ -112,8 +117,8 @@ type TokenConfig struct {
 	// AccessTTL is the lifetime of access tokens: between 1 and 5 minutes,
 	// 5 if zero.
 	AccessTTL time.Duration
-	// RefreshTTL is the lifetime of refresh tokens: longer than AccessTTL
-	// and at most 30 days, 8 hours if zero.
+	// RefreshTTL is the lifetime of the refresh tokens RenewRefresh issues:
+	// longer than AccessTTL and at most 30 days, 8 hours if zero.
 	RefreshTTL time.Duration
 	// Leeway is the clock skew tolerated on exp, nbf and iat: at most 30
 	// seconds, 10 if zero.
@@ -245,22 +250,50 @@ func (s *Signer) IssueAccess(sub Subject, access []Access) (string, *Claims, err
 	return s.issue(sub, TypeAccess, s.cfg.AccessTTL, access)
 }
 
-// IssueRefresh issues a refresh token for sub. It carries no access: each
-// refresh_token grant decides the requested scopes afresh, against the
-// identity's current permissions.
+// IssueRefresh issues the refresh token of a login (offline access) for
+// sub. It expires when sub's password does, and not before: docker keeps it
+// as its identity token for as long as the login lasts, never replaces it
+// with the one a refresh returns and never falls back to the password, so a
+// shorter lifetime would end a login whose password is still valid. What
+// keeps it safe is that every use is checked against the identity's current
+// state, as for access tokens: a token or user disabled or deleted, a
+// password deleted, regenerated or expired, or changed credentials refuse
+// it. It carries no access: each refresh_token grant decides the requested
+// scopes afresh, against the identity's current permissions.
 func (s *Signer) IssueRefresh(sub Subject) (string, *Claims, error) {
+	return s.issue(sub, TypeRefresh, 0, nil)
+}
+
+// RenewRefresh issues the refresh token a refresh_token grant returns: it
+// lasts RefreshTTL, and never past sub's password expiry. A client that
+// keeps each new refresh token (the berth CLI does) thus stays logged in
+// while it refreshes at least once per RefreshTTL; the refresh token it
+// presented keeps working until its own expiry, since another process of
+// the same client may be using it at the same time.
+func (s *Signer) RenewRefresh(sub Subject) (string, *Claims, error) {
 	return s.issue(sub, TypeRefresh, s.cfg.RefreshTTL, nil)
 }
 
+// issue issues a token of type typ for sub, valid for ttl; a refresh token
+// never past sub.Expiry, and with a ttl of 0 until sub.Expiry, which may be
+// never. (Access tokens are short and checked against the password's expiry
+// on every use.)
 func (s *Signer) issue(sub Subject, typ TokenType, ttl time.Duration, access []Access) (string, *Claims, error) {
 	now := s.cfg.Now().Unix()
+	var exp int64
+	if ttl > 0 {
+		exp = now + int64(ttl/time.Second)
+	}
+	if typ == TypeRefresh && !sub.Expiry.IsZero() && (exp == 0 || sub.Expiry.Unix() < exp) {
+		exp = sub.Expiry.Unix()
+	}
 	jti := make([]byte, 16)
 	rand.Read(jti)
 	c := &Claims{
 		Issuer:     s.cfg.Issuer,
 		Subject:    sub.Name,
 		Audience:   s.cfg.Audience,
-		ExpiresAt:  now + int64(ttl/time.Second),
+		ExpiresAt:  exp,
 		NotBefore:  now,
 		IssuedAt:   now,
 		ID:         b64url.EncodeToString(jti),
@@ -399,22 +432,20 @@ func (v *Verifier) checkClaims(c *Claims, want TokenType) error {
 	if c.Audience != v.cfg.Audience {
 		return invalid("token is for service %q, not %q", c.Audience, v.cfg.Audience)
 	}
-	if c.ExpiresAt == 0 || c.NotBefore == 0 || c.IssuedAt == 0 || c.ID == "" {
+	if (c.ExpiresAt == 0 && want != TypeRefresh) || c.NotBefore == 0 || c.IssuedAt == 0 || c.ID == "" {
 		return invalid("exp, nbf, iat and jti are required")
 	}
 	if c.Subject == "" && c.Kind != KindAnonymous {
 		return invalid("sub is required")
 	}
-	maxTTL := MaxAccessTTL
-	if want == TypeRefresh {
-		maxTTL = MaxRefreshTTL
-	}
-	if c.ExpiresAt-c.IssuedAt > int64(maxTTL/time.Second) || c.ExpiresAt < c.NotBefore {
+	// A refresh token's lifetime is its password's (IssueRefresh), so only
+	// access tokens have a longest one.
+	if (want == TypeAccess && c.ExpiresAt-c.IssuedAt > int64(MaxAccessTTL/time.Second)) || (c.ExpiresAt != 0 && c.ExpiresAt < c.NotBefore) {
 		return invalid("lifetime from %d to %d is not allowed for a %s token", c.IssuedAt, c.ExpiresAt, want)
 	}
 	now := v.cfg.Now()
 	leeway := v.cfg.Leeway
-	if exp := time.Unix(c.ExpiresAt, 0); !now.Before(exp.Add(leeway)) {
+	if exp := time.Unix(c.ExpiresAt, 0); c.ExpiresAt != 0 && !now.Before(exp.Add(leeway)) {
 		return invalid("token expired at %s", exp.UTC().Format(time.RFC3339))
 	}
 	if nbf := time.Unix(c.NotBefore, 0); now.Before(nbf.Add(-leeway)) {

@@ -117,11 +117,65 @@ func TestJWTRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.ExpiresAt-rc.IssuedAt != int64(DefaultRefreshTTL/time.Second) || rc.Access != nil {
+	if rc.ExpiresAt != 0 || rc.Access != nil {
 		t.Errorf("refresh claims %+v", rc)
 	}
 	if _, err := f.verifier.VerifyRefresh(rt); err != nil {
 		t.Errorf("refresh: %v", err)
+	}
+}
+
+// TestRefreshLifetimes: the refresh token of a login lasts as long as its
+// password (docker keeps it for as long as the login lasts); one that a
+// refresh returns lasts RefreshTTL; neither outlives the password.
+func TestRefreshLifetimes(t *testing.T) {
+	const day = 24 * time.Hour
+	tests := []struct {
+		name     string
+		expiry   time.Duration // of the password, from now; 0: none
+		renew    bool
+		lifetime time.Duration // 0: none
+	}{
+		{"login, password without expiry", 0, false, 0},
+		{"login, password expiring after RefreshTTL", 400 * day, false, 400 * day},
+		{"login, password expiring before RefreshTTL", time.Hour, false, time.Hour},
+		{"renewed, password without expiry", 0, true, DefaultRefreshTTL},
+		{"renewed, password expiring after RefreshTTL", 400 * day, true, DefaultRefreshTTL},
+		{"renewed, password expiring before RefreshTTL", time.Hour, true, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newJWTFixture(t)
+			sub := f.sub
+			if tt.expiry != 0 {
+				sub.Expiry = f.clock.Now().Add(tt.expiry)
+			}
+			issue := f.signer.IssueRefresh
+			if tt.renew {
+				issue = f.signer.RenewRefresh
+			}
+			tok, c, err := issue(sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want int64
+			if tt.lifetime != 0 {
+				want = c.IssuedAt + int64(tt.lifetime/time.Second)
+			}
+			if c.ExpiresAt != want {
+				t.Errorf("exp %d, want %d", c.ExpiresAt, want)
+			}
+			// Past RefreshTTL (and the leeway), only what has no shorter
+			// lifetime is still valid; past its lifetime, nothing is.
+			f.clock.Advance(DefaultRefreshTTL + DefaultLeeway)
+			if _, err := f.verifier.VerifyRefresh(tok); (err == nil) != (tt.lifetime == 0 || tt.lifetime > DefaultRefreshTTL) {
+				t.Errorf("after RefreshTTL: %v", err)
+			}
+			f.clock.Advance(1000 * day)
+			if _, err := f.verifier.VerifyRefresh(tok); (err == nil) != (tt.lifetime == 0) {
+				t.Errorf("after 1000 days: %v", err)
+			}
+		})
 	}
 }
 

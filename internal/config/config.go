@@ -189,8 +189,8 @@ func (c Config) Validate() error {
 	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 5*time.Minute {
 		return fmt.Errorf("access token lifetime %s: use between 1m and 5m", c.AccessTokenTTL)
 	}
-	if c.RefreshTokenTTL < c.AccessTokenTTL || c.RefreshTokenTTL > 30*24*time.Hour {
-		return fmt.Errorf("refresh token lifetime %s: use between the access token lifetime and 720h", c.RefreshTokenTTL)
+	if c.RefreshTokenTTL <= c.AccessTokenTTL || c.RefreshTokenTTL > 30*24*time.Hour {
+		return fmt.Errorf("refresh token lifetime %s: use longer than the access token lifetime (%s) and at most 720h", c.RefreshTokenTTL, c.AccessTokenTTL)
 	}
 	if c.LoginFailureThreshold < 1 {
 		return fmt.Errorf("login failure threshold %d: use 1 or more", c.LoginFailureThreshold)

@@ -72,6 +72,10 @@ func TestValidate(t *testing.T) {
 		{"bad log format", func(c *Config) { c.LogFormat = "xml" }, false},
 		{"public URL without scheme", func(c *Config) { c.PublicURL = "registry.example" }, false},
 		{"access token TTL too long", func(c *Config) { c.AccessTokenTTL = time.Hour }, false},
+		// The token signer refuses a refresh-token lifetime that is not
+		// longer than the access tokens': so must the configuration.
+		{"refresh token TTL equal to the access token TTL", func(c *Config) { c.AccessTokenTTL, c.RefreshTokenTTL = time.Minute, time.Minute }, false},
+		{"shortest refresh token TTL", func(c *Config) { c.AccessTokenTTL, c.RefreshTokenTTL = time.Minute, 61*time.Second }, true},
 		{"zero login threshold", func(c *Config) { c.LoginFailureThreshold = 0 }, false},
 		{"empty data dir", func(c *Config) { c.Data = "" }, false},
 		{"upload TTL shorter than the idle TTL", func(c *Config) { c.UploadTTL = time.Minute }, true},

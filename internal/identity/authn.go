@@ -129,7 +129,7 @@ func (s *Service) authenticateSlots(p *principal, isAdmin bool, password string)
 			id.Policy = m.policy
 		}
 	}
-	return Login{Identity: id, Subject: auth.Subject{Kind: p.kind, Name: p.name, Slot: sl.name, Generation: p.generation, SlotSerial: sl.serial}}, nil
+	return Login{Identity: id, Subject: auth.Subject{Kind: p.kind, Name: p.name, Slot: sl.name, Generation: p.generation, SlotSerial: sl.serial, Expiry: sl.expiresAt}}, nil
 }
 
 // userCacheTTL bounds how long a verified user password is remembered, so

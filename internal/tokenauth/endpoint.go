@@ -54,7 +54,6 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		login   identity.Login
 		f       *failure
 		offline bool
-		refresh string
 	)
 	switch r.Method {
 	case http.MethodGet:
@@ -77,7 +76,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.loginFailed(w, f)
 			return
 		}
-		s.issue(w, r, login.Identity, login.Subject, auth.ParseScopes(q["scope"]...), offline, "")
+		s.issue(w, r, login.Identity, login.Subject, auth.ParseScopes(q["scope"]...), offline, false)
 		return
 	case http.MethodPost:
 	default:
@@ -103,18 +102,17 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.loginFailed(w, f)
 			return
 		}
-		s.issue(w, r, login.Identity, login.Subject, scopes, offline, "")
+		s.issue(w, r, login.Identity, login.Subject, scopes, offline, false)
 	case "refresh_token":
-		refresh = r.PostForm.Get("refresh_token")
 		start := s.now()
-		claims, err := s.id.Verifier().VerifyRefresh(refresh)
+		claims, err := s.id.Verifier().VerifyRefresh(r.PostForm.Get("refresh_token"))
 		if err != nil {
 			s.observe("refresh", "failure")
 			s.recordLogin(r, "", "", "", audit.ResultFailure, "invalid refresh token: "+err.Error(), start, "")
 			writeOAuthError(w, http.StatusUnauthorized, "invalid_grant", "invalid refresh token: log in again", nil)
 			return
 		}
-		id, err := s.id.ResolveClaims(claims)
+		login, err := s.id.ResolveRefresh(claims)
 		if err != nil {
 			s.observe("refresh", "failure")
 			s.recordLogin(r, claims.Subject, claims.Kind.String(), claims.Slot, audit.ResultFailure, "refresh token no longer valid: "+err.Error(), start, claims.ID)
@@ -126,9 +124,8 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.observe("refresh", "success")
-		id.Bearer = nil // a refresh token carries no access claim to narrow by
-		sub := auth.Subject{Kind: claims.Kind, Name: claims.Subject, Slot: claims.Slot, Generation: claims.Generation, SlotSerial: claims.SlotSerial}
-		s.issue(w, r, id, sub, scopes, false, refresh)
+		login.Identity.Bearer = nil // a refresh token carries no access claim to narrow by
+		s.issue(w, r, login.Identity, login.Subject, scopes, false, true)
 	default:
 		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token", nil)
 	}
@@ -160,10 +157,14 @@ func (s *Service) anonymousToken(w http.ResponseWriter, r *http.Request, scopes 
 			http.Header{"Www-Authenticate": {`Basic realm="` + s.id.RegistryName() + `"`}})
 		return
 	}
-	s.issue(w, r, id, auth.Subject{Kind: auth.KindAnonymous}, scopes, false, "")
+	s.issue(w, r, id, auth.Subject{Kind: auth.KindAnonymous}, scopes, false, false)
 }
 
-func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity, sub auth.Subject, scopes []auth.Scope, offline bool, refresh string) {
+// issue answers a token request with an access token for scopes and, for
+// a login with offline access, the login's refresh token, which lasts as
+// long as its password; renew (a refresh_token grant) returns a new refresh
+// token instead (see auth.Signer.RenewRefresh).
+func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity, sub auth.Subject, scopes []auth.Scope, offline, renew bool) {
 	// Clients ask for "pull" to list tags (docker, crane, skopeo): reading a
 	// repository's content implies asking to read its metadata too. What is
 	// granted is still only what the identity is allowed.
@@ -180,9 +181,13 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity
 		return
 	}
 	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: claims.ExpiresAt - claims.IssuedAt,
-		IssuedAt: time.Unix(claims.IssuedAt, 0).UTC().Format(time.RFC3339), RefreshToken: refresh}
-	if offline && sub.Kind != auth.KindAnonymous {
-		rt, _, err := s.id.Signer().IssueRefresh(sub)
+		IssuedAt: time.Unix(claims.IssuedAt, 0).UTC().Format(time.RFC3339)}
+	if (offline || renew) && sub.Kind != auth.KindAnonymous {
+		issueRefresh := s.id.Signer().IssueRefresh
+		if renew {
+			issueRefresh = s.id.Signer().RenewRefresh
+		}
+		rt, _, err := issueRefresh(sub)
 		if err != nil {
 			s.log.Error("issue refresh token", "err", err)
 			writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not issue a token", nil)
