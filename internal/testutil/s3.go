@@ -48,7 +48,7 @@ type S3Server struct {
 // StartS3 starts an S3 gateway for this test and stops it when the test ends.
 func StartS3(t testing.TB) *S3Server {
 	t.Helper()
-	bin := lookGoTool(t, "versitygw", "github.com/versity/versitygw/cmd/versitygw@"+VersityGWVersion)
+	bin := LookGoTool(t, "versitygw", "github.com/versity/versitygw/cmd/versitygw@"+VersityGWVersion)
 	dir := t.TempDir()
 	port, err := freePort()
 	if err != nil {
@@ -179,10 +179,10 @@ func (s *S3Server) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey, "AWS_REGION=" + s.Region}
 }
 
-// lookGoTool finds a Go tool installed with go install: on PATH, else in
+// LookGoTool finds a Go tool installed with go install: on PATH, else in
 // GOBIN or GOPATH/bin, which a non-login PATH often lacks. Missing, it skips
 // the test (fails it under BERTH_E2E=1) and says how to install it.
-func lookGoTool(t testing.TB, name, pkg string) string {
+func LookGoTool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
