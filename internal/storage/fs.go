@@ -296,31 +296,7 @@ func (s *FS) Touch(_ context.Context, d digest.Digest) error {
 
 // WalkBlobs calls fn for every stored blob with its last-touched time.
 func (s *FS) WalkBlobs(fn func(d digest.Digest, touched time.Time) error) error {
-	root := filepath.Join(s.root, "blobs")
-	algs, err := os.ReadDir(root)
-	if err != nil {
-		return fmt.Errorf("list blobs: %w", err)
-	}
-	for _, alg := range algs {
-		err := filepath.WalkDir(filepath.Join(root, alg.Name()), func(p string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			d := digest.NewDigestFromEncoded(digest.Algorithm(alg.Name()), e.Name())
-			if d.Validate() != nil {
-				return nil // not ours
-			}
-			fi, err := e.Info()
-			if err != nil {
-				return nil // removed meanwhile
-			}
-			return fn(d, fi.ModTime())
-		})
-		if err != nil {
-			return fmt.Errorf("list blobs: %w", err)
-		}
-	}
-	return nil
+	return s.Walk(context.Background(), func(b BlobInfo) error { return fn(b.Digest, b.Touched) })
 }
 
 // DeleteIfUntouched removes blob d unless it was touched at or after

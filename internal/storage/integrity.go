@@ -40,20 +40,6 @@ type Damage struct {
 	FoundBy      string        `json:"foundBy"`                // serve, scrub or fsck
 }
 
-func (d Damage) String() string {
-	var parts []string
-	if d.ExpectedSize > 0 && d.ExpectedSize != d.Size {
-		parts = append(parts, fmt.Sprintf("%d bytes stored, %d expected", d.Size, d.ExpectedSize))
-	}
-	if d.ActualDigest != "" && d.ActualDigest != d.Digest {
-		parts = append(parts, "content hashes to "+d.ActualDigest.String())
-	}
-	if len(parts) == 0 {
-		return "damaged"
-	}
-	return strings.Join(parts, ", ")
-}
-
 // QuarantinedBlob is a blob file moved aside.
 type QuarantinedBlob struct {
 	Damage
