@@ -57,6 +57,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.LogFormat, "log-format", flagCfg.LogFormat, "log format: text or json (env BERTH_LOG_FORMAT)")
 	f.StringVar(&flagCfg.LogLevel, "log-level", flagCfg.LogLevel, "log level: debug, info, warn or error (env BERTH_LOG_LEVEL)")
 	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing for this long (env BERTH_BODY_IDLE_TIMEOUT)")
+	f.IntVar(&flagCfg.MaxConnections, "max-connections", 0, "most client connections held at once; at the bound, idle and unauthenticated ones are closed first; 0 means derived from the open-file limit (env BERTH_MAX_CONNECTIONS)")
 	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", flagCfg.ShutdownTimeout, "how long shutdown waits for requests in flight (env BERTH_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&flagCfg.UploadTTL, "upload-ttl", flagCfg.UploadTTL, "remove upload sessions untouched for this long (env BERTH_UPLOAD_TTL)")
 	f.DurationVar(&flagCfg.UploadIdleTTL, "upload-idle-ttl", flagCfg.UploadIdleTTL, "remove upload sessions that received no bytes for this long (env BERTH_UPLOAD_IDLE_TTL)")
@@ -87,6 +88,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"log-format":                 func() { cfg.LogFormat = f.LogFormat },
 		"log-level":                  func() { cfg.LogLevel = f.LogLevel },
 		"body-idle-timeout":          func() { cfg.BodyIdleTimeout = f.BodyIdleTimeout },
+		"max-connections":            func() { cfg.MaxConnections = f.MaxConnections },
 		"shutdown-timeout":           func() { cfg.ShutdownTimeout = f.ShutdownTimeout },
 		"upload-ttl":                 func() { cfg.UploadTTL = f.UploadTTL },
 		"upload-idle-ttl":            func() { cfg.UploadIdleTTL = f.UploadIdleTTL },

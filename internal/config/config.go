@@ -37,6 +37,9 @@ type Config struct {
 	// BodyIdleTimeout is how long a request body may stall before the
 	// connection is dropped; a slow upload that keeps moving is never cut.
 	BodyIdleTimeout time.Duration `yaml:"bodyIdleTimeout" env:"BERTH_BODY_IDLE_TIMEOUT"`
+	// MaxConnections bounds the client connections held at once (0: derived
+	// from the process's open-file limit).
+	MaxConnections int `yaml:"maxConnections" env:"BERTH_MAX_CONNECTIONS"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout" env:"BERTH_SHUTDOWN_TIMEOUT"`
 	// UploadTTL is how long an untouched upload session is kept.
@@ -200,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxUploadsPerIdentity < 1 || c.MaxUploadsPerRepository < 1 {
 		return fmt.Errorf("upload session caps %d per identity, %d per repository: use 1 or more", c.MaxUploadsPerIdentity, c.MaxUploadsPerRepository)
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("max connections %d: use 1 or more, or 0 for the default", c.MaxConnections)
 	}
 	if c.Data == "" {
 		return fmt.Errorf("the data directory must not be empty")

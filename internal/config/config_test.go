@@ -12,7 +12,7 @@ func TestLoadPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "berth.yaml")
 	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\nuploadIdleTTL: 90s\nmaxUploadsPerIdentity: 50\nmaxUploadsPerRepository: 60\n"), 0o600)
-	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24",
+	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_MAX_CONNECTIONS": "300", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24",
 		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70"}
 	c, err := Load(file, func(k string) string { return env[k] })
 	if err != nil {
@@ -28,6 +28,7 @@ func TestLoadPrecedence(t *testing.T) {
 		{"file value kept", c.Name, "file-name"},
 		{"duration from file", c.BodyIdleTimeout, 2 * time.Minute},
 		{"bool from env", c.AnonymousPull, true},
+		{"int from env", c.MaxConnections, 300},
 		{"list from env", strings.Join(c.TrustedProxies, " "), "192.0.2.1 198.51.100.0/24"},
 		{"default kept", c.LogFormat, "text"},
 		{"upload idle TTL from file", c.UploadIdleTTL, 90 * time.Second},

@@ -258,3 +258,80 @@ func TestSecondChunkOnBusyUploadIsRefusedWithoutItsBody(t *testing.T) {
 		t.Errorf("second chunk: %d Range %q Location %q", resp2.StatusCode, resp2.Header.Get("Range"), resp2.Header.Get("Location"))
 	}
 }
+
+func TestConnectionBoundKeepsGrantedWorkServed(t *testing.T) {
+	const bound = 12
+	l := startLive(t, func(c *config.Config) {
+		c.MaxConnections = bound
+		c.BodyIdleTimeout = time.Hour // nothing but the bound frees these
+	})
+	owner := basic("owner", ownerPassword)
+	// A granted request whose body is still arriving must survive the flood.
+	req, _ := http.NewRequest("POST", "http://"+l.addr+"/v2/team/app/blobs/uploads/", nil)
+	req.Header.Set("Authorization", owner)
+	resp, err := l.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if i := strings.Index(loc, "/v2/"); i >= 0 {
+		loc = loc[i:]
+	}
+	chunk := strings.Repeat("x", 1000)
+	upload := l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\n", 2*len(chunk)))
+	io.WriteString(upload, chunk)
+
+	// Flood: connections that send nothing, and requests whose body never
+	// comes to routes that read it before any authentication.
+	var flood []net.Conn
+	for i := range 3 * bound {
+		if i%2 == 0 {
+			flood = append(flood, l.stuck(""))
+		} else {
+			flood = append(flood, l.stuck(head("POST", "/oauth2/token", "Content-Type: application/x-www-form-urlencoded\r\n", 100)))
+		}
+	}
+	for i := range 3 {
+		if st, body := l.get("/v2/", owner); st != http.StatusOK {
+			t.Fatalf("authenticated GET /v2/ #%d while flooded: %d %s", i, st, body)
+		}
+		if st, body := l.get("/readyz", ""); st != http.StatusOK {
+			t.Fatalf("GET /readyz #%d while flooded: %d %s", i, st, body)
+		}
+		if st, _ := l.get("/v2/", ""); st != http.StatusUnauthorized {
+			t.Fatalf("anonymous GET /v2/ #%d while flooded: %d", i, st)
+		}
+	}
+	// The upload that was granted before the flood goes on.
+	io.WriteString(upload, chunk)
+	upload.SetReadDeadline(time.Now().Add(20 * time.Second))
+	r, err := http.ReadResponse(bufio.NewReader(upload), nil)
+	if err != nil || r.StatusCode != http.StatusAccepted || r.Header.Get("Range") != fmt.Sprintf("0-%d", 2*len(chunk)-1) {
+		t.Fatalf("upload granted before the flood: %v %+v", err, r)
+	}
+
+	// The server holds no more than the bound: most of the flood was closed.
+	closed := 0
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, c := range flood {
+		wg.Go(func() {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				mu.Lock()
+				closed++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if closed < len(flood)-bound {
+		t.Errorf("%d of %d flooding connections closed; the bound is %d", closed, len(flood), bound)
+	}
+	if !strings.Contains(l.log.String(), "connection limit reached") || !strings.Contains(l.log.String(), fmt.Sprintf("max_connections=%d", bound)) {
+		t.Errorf("no log line about the bound:\n%s", l.log.String())
+	}
+}

@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	reg := registry.New(registry.Options{
 		Blobs:      blobs,
 		Meta:       md,
-		Authorizer: tokens.Authorizer(),
+		Authorizer: grantingAuthorizer{tokens.Authorizer()},
 		Logger:     log,
 		BaseURL:    cfg.PublicURL,
 		OnEvent:    s.recordEvent,
@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	mgmt, err := api.New(api.Options{
 		Identity:      s.identity,
 		Metadata:      md,
-		Authenticator: tokens,
+		Authenticator: grantingAuthenticator{tokens},
 		Audit:         s.audit,
 		Logger:        log,
 		RetryAfter:    tokenauth.RetryAfter,
@@ -261,11 +261,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			},
 		}
 	}
+	maxConns := s.cfg.MaxConnections
+	if maxConns == 0 {
+		maxConns = defaultMaxConnections(openFileLimit())
+	}
+	limited := newConnLimiter(ln, maxConns, s.log)
+	ln = limited
+	srv.ConnContext = connContext
 	// Connections that never sent a request count as active for five
 	// seconds in Shutdown; track them so shutdown can close them at once.
 	var mu sync.Mutex
 	fresh := map[net.Conn]struct{}{}
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		limited.setState(c, st)
 		mu.Lock()
 		defer mu.Unlock()
 		if st == http.StateNew {
@@ -297,7 +305,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if s.cfg.TLSCert != "" {
 			scheme = "https"
 		}
-		s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "data", absPath(s.cfg.Data), "name", s.cfg.Name)
+		s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "data", absPath(s.cfg.Data), "name", s.cfg.Name, "max_connections", maxConns)
 		if s.cfg.TLSCert != "" {
 			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
 		} else {
@@ -367,6 +375,42 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// defaultMaxConnections is the connection bound for an open-file limit:
+// every connection may hold a file besides its socket (a blob being sent, an
+// upload being written), and the database, its journal and the logs need a
+// few more.
+func defaultMaxConnections(limit uint64, known bool) int {
+	const reserve = 64
+	if !known {
+		return 4096
+	}
+	limit = min(limit, 1<<22) // "unlimited"
+	return max(16, (int(limit)-reserve)/2)
+}
+
+// grantingAuthorizer tells the connection limiter which connections serve
+// registry requests that were authenticated and granted.
+type grantingAuthorizer struct{ registry.Authorizer }
+
+func (a grantingAuthorizer) Authorize(r *http.Request, need []registry.Access) (registry.Caller, error) {
+	c, err := a.Authorizer.Authorize(r, need)
+	if err == nil {
+		granted(r.Context())
+	}
+	return c, err
+}
+
+// grantingAuthenticator does the same for the management API.
+type grantingAuthenticator struct{ api.Authenticator }
+
+func (a grantingAuthenticator) Authenticate(r *http.Request) (auth.Identity, error) {
+	id, err := a.Authenticator.Authenticate(r)
+	if err == nil {
+		granted(r.Context())
+	}
+	return id, err
 }
 
 // drainGrace is how long a connection whose request was answered before its
