@@ -391,8 +391,9 @@ func defaultMaxConnections(limit uint64, known bool) int {
 }
 
 // grantingAuthorizer tells the connection limiter which connections serve
-// registry requests that were authenticated and granted.
-type grantingAuthorizer struct{ registry.Authorizer }
+// registry requests that were granted. It embeds the concrete type so that
+// every other method (optional interfaces the registry may look for) stays.
+type grantingAuthorizer struct{ *tokenauth.Authorizer }
 
 func (a grantingAuthorizer) Authorize(r *http.Request, need []registry.Access) (registry.Caller, error) {
 	c, err := a.Authorizer.Authorize(r, need)
@@ -402,11 +403,12 @@ func (a grantingAuthorizer) Authorize(r *http.Request, need []registry.Access) (
 	return c, err
 }
 
-// grantingAuthenticator does the same for the management API.
-type grantingAuthenticator struct{ api.Authenticator }
+// grantingAuthenticator does the same for the management API, which also
+// asks its authenticator to check current passwords.
+type grantingAuthenticator struct{ *tokenauth.Service }
 
 func (a grantingAuthenticator) Authenticate(r *http.Request) (auth.Identity, error) {
-	id, err := a.Authenticator.Authenticate(r)
+	id, err := a.Service.Authenticate(r)
 	if err == nil {
 		granted(r.Context())
 	}
