@@ -59,7 +59,7 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 		return err
 	}
 	defer f.Close()
-	if e := rg.checkSize(req, d, f, size); e != nil {
+	if e := rg.checkBlob(req, d, f, size); e != nil {
 		return e
 	}
 	h := req.w.Header()
@@ -73,26 +73,50 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	return nil
 }
 
-// checkSize refuses to serve a blob file whose size is not the size
-// recorded when it was pushed: a truncated or overgrown file cannot have
-// the content its digest names. It costs one fstat. The file is moved into
-// quarantine and the answer is BLOB_UNKNOWN (404), not 500: the content is
-// gone as far as anyone can use it, a pull fails either way, and a push
-// that asks (HEAD) is told to upload it again, which is what repairs it.
-func (rg *Registry) checkSize(req *request, d digest.Digest, f *os.File, want int64) error {
+// verifyOnServeMax is the largest blob whose content is hashed before
+// every response. Configs, signatures, SBOMs and small layers cost a read
+// of at most this much (from the page cache, usually) and a millisecond of
+// hashing; larger blobs would lose sendfile and a core per stream, so
+// their content is left to the scrub and fsck.
+const verifyOnServeMax = 1 << 20
+
+// checkBlob refuses to serve a damaged blob file: one whose size is not
+// the size recorded when it was pushed (a truncated or overgrown file
+// cannot have the content its digest names; one fstat finds it), or, for
+// small blobs, whose content does not hash to its digest. The file is
+// moved into quarantine and the answer is BLOB_UNKNOWN (404), not 500: the
+// content is gone as far as anyone can use it, a pull fails either way,
+// and a push that asks (HEAD) is told to upload it again, which is what
+// repairs it.
+func (rg *Registry) checkBlob(req *request, d digest.Digest, f *os.File, want int64) error {
 	b, err := storage.Opened(d, f)
 	if err != nil {
 		return err
 	}
-	if b.Size == want {
+	why := storage.Damage{Digest: d, Size: b.Size, ExpectedSize: want, FoundBy: "serve"}
+	problem := fmt.Sprintf("%d bytes stored, %d expected", b.Size, want)
+	switch {
+	case b.Size != want:
+	case want <= verifyOnServeMax:
+		h := d.Algorithm().Hash()
+		if _, err := io.Copy(h, f); err != nil {
+			return fmt.Errorf("verify blob %s: %w", d, err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("verify blob %s: %w", d, err)
+		}
+		if why.ActualDigest = digest.NewDigest(d.Algorithm(), h); why.ActualDigest == d {
+			return nil
+		}
+		problem = "its content hashes to " + why.ActualDigest.String()
+	default:
 		return nil
 	}
-	why := storage.Damage{Digest: d, Size: b.Size, ExpectedSize: want, FoundBy: "serve"}
 	moved, err := rg.blobs.Quarantine(req.r.Context(), b, why)
-	rg.log.Error("damaged blob refused: its file does not have the size recorded at push; push it again to repair it",
-		"digest", d, "repository", req.rt.name, "size", b.Size, "expected_size", want, "quarantined", moved, "err", err)
+	rg.log.Error("damaged blob refused; push it again to repair it", "digest", d, "repository", req.rt.name,
+		"size", b.Size, "expected_size", want, "actual_digest", why.ActualDigest, "quarantined", moved, "err", err)
 	rg.damage(why)
-	return newError(CodeBlobUnknown, "blob %s is damaged on the server (%d bytes stored, %d expected): push it again", d, b.Size, want)
+	return newError(CodeBlobUnknown, "blob %s is damaged on the server (%s): push it again", d, problem)
 }
 
 // ociErrors turns the plain-text error responses that net/http helpers
