@@ -49,17 +49,39 @@ func permissionName(p auth.Permission) string {
 	return "more rights"
 }
 
-// Call it with s.mu or s.writeMu held.
+// scopeMapView shows m with the tokens that use it. Call it with s.mu or
+// s.writeMu held.
 func (s *Service) scopeMapView(m *scopeMap) ScopeMap {
-	v := ScopeMap{Name: m.def.Name, Description: m.def.Description, Type: string(m.def.Type),
-		Actions: slices.Clone(m.def.Actions), CreatedAt: m.createdAt, Tokens: []string{}}
+	var names []string
 	for _, t := range s.tokens {
 		if t.scopeMap == m.def.Name {
-			v.Tokens = append(v.Tokens, t.name)
+			names = append(names, t.name)
 		}
 	}
-	sort.Strings(v.Tokens)
-	return v
+	s.tokensScanned.Add(int64(len(s.tokens)))
+	return viewOf(m, names)
+}
+
+// tokensByScopeMap groups the tokens' names by scope map, in one pass, so
+// that listing every map costs time linear in maps plus tokens. Call it
+// with s.mu or s.writeMu held.
+func (s *Service) tokensByScopeMap() map[string][]string {
+	by := make(map[string][]string)
+	for _, t := range s.tokens {
+		by[t.scopeMap] = append(by[t.scopeMap], t.name)
+	}
+	s.tokensScanned.Add(int64(len(s.tokens)))
+	return by
+}
+
+// viewOf shows m used by tokens, which it sorts.
+func viewOf(m *scopeMap, tokens []string) ScopeMap {
+	if tokens == nil {
+		tokens = []string{}
+	}
+	sort.Strings(tokens)
+	return ScopeMap{Name: m.def.Name, Description: m.def.Description, Type: string(m.def.Type),
+		Actions: slices.Clone(m.def.Actions), CreatedAt: m.createdAt, Tokens: tokens}
 }
 
 // ListScopeMaps returns every scope map, built-in ones first.
@@ -69,9 +91,10 @@ func (s *Service) ListScopeMaps(actor auth.Identity) ([]ScopeMap, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	users := s.tokensByScopeMap()
 	out := make([]ScopeMap, 0, len(s.scopeMaps))
-	for _, m := range s.scopeMaps {
-		out = append(out, s.scopeMapView(m))
+	for name, m := range s.scopeMaps {
+		out = append(out, viewOf(m, users[name]))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Type != out[j].Type {

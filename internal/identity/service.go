@@ -116,6 +116,9 @@ type Service struct {
 	userLogins sync.Map
 	// argon bounds concurrent user-password checks.
 	argon chan struct{}
+	// tokensScanned counts the tokens looked at to find the users of scope
+	// maps, so that tests can check that listings do linear work.
+	tokensScanned atomic.Int64
 	// verifyUser, if set, replaces auth.VerifyUserPassword (tests count
 	// the slow hashes each kind of login pays).
 	verifyUser func(hash, password string) bool
