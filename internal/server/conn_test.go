@@ -335,3 +335,28 @@ func TestConnectionBoundKeepsGrantedWorkServed(t *testing.T) {
 		t.Errorf("no log line about the bound:\n%s", l.log.String())
 	}
 }
+
+func TestTokenFormTooLargeSaysSo(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name   string
+		form   string
+		status int
+		want   string
+	}{
+		{"over the limit", "grant_type=password&service=berth&username=owner&password=" + strings.Repeat("x", 70<<10), http.StatusRequestEntityTooLarge, "larger than 64 KiB"},
+		{"malformed", "grant_type=password&service=berth&username=%zz", http.StatusBadRequest, "must be an application/x-www-form-urlencoded form"},
+	}
+	for _, tt := range tests {
+		st, body := e.doForm(tt.form)
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+			Errors      []struct{ Code, Message string }
+		}
+		json.Unmarshal([]byte(body), &oe)
+		if st != tt.status || oe.Error != "invalid_request" || !strings.Contains(oe.Description, tt.want) || len(oe.Errors) != 1 || oe.Errors[0].Code != "UNSUPPORTED" {
+			t.Errorf("%s: %d %s", tt.name, st, body)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package tokenauth
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,7 +39,7 @@ func writeOAuthError(w http.ResponseWriter, status int, code, msg string, hdr ht
 	}
 	regCode := "UNAUTHORIZED"
 	switch status {
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
 		regCode = "UNSUPPORTED"
 	case http.StatusTooManyRequests:
 		regCode = "TOOMANYREQUESTS"
@@ -47,6 +49,9 @@ func writeOAuthError(w http.ResponseWriter, status int, code, msg string, hdr ht
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(oauthError{Error: code, Description: msg, Errors: []map[string]string{{"code": regCode, "message": msg}}})
 }
+
+// maxForm bounds a POST's form: credentials and a few scopes fit many times.
+const maxForm = 64 << 10
 
 // ServeHTTP serves GET and POST /oauth2/token.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -85,8 +90,13 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeOAuthError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("the form is larger than %d KiB", maxForm>>10), nil)
+			return
+		}
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be an application/x-www-form-urlencoded form", nil)
 		return
 	}
