@@ -3,7 +3,8 @@
 // reference registry (StartDistribution), a private dockerd (StartDockerd),
 // podman and skopeo with throw-away storage (NewPodman, NewSkopeo), a private
 // PostgreSQL cluster run as a non-root user (StartPostgres), an S3-compatible
-// server, Versity's gateway over a temporary directory (StartS3), and test
+// server, Versity's gateway over a temporary directory (StartS3), HAProxy as a
+// round-robin load balancer in front of several nodes (StartLoadBalancer), and test
 // images made locally from random content, so that no test ever pulls from
 // the internet.
 //
