@@ -17,12 +17,16 @@ func TestInsufficientScope(t *testing.T) {
 	allPw, _ := e.newToken("team-all", actions("team/*", "content/read", "content/write", "content/delete", "metadata/read", "metadata/write")...)
 	readPw, _ := e.newToken("team-read", actions("team/*", "content/read")...)
 	tok := map[string]string{
-		"all/push":  e.accessToken("team-all", allPw, "repository:team/app:push"),
-		"all/pull":  e.accessToken("team-all", allPw, "repository:team/app:pull"),
-		"all/none":  e.accessToken("team-all", allPw),
-		"read/pull": e.accessToken("team-read", readPw, "repository:team/app:pull"),
+		"all/push":   e.accessToken("team-all", allPw, "repository:team/app:push"),
+		"all/pull":   e.accessToken("team-all", allPw, "repository:team/app:pull"),
+		"all/none":   e.accessToken("team-all", allPw),
+		"all/delete": e.accessToken("team-all", allPw, "repository:team/app:delete"),
+		"read/pull":  e.accessToken("team-read", readPw, "repository:team/app:pull"),
 	}
-	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	const (
+		digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+		upload = "0123456789abcdef0123456789abcdef"
+	)
 	challenge := func(scope string) string {
 		return `Bearer realm="` + e.http.URL + `/oauth2/token",service="berth",scope="` + scope + `",error="insufficient_scope"`
 	}
@@ -44,6 +48,8 @@ func TestInsufficientScope(t *testing.T) {
 		{name: "manifest PUT, pull token", token: "all/pull", method: "PUT", path: "/v2/team/app/manifests/v1", scope: "repository:team/app:pull,push"},
 		{name: "upload start, pull token", token: "all/pull", method: "POST", path: "/v2/team/app/blobs/uploads/", scope: "repository:team/app:pull,push"},
 		{name: "manifest DELETE, pull token", token: "all/pull", method: "DELETE", path: "/v2/team/app/manifests/" + digest, scope: "repository:team/app:delete"},
+		{name: "upload status, delete-only token", token: "all/delete", method: "GET", path: "/v2/team/app/blobs/uploads/" + upload, scope: "repository:team/app:pull,push"},
+		{name: "untag, pull token", token: "all/pull", method: "DELETE", path: "/v2/team/app/manifests/v1", scope: "repository:team/app:metadata_write,delete"},
 		{name: "another repository in scope of the map", token: "all/pull", method: "GET", path: "/v2/team/other/manifests/v1", scope: "repository:team/other:pull"},
 
 		{name: "tags list, identity lacks metadata/read", token: "read/pull", method: "GET", path: "/v2/team/app/tags/list", action: "metadata_read", lacks: "metadata/read"},

@@ -3,6 +3,7 @@ package tokenauth
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -164,17 +165,17 @@ func challengeScope(need []registry.Access) string {
 			parts = append(parts, "registry:catalog:*")
 			continue
 		}
-		actions := string(acc.Action)
+		actions := []string{string(acc.Action)}
 		switch acc.Action {
 		case registry.ActionPush:
-			actions = "pull,push"
+			actions = []string{"pull", "push"}
 		case registry.ActionMetadataRead:
-			actions = "pull"
+			actions = []string{"pull"}
 		}
-		if acc.Or != "" {
-			actions += "," + string(acc.Or)
+		if acc.Or != "" && !slices.Contains(actions, string(acc.Or)) {
+			actions = append(actions, string(acc.Or))
 		}
-		parts = append(parts, "repository:"+acc.Name+":"+actions)
+		parts = append(parts, "repository:"+acc.Name+":"+strings.Join(actions, ","))
 	}
 	return strings.Join(parts, " ")
 }
