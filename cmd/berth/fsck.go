@@ -32,8 +32,7 @@ restores each one. Nothing else is changed: missing blobs need a push.
 
 With --data or --config the check runs here, on a data directory (the
 server may be running). Without them it runs on the server through the
-management API, which needs the contributor or owner role; the API request
-is cut after a minute, so check a large store with --data.`
+management API, which needs the contributor or owner role.`
 	cmd.Example = `  berth fsck --data /var/lib/berth
   berth fsck --config /etc/berth.yaml --repair
   berth fsck --server https://registry.example.com -o json`
@@ -64,6 +63,14 @@ is cut after a minute, so check a large store with --data.`
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
+			}
+			// A check reads the whole store: the request takes as long as
+			// that does (interrupting the command still ends it).
+			if c.env.http.Timeout != 0 {
+				env, hc := *c.env, *c.env.http
+				hc.Timeout = 0
+				env.http = &hc
+				c.env = &env
 			}
 			if err := c.do(cmd.Context(), "POST", "fsck", nil, api.FsckRequest{Repair: repair}, &rep); err != nil {
 				return err

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,27 +14,31 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/fsck"
+	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
-// TestCLIFsckOffline checks a data directory in which one layer was
-// truncated: reported (exit status 1), quarantined with --repair, and
-// healthy again after the layer is pushed anew.
-func TestCLIFsckOffline(t *testing.T) {
+// imageStore is a data directory holding one image, team/app:v1, whose
+// layer is returned with the path of its file.
+func imageStore(t *testing.T) (dir string, blobs *storage.FS, md *meta.SQLite, layer []byte, file string) {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir = t.TempDir()
 	blobs, err := storage.NewFS(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := meta.OpenSQLite(ctx, dir)
+	md, err = meta.OpenSQLite(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer md.Close()
-	config, layer := []byte("{}"), bytes.Repeat([]byte("layer "), 1000)
+	t.Cleanup(func() { md.Close() })
+	config := []byte("{}")
+	layer = bytes.Repeat([]byte("layer "), 1000)
 	for _, b := range [][]byte{config, layer} {
 		if _, err := blobs.Put(ctx, digest.FromBytes(b), bytes.NewReader(b)); err != nil {
 			t.Fatal(err)
@@ -49,12 +56,20 @@ func TestCLIFsckOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, blobs, md, layer, filepath.Join(dir, "blobs", "sha256", ld.Encoded()[:2], ld.Encoded())
+}
 
+// TestCLIFsckOffline checks a data directory in which one layer was
+// truncated: reported (exit status 1), quarantined with --repair, and
+// healthy again after the layer is pushed anew.
+func TestCLIFsckOffline(t *testing.T) {
+	ctx := context.Background()
+	dir, blobs, _, layer, file := imageStore(t)
+	ld := digest.FromBytes(layer)
 	c := newCLI(t, nil)
 	if out := c.ok("fsck", "--data", dir); !strings.Contains(out, "No problems found") {
 		t.Fatalf("healthy store: %s", out)
 	}
-	file := filepath.Join(dir, "blobs", "sha256", ld.Encoded()[:2], ld.Encoded())
 	if err := os.Truncate(file, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -94,4 +109,37 @@ func TestCLIFsckOffline(t *testing.T) {
 	}
 	c.ok("fsck", "--data", dir)
 	c.fails("not a berth data directory", "fsck", "--data", t.TempDir())
+}
+
+// TestCLIFsckOnline runs the check on the server through the API.
+func TestCLIFsckOnline(t *testing.T) {
+	ctx := context.Background()
+	_, blobs, md, _, file := imageStore(t)
+	log := slog.New(slog.DiscardHandler)
+	al := audit.New(md.DB(), log)
+	ids, err := identity.Open(ctx, md.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ids.Close(); al.Close() })
+	h, err := api.New(api.Options{Identity: ids, Metadata: md, Authenticator: authenticator{ids}, Audit: al, Logger: log,
+		Fsck: func(ctx context.Context, o fsck.Options) (fsck.Report, error) { return fsck.Check(ctx, md, blobs, o) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.URL, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+
+	if out := c.ok("fsck"); !strings.Contains(out, "No problems found") {
+		t.Fatalf("healthy store: %s", out)
+	}
+	os.Truncate(file, 1000)
+	out, _, err := c.run("", "fsck", "--repair")
+	if err == nil || !strings.Contains(out, "quarantined: push them again") {
+		t.Fatalf("fsck --repair through the API: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("the damaged file is still in place: %v", err)
+	}
 }
