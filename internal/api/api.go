@@ -116,16 +116,33 @@ func New(o Options) (*Handler, error) {
 		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.routes() {
-		h.mux.Handle(rt.pattern, h.authenticated(rt.handle))
+		h.mux.Handle(rt.pattern, h.authenticated(rt))
 	}
 	return h, nil
 }
 
-// route is one entry of the route table: a ServeMux pattern and its handler.
+// route is one entry of the route table: a ServeMux pattern, its handler
+// and the credentials it accepts.
 type route struct {
 	pattern string
 	handle  func(*call) error
+	accepts credentials
 }
+
+// credentials says whether a route accepts access tokens issued for
+// registry access.
+type credentials int
+
+const (
+	// managementOnly routes take Basic credentials or an access token
+	// issued without a scope: a token issued for registry access (a docker
+	// pull, say) must not double as a management credential.
+	managementOnly credentials = iota
+	// registryScoped routes also take access tokens issued for registry
+	// access, because the repository service checks each of their
+	// operations against the token's access, as /v2/ does.
+	registryScoped
+)
 
 // routes is the table of every authenticated route. Repository names
 // contain '/', so every route below /repositories/ goes to one dispatcher
@@ -133,39 +150,39 @@ type route struct {
 // (see repositoryRoutes).
 func (h *Handler) routes() []route {
 	return []route{
-		{"GET /api/v1/scopeMaps", h.listScopeMaps},
-		{"GET /api/v1/scopeMaps/{name}", h.getScopeMap},
-		{"PUT /api/v1/scopeMaps/{name}", h.createScopeMap},
-		{"PATCH /api/v1/scopeMaps/{name}", h.updateScopeMap},
-		{"DELETE /api/v1/scopeMaps/{name}", h.deleteScopeMap},
+		{"GET /api/v1/scopeMaps", h.listScopeMaps, managementOnly},
+		{"GET /api/v1/scopeMaps/{name}", h.getScopeMap, managementOnly},
+		{"PUT /api/v1/scopeMaps/{name}", h.createScopeMap, managementOnly},
+		{"PATCH /api/v1/scopeMaps/{name}", h.updateScopeMap, managementOnly},
+		{"DELETE /api/v1/scopeMaps/{name}", h.deleteScopeMap, managementOnly},
 
-		{"GET /api/v1/tokens", h.listTokens},
-		{"GET /api/v1/tokens/{name}", h.getToken},
-		{"PUT /api/v1/tokens/{name}", h.createToken},
-		{"PATCH /api/v1/tokens/{name}", h.updateToken},
-		{"DELETE /api/v1/tokens/{name}", h.deleteToken},
-		{"DELETE /api/v1/tokens/{name}/passwords/{password}", h.deletePassword},
-		{"POST /api/v1/generateCredentials", h.generateCredentials},
+		{"GET /api/v1/tokens", h.listTokens, managementOnly},
+		{"GET /api/v1/tokens/{name}", h.getToken, managementOnly},
+		{"PUT /api/v1/tokens/{name}", h.createToken, managementOnly},
+		{"PATCH /api/v1/tokens/{name}", h.updateToken, managementOnly},
+		{"DELETE /api/v1/tokens/{name}", h.deleteToken, managementOnly},
+		{"DELETE /api/v1/tokens/{name}/passwords/{password}", h.deletePassword, managementOnly},
+		{"POST /api/v1/generateCredentials", h.generateCredentials, managementOnly},
 
-		{"GET /api/v1/admin", h.getAdmin},
-		{"PATCH /api/v1/admin", h.updateAdmin},
-		{"POST /api/v1/admin/regenerateCredential", h.regenerateAdminCredential},
+		{"GET /api/v1/admin", h.getAdmin, managementOnly},
+		{"PATCH /api/v1/admin", h.updateAdmin, managementOnly},
+		{"POST /api/v1/admin/regenerateCredential", h.regenerateAdminCredential, managementOnly},
 
-		{"GET /api/v1/users", h.listUsers},
-		{"GET /api/v1/users/{name}", h.getUser},
-		{"PUT /api/v1/users/{name}", h.createUser},
-		{"PATCH /api/v1/users/{name}", h.updateUser},
-		{"DELETE /api/v1/users/{name}", h.deleteUser},
+		{"GET /api/v1/users", h.listUsers, managementOnly},
+		{"GET /api/v1/users/{name}", h.getUser, managementOnly},
+		{"PUT /api/v1/users/{name}", h.createUser, managementOnly},
+		{"PATCH /api/v1/users/{name}", h.updateUser, managementOnly},
+		{"DELETE /api/v1/users/{name}", h.deleteUser, managementOnly},
 
-		{"GET /api/v1/repositories", h.listRepositories},
-		{"GET /api/v1/repositories/{path...}", h.repository},
-		{"PATCH /api/v1/repositories/{path...}", h.repository},
-		{"DELETE /api/v1/repositories/{path...}", h.repository},
+		{"GET /api/v1/repositories", h.listRepositories, registryScoped},
+		{"GET /api/v1/repositories/{path...}", h.repository, registryScoped},
+		{"PATCH /api/v1/repositories/{path...}", h.repository, registryScoped},
+		{"DELETE /api/v1/repositories/{path...}", h.repository, registryScoped},
 
-		{"GET /api/v1/audit", h.listAudit},
+		{"GET /api/v1/audit", h.listAudit, managementOnly},
 
-		{"POST /api/v1/gc", h.collectGarbage},
-		{"POST /api/v1/fsck", h.checkContent},
+		{"POST /api/v1/gc", h.collectGarbage, managementOnly},
+		{"POST /api/v1/fsck", h.checkContent, managementOnly},
 	}
 }
 
@@ -233,7 +250,7 @@ func (c *call) ctx() context.Context { return c.r.Context() }
 
 // authenticated wraps a route: it authenticates the caller, runs the route
 // and writes its error, if any.
-func (h *Handler) authenticated(fn func(*call) error) http.Handler {
+func (h *Handler) authenticated(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := reqlog.From(r.Context())
 		info.Route = "api " + r.Pattern
@@ -243,14 +260,11 @@ func (h *Handler) authenticated(fn func(*call) error) http.Handler {
 			return
 		}
 		info.Identity = id.Name
-		// An access token issued for registry access (a docker pull, say)
-		// must not double as a management credential: management takes
-		// Basic credentials or a token issued without a scope.
-		if id.Bearer != nil && len(id.Bearer.Access) > 0 && !strings.Contains(r.Pattern, Prefix+"repositories") {
+		if id.Bearer != nil && len(id.Bearer.Access) > 0 && rt.accepts != registryScoped {
 			h.writeError(w, r, forbidden("this access token was issued for registry access; for management, request one without a scope (or use Basic credentials)"))
 			return
 		}
-		if err := fn(&call{w: w, r: r, id: id}); err != nil {
+		if err := rt.handle(&call{w: w, r: r, id: id}); err != nil {
 			h.writeError(w, r, err)
 		}
 	})
