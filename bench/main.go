@@ -37,6 +37,7 @@ type config struct {
 	duration            time.Duration
 	maxRequests         int64
 	repos, tags         int
+	identities          int
 	populateConcurrency int
 	populateTimeout     time.Duration
 	registries          []string
@@ -52,7 +53,7 @@ type config struct {
 }
 
 // Workloads that -workloads can select; memory is measured in every run.
-var allWorkloads = []string{"push", "small", "login", "meta"}
+var allWorkloads = []string{"push", "small", "login", "meta", "identities"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{blobSize: 1 << 30, layerSize: 64 << 20}
@@ -63,7 +64,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	fs.StringVar(&cfg.out, "out", "", "write the report into this Markdown `file` too (between its result markers, if it has them)")
 	fs.StringVar(&cfg.chart, "chart", "", "write the chart of ratios to this PNG `file` (default: benchmarks.png next to -out)")
-	fs.BoolVar(&cfg.quick, "quick", false, "small sizes and short runs for a smoke test: -reps 2 -blob-size 128MiB -layer-size 8MiB -duration 2s -repos 1000 -tags 1000")
+	fs.BoolVar(&cfg.quick, "quick", false, "small sizes and short runs for a smoke test: -reps 2 -blob-size 128MiB -layer-size 8MiB -duration 2s -repos 1000 -tags 1000 -identities 1000")
 	fs.IntVar(&cfg.reps, "reps", 3, "repetitions of every measurement")
 	fs.Var(&cfg.blobSize, "blob-size", "size of the blob pushed and pulled monolithically (e.g. 1GiB)")
 	fs.IntVar(&cfg.layers, "layers", 16, "layers of the image pushed by go-containerregistry")
@@ -74,10 +75,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.Int64Var(&cfg.maxRequests, "max-requests", 5_000_000, "stop a small-request or login run after this many requests even if -duration is not over")
 	fs.IntVar(&cfg.repos, "repos", 10000, "repositories in the catalog of the metadata workload")
 	fs.IntVar(&cfg.tags, "tags", 10000, "tags in the one repository of the metadata workload")
+	fs.IntVar(&cfg.identities, "identities", 50000, "tokens, each with its own scope map, of the identity workload")
 	fs.IntVar(&cfg.populateConcurrency, "populate-concurrency", 16, "concurrent requests while creating the repositories and tags")
 	fs.DurationVar(&cfg.populateTimeout, "populate-timeout", 4*time.Minute, "give up creating the repositories and tags of one registry after this long")
 	registries := fs.String("registries", "berth,v3,v2", "registries to run: berth (always), v3 (Distribution "+distributionVersion+"), v2 (Debian's docker-registry "+debianVersion+")")
-	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings)")
+	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings), identities (token and scope map listings)")
 	fs.BoolVar(&cfg.install, "install", true, "install a missing Distribution: go install into the user cache directory, apt-get for docker-registry")
 	fs.StringVar(&cfg.distribution, "distribution", "", "Distribution "+distributionVersion+" `binary` to use instead of the cached one")
 	fs.StringVar(&cfg.dockerRegistry, "docker-registry", "", "docker-registry "+debianVersion+" `binary` to use instead of the one on PATH")
@@ -102,6 +104,7 @@ func parseFlags(args []string) (*config, error) {
 			"duration":   func() { cfg.duration = 2 * time.Second },
 			"repos":      func() { cfg.repos = 1000 },
 			"tags":       func() { cfg.tags = 1000 },
+			"identities": func() { cfg.identities = 1000 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -124,14 +127,14 @@ func parseFlags(args []string) (*config, error) {
 	}
 	switch {
 	case cfg.reps < 1, cfg.layers < 1, cfg.jobs < 1, cfg.concurrency < 1, cfg.populateConcurrency < 1,
-		cfg.repos < 1, cfg.tags < 1, cfg.maxRequests < 1:
+		cfg.repos < 1, cfg.tags < 1, cfg.identities < 1, cfg.maxRequests < 1:
 		return nil, errors.New("counts must be at least 1")
 	case cfg.blobSize < 1<<10 || cfg.layerSize < 1<<10:
 		return nil, errors.New("-blob-size and -layer-size must be at least 1KiB")
 	case cfg.duration < time.Second || cfg.duration > 10*time.Minute:
 		return nil, errors.New("-duration must be between 1s and 10m")
-	case cfg.repos > 100000 || cfg.tags > 100000:
-		return nil, errors.New("-repos and -tags are limited to 100000")
+	case cfg.repos > 100000 || cfg.tags > 100000 || cfg.identities > 100000:
+		return nil, errors.New("-repos, -tags and -identities are limited to 100000")
 	case cfg.bcryptCost < 4 || cfg.bcryptCost > 31:
 		return nil, errors.New("-bcrypt-cost must be between 4 and 31")
 	}
@@ -287,6 +290,8 @@ func run(ctx context.Context, cfg *config) error {
 		{"login", b.loginWorkload},
 		{"meta", b.metaWorkload},
 		{"", b.openMemory},
+		// Last: its many tokens must not weigh on the memory figures.
+		{"identities", b.identityWorkload},
 	}
 	for _, st := range steps {
 		if st.workload != "" && !slices.Contains(cfg.workloads, st.workload) {
