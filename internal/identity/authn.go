@@ -165,16 +165,14 @@ func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enable
 }
 
 // markUsed records a use; it writes memory only, at most once a second per
-// credential, and flushLoop persists it.
+// credential, and flushLoop persists it (lastUsed differs from flushed).
 func (s *Service) markUsed(p *principal, sl *slot) {
 	now := s.now().UnixMilli()
 	if now-p.lastUsed.Load() >= 1000 {
 		p.lastUsed.Store(now)
-		p.dirty.Store(true)
 	}
 	if sl != nil && now-sl.lastUsed.Load() >= 1000 {
 		sl.lastUsed.Store(now)
-		sl.dirty.Store(true)
 	}
 }
 

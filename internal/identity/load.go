@@ -59,6 +59,7 @@ func (s *Service) load(ctx context.Context) error {
 		}
 		p.createdAt = time.UnixMilli(created).UTC()
 		p.lastUsed.Store(last.Int64)
+		p.flushed.Store(last.Int64)
 		s.tokens[p.name] = p
 	}
 	rows.Close()
@@ -83,6 +84,7 @@ func (s *Service) load(ctx context.Context) error {
 		p.role = auth.Role(role)
 		p.createdAt = time.UnixMilli(created).UTC()
 		p.lastUsed.Store(last.Int64)
+		p.flushed.Store(last.Int64)
 		s.users[p.name] = p
 	}
 	rows.Close()
@@ -127,6 +129,7 @@ func (s *Service) load(ctx context.Context) error {
 		sl.createdAt = time.UnixMilli(created).UTC()
 		sl.expiresAt = fromMs(exp)
 		sl.lastUsed.Store(last.Int64)
+		sl.flushed.Store(last.Int64)
 		switch kind {
 		case "token":
 			if p := s.tokens[owner]; p != nil {

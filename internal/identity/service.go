@@ -116,6 +116,8 @@ type Service struct {
 	userLogins sync.Map
 	// argon bounds concurrent user-password checks.
 	argon chan struct{}
+	// flushMu serialises writes of last-used times.
+	flushMu sync.Mutex
 	// tokensScanned counts the tokens looked at to find the users of scope
 	// maps, so that tests can check that listings do linear work.
 	tokensScanned atomic.Int64
@@ -146,7 +148,7 @@ type principal struct {
 	userHash   string    // users: argon2id
 	slots      map[string]*slot
 	lastUsed   atomic.Int64 // unix ms; 0 = never
-	dirty      atomic.Bool
+	flushed    atomic.Int64 // lastUsed as last written to the database
 }
 
 type slot struct {
@@ -156,7 +158,7 @@ type slot struct {
 	createdAt time.Time
 	expiresAt time.Time // zero = never
 	lastUsed  atomic.Int64
-	dirty     atomic.Bool
+	flushed   atomic.Int64
 }
 
 func (s *slot) expired(now time.Time) bool {
@@ -315,21 +317,28 @@ func (s *Service) flushLoop() {
 }
 
 func (s *Service) flushLastUsed() {
+	// One flush at a time, so that an older time never overwrites a newer.
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	type upd struct {
-		q    string
-		args []any
+		q       string
+		args    []any
+		written func()
 	}
 	var work []upd
+	// stale adds the write of last to work if the database has another
+	// value; once written, it is what flushed holds.
+	stale := func(last, flushed *atomic.Int64, q string, args ...any) {
+		v := last.Load()
+		if v != flushed.Load() {
+			work = append(work, upd{q, append([]any{v}, args...), func() { flushed.Store(v) }})
+		}
+	}
 	s.mu.RLock()
 	add := func(p *principal, table string) {
-		if p.dirty.Swap(false) {
-			work = append(work, upd{`UPDATE ` + table + ` SET last_used = ? WHERE name = ?`, []any{p.lastUsed.Load(), p.name}})
-		}
+		stale(&p.lastUsed, &p.flushed, `UPDATE `+table+` SET last_used = ? WHERE name = ?`, p.name)
 		for _, sl := range p.slots {
-			if sl.dirty.Swap(false) {
-				work = append(work, upd{`UPDATE passwords SET last_used = ? WHERE owner_kind = ? AND owner = ? AND slot = ?`,
-					[]any{sl.lastUsed.Load(), p.kind.String(), p.name, sl.name}})
-			}
+			stale(&sl.lastUsed, &sl.flushed, `UPDATE passwords SET last_used = ? WHERE owner_kind = ? AND owner = ? AND slot = ?`, p.kind.String(), p.name, sl.name)
 		}
 	}
 	for _, p := range s.tokens {
@@ -340,9 +349,7 @@ func (s *Service) flushLastUsed() {
 	}
 	if s.admin != nil {
 		for _, sl := range s.admin.slots {
-			if sl.dirty.Swap(false) {
-				work = append(work, upd{`UPDATE passwords SET last_used = ? WHERE owner_kind = 'admin' AND slot = ?`, []any{sl.lastUsed.Load(), sl.name}})
-			}
+			stale(&sl.lastUsed, &sl.flushed, `UPDATE passwords SET last_used = ? WHERE owner_kind = 'admin' AND slot = ?`, sl.name)
 		}
 	}
 	s.mu.RUnlock()
@@ -358,7 +365,12 @@ func (s *Service) flushLastUsed() {
 		return nil
 	})
 	if err != nil {
+		// Nothing is marked written: the next flush tries again.
 		s.log.Warn("write last-used times", "err", err)
+		return
+	}
+	for _, u := range work {
+		u.written()
 	}
 }
 
