@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
@@ -194,24 +192,17 @@ func (h *Handler) listTags(c *call, name, _ string) error {
 	if err != nil {
 		return err
 	}
-	names, err := h.repos.Tags(c.ctx(), c.id, name, last, n+1)
+	tags, err := h.repos.TagManifests(c.ctx(), c.id, name, last, n+1)
 	if err != nil {
 		return notFoundAs(err, "repository %q not found", name)
 	}
 	out := TagList{Registry: h.ids.RegistryName(), ImageName: name, Tags: []Tag{}}
-	if len(names) > n {
-		names = names[:n]
-		out.Next = names[n-1]
+	if len(tags) > n {
+		tags = tags[:n]
+		out.Next = tags[n-1].Tag
 	}
-	for _, t := range names {
-		m, err := h.repos.Manifest(c.ctx(), c.id, name, t)
-		if errors.Is(err, meta.ErrManifestNotFound) {
-			continue // untagged meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		out.Tags = append(out.Tags, Tag{Name: t, Digest: m.Digest, CreatedTime: m.CreatedAt.UTC(), ChangeableAttributes: attributesJSON(m.Attributes)})
+	for _, t := range tags {
+		out.Tags = append(out.Tags, Tag{Name: t.Tag, Digest: t.Digest, CreatedTime: t.CreatedAt.UTC(), ChangeableAttributes: attributesJSON(t.Attributes)})
 	}
 	return c.ok(out)
 }

@@ -71,6 +71,14 @@ type Manifest struct {
 	Annotations  map[string]string
 	CreatedAt    time.Time
 	Attributes   Attributes
+	// Summary is what lists show of it, worked out when it was stored.
+	Summary Summary
+}
+
+// TaggedManifest is a tag with the manifest it points at.
+type TaggedManifest struct {
+	Tag string
+	Manifest
 }
 
 // Referrer is a manifest that names another as its subject, as the referrers

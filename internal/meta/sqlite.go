@@ -52,6 +52,10 @@ func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := backfillSummaries(ctx, w); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -181,6 +185,16 @@ var migrations = []string{
 	// referenced within its grace period.
 	`ALTER TABLE repository_blobs ADD COLUMN referenced_at INTEGER NOT NULL DEFAULT 0;
 	UPDATE repository_blobs SET referenced_at = created_at;`,
+	// summary is what lists show of a manifest (Summary, as JSON), worked
+	// out when it is stored; '' until backfillSummaries fills it in.
+	//
+	// manifests_list covers every column that lists read, so that a list
+	// reads the index alone: the columns after content in a row can only
+	// be reached by walking the content's overflow pages, megabytes for a
+	// large index.
+	`ALTER TABLE manifests ADD COLUMN summary TEXT NOT NULL DEFAULT '';
+	CREATE INDEX manifests_list ON manifests(repository_id, digest, media_type, artifact_type, subject, size, created_at,
+		read_enabled, write_enabled, delete_enabled, list_enabled, summary);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -462,6 +476,18 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 // attribute forbids the change.
 func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error {
 	m := req.Manifest
+	// The summary is worked out before the write transaction: parsing a
+	// large index takes a while, and nothing else may write meanwhile.
+	child := func(digest.Digest) (int64, bool, error) { return 0, false, nil }
+	if id, err := repoID(ctx, s.r, req.Repository); err == nil {
+		child = childSize(ctx, s.r, id)
+	} else if !errors.Is(err, ErrRepositoryNotFound) {
+		return err
+	}
+	sum, err := summarize(m.Size, m.Content, child)
+	if err != nil {
+		return err
+	}
 	return s.tx(ctx, req.Repository, func(tx *sql.Tx) error {
 		id, err := ensureRepo(ctx, tx, req.Repository)
 		if err != nil {
@@ -502,9 +528,9 @@ func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error 
 			ann = string(b)
 		}
 		now := time.Now().UnixMilli()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO manifests(repository_id, digest, media_type, artifact_type, subject, size, content, annotations, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository_id, digest) DO NOTHING`,
-			id, m.Digest.String(), m.MediaType, m.ArtifactType, m.Subject.String(), m.Size, m.Content, ann, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO manifests(repository_id, digest, media_type, artifact_type, subject, size, content, annotations, created_at, summary)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository_id, digest) DO NOTHING`,
+			id, m.Digest.String(), m.MediaType, m.ArtifactType, m.Subject.String(), m.Size, m.Content, ann, now, encodeSummary(sum)); err != nil {
 			return fmt.Errorf("store manifest: %w", err)
 		}
 		for _, tag := range req.Tags {
@@ -518,7 +544,13 @@ func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error 
 	})
 }
 
-const manifestCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.content, m.annotations, m.created_at, m.read_enabled, m.write_enabled, m.delete_enabled, m.list_enabled`
+const manifestCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.size, m.content, m.annotations, m.created_at, m.read_enabled, m.write_enabled, m.delete_enabled, m.list_enabled, m.summary`
+
+// manifestListCols are manifestCols without the content and the
+// annotations, for lists: they show summaries, and read only the
+// manifests_list index (a page of tags of large indexes would otherwise
+// read megabytes per row).
+const manifestListCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.size, NULL, '', m.created_at, m.read_enabled, m.write_enabled, m.delete_enabled, m.list_enabled, m.summary`
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
@@ -527,10 +559,10 @@ type scanner interface {
 
 func scanManifest(row scanner) (Manifest, error) {
 	var m Manifest
-	var dg, subj, ann string
+	var dg, subj, ann, sum string
 	var created int64
 	err := row.Scan(&dg, &m.MediaType, &m.ArtifactType, &subj, &m.Size, &m.Content, &ann, &created,
-		&m.Attributes.ReadEnabled, &m.Attributes.WriteEnabled, &m.Attributes.DeleteEnabled, &m.Attributes.ListEnabled)
+		&m.Attributes.ReadEnabled, &m.Attributes.WriteEnabled, &m.Attributes.DeleteEnabled, &m.Attributes.ListEnabled, &sum)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, ErrManifestNotFound
 	}
@@ -539,6 +571,7 @@ func scanManifest(row scanner) (Manifest, error) {
 	}
 	m.Digest, m.Subject = digest.Digest(dg), digest.Digest(subj)
 	m.CreatedAt = time.UnixMilli(created)
+	m.Summary, _ = decodeSummary(sum)
 	if ann != "" {
 		_ = json.Unmarshal([]byte(ann), &m.Annotations)
 	}
@@ -571,13 +604,14 @@ func (s *SQLite) readManifest(ctx context.Context, repo, ref string) (Manifest, 
 
 // UntaggedManifests lists up to n manifests of repo that no tag points at
 // (platform images of an index, signatures, SBOMs, images whose tag moved
-// on), newest first.
+// on), newest first, without their content and annotations (Content and
+// Annotations are nil).
 func (s *SQLite) UntaggedManifests(ctx context.Context, repo string, n int) ([]Manifest, error) {
 	id, err := repoID(ctx, s.r, repo)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+manifestCols+` FROM manifests m
+	rows, err := s.r.QueryContext(ctx, `SELECT `+manifestListCols+` FROM manifests m INDEXED BY manifests_list
 		WHERE m.repository_id = ? AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)
 		ORDER BY m.created_at DESC, m.digest LIMIT ?`, id, n)
 	if err != nil {
@@ -591,6 +625,34 @@ func (s *SQLite) UntaggedManifests(ctx context.Context, repo string, n int) ([]M
 			return nil, err
 		}
 		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// TagManifests lists up to n tags of repo after last, in order, each with
+// the manifest it points at, without the manifest's content and
+// annotations (Content and Annotations are nil): one query for a page of a
+// repository's tags. As Tags, it leaves out the tags of manifests with
+// listEnabled=false.
+func (s *SQLite) TagManifests(ctx context.Context, repo, last string, n int) ([]TaggedManifest, error) {
+	id, err := repoID(ctx, s.r, repo)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT t.name, `+manifestListCols+` FROM tags t
+		JOIN manifests m INDEXED BY manifests_list ON m.repository_id = t.repository_id AND m.digest = t.digest
+		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled = 1 ORDER BY t.name LIMIT ?`, id, last, n)
+	if err != nil {
+		return nil, fmt.Errorf("list tags: %w", err)
+	}
+	defer rows.Close()
+	var out []TaggedManifest
+	for rows.Next() {
+		var t TaggedManifest
+		if t.Manifest, err = scanManifest(prefixScanner{rows, &t.Tag}); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
 	}
 	return out, rows.Err()
 }
@@ -666,7 +728,7 @@ func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, 
 		return nil, err
 	}
 	// listEnabled=false hides a manifest's tags from listings (ACR's meaning).
-	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN manifests m INDEXED BY manifests_list ON m.repository_id = t.repository_id AND m.digest = t.digest
 		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled = 1 ORDER BY t.name LIMIT ?`, id, last, n)
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
@@ -697,7 +759,7 @@ func (s *SQLite) ListRepositories(ctx context.Context, last string, n int, inclu
 // Referrers lists the manifests in repo whose subject is d, optionally only
 // those of one artifact type.
 func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Referrer, error) {
-	q := `SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.subject = ?`
+	q := `SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m INDEXED BY manifests_subject JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.subject = ?`
 	args := []any{repo, d.String()}
 	if artifactType != "" {
 		q += ` AND m.artifact_type = ?`

@@ -25,6 +25,7 @@ type Metadata interface {
 	ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error)
 	Repository(ctx context.Context, name string) (meta.Repository, error)
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
+	TagManifests(ctx context.Context, repo, last string, n int) ([]meta.TaggedManifest, error)
 	Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error)
 	UntaggedManifests(ctx context.Context, repo string, n int) ([]meta.Manifest, error)
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
@@ -199,6 +200,16 @@ func (s *Service) Tags(ctx context.Context, id auth.Identity, name, last string,
 	return s.meta.Tags(ctx, name, last, n)
 }
 
+// TagManifests lists up to n tags of a repository after last, each with
+// the manifest it points at, without the manifests' content: lists show
+// each manifest's Summary and must not parse manifests.
+func (s *Service) TagManifests(ctx context.Context, id auth.Identity, name, last string, n int) ([]meta.TaggedManifest, error) {
+	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
+		return nil, err
+	}
+	return s.meta.TagManifests(ctx, name, last, n)
+}
+
 // Manifest returns the manifest that ref (a tag or a digest) names.
 func (s *Service) Manifest(ctx context.Context, id auth.Identity, name, ref string) (meta.Manifest, error) {
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
@@ -207,7 +218,8 @@ func (s *Service) Manifest(ctx context.Context, id auth.Identity, name, ref stri
 	return s.meta.Manifest(ctx, name, ref)
 }
 
-// Untagged lists up to n manifests no tag points at, newest first.
+// Untagged lists up to n manifests no tag points at, newest first, without
+// their content.
 func (s *Service) Untagged(ctx context.Context, id auth.Identity, name string, n int) ([]meta.Manifest, error) {
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return nil, err

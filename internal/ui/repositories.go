@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,50 +155,11 @@ func parseManifest(m meta.Manifest) manifestDoc {
 // isAttestation tells buildx's attestation manifests (platform
 // unknown/unknown) from real platforms of an index.
 func isAttestation(d descriptor) bool {
-	return d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" ||
-		(d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown")
-}
-
-// platforms lists the platforms of an index's children.
-func (doc manifestDoc) platforms() []string {
-	var out []string
-	for _, c := range doc.Manifests {
-		if c.Platform != nil && !isAttestation(c) {
-			out = append(out, c.Platform.String())
-		}
+	var os, arch string
+	if d.Platform != nil {
+		os, arch = d.Platform.OS, d.Platform.Architecture
 	}
-	return out
-}
-
-// totalSize is what pulling the manifest downloads: the manifest, its
-// config and layers; for an index, each child's too (looked up, at most 32).
-func (h *Handler) totalSize(ctx context.Context, id auth.Identity, repo string, m meta.Manifest, doc manifestDoc) int64 {
-	n := m.Size
-	if doc.Config != nil {
-		n += doc.Config.Size
-	}
-	for _, l := range doc.Layers {
-		n += l.Size
-	}
-	for i, c := range doc.Manifests {
-		if i >= 32 {
-			break
-		}
-		child, err := h.repos.Manifest(ctx, id, repo, c.Digest.String())
-		if err != nil {
-			n += c.Size
-			continue
-		}
-		cd := parseManifest(child)
-		n += child.Size
-		if cd.Config != nil {
-			n += cd.Config.Size
-		}
-		for _, l := range cd.Layers {
-			n += l.Size
-		}
-	}
-	return n
+	return meta.IsAttestation(d.Annotations, os, arch)
 }
 
 // referrerKind names what a referrer is, from its artifact type.
@@ -240,15 +200,17 @@ func referrerSummary(refs []meta.Referrer) string {
 const untaggedPerPage = 50
 
 type tagRow struct {
-	Tag        string
-	Digest     digest.Digest
-	MediaType  string
-	Artifact   string
-	Size       int64
-	Platforms  []string
-	Created    time.Time
-	Referrers  string
-	Attributes meta.Attributes
+	Tag       string
+	Digest    digest.Digest
+	MediaType string
+	Artifact  string
+	Size      int64
+	Platforms []string
+	// MorePlatforms is how many platforms there are beyond Platforms.
+	MorePlatforms int
+	Created       time.Time
+	Referrers     string
+	Attributes    meta.Attributes
 }
 
 type repoData struct {
@@ -268,11 +230,13 @@ type repoData struct {
 	AttrErrors string
 }
 
-// manifestRow is what the repository page shows of one manifest.
-func (h *Handler) manifestRow(ctx context.Context, id auth.Identity, repo string, m meta.Manifest) tagRow {
-	doc := parseManifest(m)
-	return tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType,
-		Size: h.totalSize(ctx, id, repo, m, doc), Platforms: doc.platforms(), Created: m.CreatedAt, Attributes: m.Attributes}
+// manifestRow is what the repository page shows of one manifest: its
+// summary, worked out when it was pushed. A list never parses manifests:
+// the tags of one page may be indexes of tens of thousands of entries.
+func manifestRow(m meta.Manifest) tagRow {
+	sum := m.Summary
+	return tagRow{Digest: m.Digest, MediaType: m.MediaType, Artifact: m.ArtifactType, Size: sum.Size,
+		Platforms: sum.Platforms, MorePlatforms: sum.PlatformCount - len(sum.Platforms), Created: m.CreatedAt, Attributes: m.Attributes}
 }
 
 func (h *Handler) repositoryPage(w http.ResponseWriter, r *http.Request, rq *request, name string) {
@@ -293,23 +257,19 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 		d.Allowed = append(d.Allowed, op.String())
 	}
 	if d.CanList {
-		tags, err := h.repos.Tags(r.Context(), rq.id, name, d.After, tagsPerPage+1)
+		tags, err := h.repos.TagManifests(r.Context(), rq.id, name, d.After, tagsPerPage+1)
 		if err != nil && !errors.Is(err, meta.ErrRepositoryNotFound) {
 			h.fail(w, r, rq, err)
 			return
 		}
 		if len(tags) > tagsPerPage {
 			tags = tags[:tagsPerPage]
-			d.Next = tags[len(tags)-1]
+			d.Next = tags[len(tags)-1].Tag
 		}
 		for _, t := range tags {
-			m, err := h.repos.Manifest(r.Context(), rq.id, name, t)
-			if err != nil {
-				continue // untagged meanwhile
-			}
-			row := h.manifestRow(r.Context(), rq.id, name, m)
-			row.Tag = t
-			if refs, err := h.repos.Referrers(r.Context(), rq.id, name, m.Digest); err == nil {
+			row := manifestRow(t.Manifest)
+			row.Tag = t.Tag
+			if refs, err := h.repos.Referrers(r.Context(), rq.id, name, t.Digest); err == nil {
 				row.Referrers = referrerSummary(refs)
 			}
 			d.Tags = append(d.Tags, row)
@@ -323,7 +283,7 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 			return
 		}
 		for _, m := range untagged {
-			row := h.manifestRow(r.Context(), rq.id, name, m)
+			row := manifestRow(m)
 			if m.Subject != "" {
 				row.Referrers = "refers to " + shortDigest(m.Subject)
 			}
@@ -377,7 +337,7 @@ func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	doc := parseManifest(m)
-	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: h.totalSize(r.Context(), rq.id, name, m, doc), Config: doc.Config,
+	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: m.Summary.Size, Config: doc.Config,
 		Layers: doc.Layers, CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes), Host: h.registryHost(r)}
 	for _, c := range doc.Manifests {
 		d.Children = append(d.Children, childRow{descriptor: c, Platform: c.Platform.String(), Attestation: isAttestation(c)})
