@@ -262,21 +262,33 @@ func TestLocks(t *testing.T) {
 		attr   string
 	}{
 		{"repository writeEnabled refuses a link",
-			func(s *SQLite, im image) error { _, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true)); return err },
+			func(s *SQLite, im image) error {
+				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true))
+				return err
+			},
 			func(s *SQLite, im, other image) error { return s.LinkBlob(ctx, "app", digest.FromString("new"), 1) },
 			"writeEnabled"},
 		{"repository writeEnabled refuses a manifest",
-			func(s *SQLite, im image) error { _, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true)); return err },
+			func(s *SQLite, im image) error {
+				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true))
+				return err
+			},
 			func(s *SQLite, im, other image) error {
 				return s.PutManifest(ctx, PutManifestRequest{Repository: "app", Manifest: other.manifest, Tags: []string{"v2"}})
 			},
 			"writeEnabled"},
 		{"repository deleteEnabled refuses deleting a tag",
-			func(s *SQLite, im image) error { _, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false)); return err },
+			func(s *SQLite, im image) error {
+				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false))
+				return err
+			},
 			func(s *SQLite, im, other image) error { return s.DeleteTag(ctx, "app", "v1") },
 			"deleteEnabled"},
 		{"repository deleteEnabled refuses deleting the repository",
-			func(s *SQLite, im image) error { _, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false)); return err },
+			func(s *SQLite, im image) error {
+				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false))
+				return err
+			},
 			func(s *SQLite, im, other image) error { return s.DeleteRepository(ctx, "app") },
 			"deleteEnabled"},
 		{"manifest writeEnabled refuses moving its tag",
