@@ -2,8 +2,12 @@ package registry
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/storage"
 )
 
 // Code is one OCI error code, registered once with its HTTP status.
@@ -38,7 +42,30 @@ var (
 	CodePaginationInvalid  = Code{"UNSUPPORTED", "invalid number of results requested", http.StatusBadRequest}
 	CodeRangeUnsatisfiable = Code{"UNSUPPORTED", "requested range is not satisfiable", http.StatusRequestedRangeNotSatisfiable}
 	CodeInternal           = Code{"UNKNOWN", "internal server error", http.StatusInternalServerError}
+	// A write the storage cannot take (full, read-only) is no fault of the
+	// client's, and no retry helps until an operator acts.
+	CodeStorageUnwritable = Code{"UNAVAILABLE", "storage cannot be written", http.StatusInsufficientStorage}
 )
+
+// unwritableError is the answer to a write that failed because the blob
+// store or the database is full or read-only, with which of the two it was
+// ("storage" or "database"); nil if err is anything else.
+func unwritableError(err error) (*Error, string) {
+	part, what, cause := "storage", "blob storage", storage.Unwritable(err)
+	if cause == nil {
+		part, what, cause = "database", "the registry's database", meta.Unwritable(err)
+	}
+	var msg string
+	switch {
+	case cause == nil:
+		return nil, ""
+	case errors.Is(cause, storage.ErrNoSpace), errors.Is(cause, meta.ErrNoSpace):
+		msg = what + " is full: nothing can be pushed until space is freed; pulls keep working"
+	default:
+		msg = what + " is read-only: nothing can be pushed until it is writable again; pulls keep working"
+	}
+	return &Error{Code: CodeStorageUnwritable, Message: msg}, part
+}
 
 // Error is an error a handler returns to be written as an OCI error body.
 type Error struct {

@@ -124,17 +124,22 @@ type Options struct {
 	// OnDamage, when set, is told of each damaged blob file a response
 	// refused (metrics).
 	OnDamage func(storage.Damage)
+	// OnUnwritable, when set, is told of each write that failed because
+	// the blob store ("storage") or the database ("database") is full or
+	// read-only, with the error (readiness).
+	OnUnwritable func(part string, err error)
 }
 
 // Registry is the OCI Distribution API as an http.Handler for /v2/.
 type Registry struct {
-	blobs   Blobs
-	meta    Metadata
-	authz   Authorizer
-	log     *slog.Logger
-	baseURL string
-	events  func(Event)
-	damage  func(storage.Damage)
+	blobs      Blobs
+	meta       Metadata
+	authz      Authorizer
+	log        *slog.Logger
+	baseURL    string
+	events     func(Event)
+	damage     func(storage.Damage)
+	unwritable func(part string, cause error)
 
 	uploadRetryAfter time.Duration
 }
@@ -150,11 +155,14 @@ func New(o Options) *Registry {
 	if o.OnDamage == nil {
 		o.OnDamage = func(storage.Damage) {}
 	}
+	if o.OnUnwritable == nil {
+		o.OnUnwritable = func(string, error) {}
+	}
 	if o.UploadRetryAfter < time.Second {
 		o.UploadRetryAfter = time.Minute
 	}
 	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage,
-		uploadRetryAfter: o.UploadRetryAfter}
+		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable}
 }
 
 // route kinds.
@@ -360,6 +368,11 @@ func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) 
 		panic(http.ErrAbortHandler)
 	}
 	rg.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if e, part := unwritableError(err); e != nil {
+		rg.unwritable(part, err)
+		WriteError(w, e)
+		return
+	}
 	WriteError(w, &Error{Code: CodeInternal})
 }
 

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,6 +54,8 @@ type Server struct {
 	identity  *identity.Service
 	urls      *publicurl.Resolver
 	handler   http.Handler
+	// writes remembers writes that failed on full or read-only storage.
+	writes writeFailures
 }
 
 // Secrets are settings that never come from the configuration file.
@@ -127,12 +128,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ObserveAuth:   s.metrics.ObserveAuth,
 	})
 	reg := registry.New(registry.Options{
-		Blobs:      blobs,
-		Meta:       md,
-		Authorizer: grantingAuthorizer{tokens.Authorizer()},
-		Logger:     log,
-		BaseURL:    cfg.PublicURL,
-		OnEvent:    s.recordEvent,
+		Blobs:        blobs,
+		Meta:         md,
+		Authorizer:   grantingAuthorizer{tokens.Authorizer()},
+		Logger:       log,
+		BaseURL:      cfg.PublicURL,
+		OnEvent:      s.recordEvent,
+		OnUnwritable: s.writes.record,
 		// Slots held by sessions that never received bytes free up at the
 		// next purge.
 		UploadRetryAfter: min(s.purgeInterval(), time.Minute),
@@ -216,17 +218,6 @@ func (s *Server) recordEvent(e registry.Event) {
 		ev.CallerIP = s.urls.ClientIP(e.Request)
 	}
 	s.audit.Record(ev)
-}
-
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	if err := errors.Join(s.blobs.Ping(ctx), s.meta.Ping(ctx)); err != nil {
-		s.log.Warn("not ready", "err", err)
-		http.Error(w, "not ready", http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ready\n"))
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully: it stops

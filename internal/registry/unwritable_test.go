@@ -1,0 +1,46 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// sqliteErr looks like the SQLite driver's errors, which carry a result code.
+type sqliteErr int
+
+func (e sqliteErr) Error() string { return fmt.Sprintf("sqlite error %d", int(e)) }
+func (e sqliteErr) Code() int     { return int(e) }
+
+func TestUnwritableErrorNamesTheCause(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		part string
+		msg  string
+	}{
+		{"blob store full", fmt.Errorf("append to upload: %w", &fs.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), "storage", "blob storage is full"},
+		{"blob store quota", &fs.PathError{Op: "write", Path: "x", Err: syscall.EDQUOT}, "storage", "blob storage is full"},
+		{"blob store read-only", &fs.PathError{Op: "mkdir", Path: "x", Err: syscall.EROFS}, "storage", "blob storage is read-only"},
+		{"database full", fmt.Errorf("commit: %w", sqliteErr(13)), "database", "the registry's database is full"},
+		{"database read-only", fmt.Errorf("commit: %w", sqliteErr(8)), "database", "the registry's database is read-only"},
+		{"database busy", sqliteErr(5), "", ""},
+		{"anything else", errors.New("boom"), "", ""},
+	}
+	for _, tt := range tests {
+		e, part := unwritableError(tt.err)
+		if tt.part == "" {
+			if e != nil {
+				t.Errorf("%s: %v, want no such answer", tt.name, e)
+			}
+			continue
+		}
+		if e == nil || part != tt.part || e.Code.Status != http.StatusInsufficientStorage || e.Code.Name != "UNAVAILABLE" || !strings.HasPrefix(e.Message, tt.msg) {
+			t.Errorf("%s: %v (part %q), want 507 UNAVAILABLE %q from %s", tt.name, e, part, tt.msg, tt.part)
+		}
+	}
+}
