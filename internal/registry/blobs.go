@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +87,7 @@ const verifyOnServeMax = 1 << 20
 // content is gone as far as anyone can use it, a pull fails either way,
 // and a push that asks (HEAD) is told to upload it again, which is what
 // repairs it.
-func (rg *Registry) checkBlob(req *request, d digest.Digest, f *os.File, want int64) error {
+func (rg *Registry) checkBlob(req *request, d digest.Digest, f io.ReadSeeker, want int64) error {
 	b, err := storage.Opened(d, f)
 	if err != nil {
 		return err

@@ -28,7 +28,9 @@ import (
 type Blobs interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
 	Touch(ctx context.Context, d digest.Digest) error
-	Open(ctx context.Context, d digest.Digest) (*os.File, error)
+	// Open returns the content; a store on files returns an *os.File, which
+	// net/http sends with sendfile.
+	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, error)
 	PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error)
 	Quarantine(ctx context.Context, b storage.BlobInfo, why storage.Damage) (bool, error)
 	StartUpload(ctx context.Context, repo, owner string) (storage.UploadInfo, error)

@@ -148,9 +148,9 @@ func (s *FS) Stat(_ context.Context, d digest.Digest) (int64, error) {
 	return fi.Size(), nil
 }
 
-// Open returns the blob's content. It is an *os.File so that serving it can use
-// sendfile.
-func (s *FS) Open(_ context.Context, d digest.Digest) (*os.File, error) {
+// Open returns the blob's content. Its dynamic type is *os.File, so that
+// serving it through net/http uses sendfile.
+func (s *FS) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, error) {
 	defer s.timed("open")()
 	p, err := s.blobPath(d)
 	if err != nil {

@@ -60,13 +60,25 @@ func OpenFS(dir string) (*FS, error) {
 // wrong size (logs, metrics). Call it before use.
 func (s *FS) SetRepairObserver(fn func(d digest.Digest, oldSize, newSize int64)) { s.onRepair = fn }
 
-// Opened describes blob d, open as f (from Open).
-func Opened(d digest.Digest, f *os.File) (BlobInfo, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return BlobInfo{}, fmt.Errorf("stat blob %s: %w", d, err)
+// Opened describes blob d, open as f (from a store's Open). A file is
+// described by fstat, which also identifies it for Quarantine; any other
+// reader by its length, found by seeking to its end and back.
+func Opened(d digest.Digest, f io.ReadSeeker) (BlobInfo, error) {
+	if file, ok := f.(*os.File); ok {
+		fi, err := file.Stat()
+		if err != nil {
+			return BlobInfo{}, fmt.Errorf("stat blob %s: %w", d, err)
+		}
+		return BlobInfo{Digest: d, Size: fi.Size(), Touched: fi.ModTime(), fi: fi}, nil
 	}
-	return BlobInfo{Digest: d, Size: fi.Size(), Touched: fi.ModTime(), fi: fi}, nil
+	end, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("size of blob %s: %w", d, err)
+	}
+	return BlobInfo{Digest: d, Size: end}, nil
 }
 
 // StatBlob describes stored blob d.

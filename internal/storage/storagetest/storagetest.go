@@ -253,3 +253,298 @@ func assertWalk(t *testing.T, s BlobStore, want map[digest.Digest]int64) {
 		}
 	}
 }
+
+// Store is the whole content-store interface the registry uses: blobs, and
+// upload sessions addressed by id.
+type Store interface {
+	BlobStore
+	StartUpload(ctx context.Context, repo, owner string) (storage.UploadInfo, error)
+	Upload(ctx context.Context, id string) (storage.UploadInfo, error)
+	Append(ctx context.Context, id string, start int64, r io.Reader) (int64, error)
+	Commit(ctx context.Context, id string, d digest.Digest, r io.Reader) (int64, error)
+	Cancel(ctx context.Context, id string) error
+}
+
+// Run runs the blob tests and the upload session tests.
+func Run(t *testing.T, opts Options, newStore func(t *testing.T) Store) {
+	t.Run("Blobs", func(t *testing.T) {
+		RunBlobs(t, opts, func(t *testing.T) BlobStore { return newStore(t) })
+	})
+	t.Run("Uploads", func(t *testing.T) { RunUploads(t, opts, newStore) })
+}
+
+// blockingReader hands out its content, then blocks until release is
+// closed (a client sending slowly), after telling started once.
+type blockingReader struct {
+	r       io.Reader
+	started chan struct{}
+	release chan struct{}
+	once    bool
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	if !b.once {
+		b.once = true
+		close(b.started)
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		<-b.release
+	}
+	return n, err
+}
+
+// RunUploads runs the upload session tests against the store newStore
+// returns; each subtest gets a fresh, empty store.
+func RunUploads(t *testing.T, opts Options, newStore func(t *testing.T) Store) {
+	if opts.LargeSize == 0 {
+		opts.LargeSize = 3 << 20
+	}
+	ctx := context.Background()
+
+	start := func(t *testing.T, s Store) storage.UploadInfo {
+		t.Helper()
+		u, err := s.StartUpload(ctx, "library/app", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	size := func(t *testing.T, s Store, id string) int64 {
+		t.Helper()
+		u, err := s.Upload(ctx, id)
+		if err != nil {
+			t.Fatalf("Upload(%s): %v", id, err)
+		}
+		return u.Size
+	}
+
+	t.Run("Chunked", func(t *testing.T) {
+		third := opts.LargeSize / 3
+		for _, c := range []struct {
+			name   string
+			size   int
+			chunks []int // the last chunk goes with Commit
+		}{
+			{"small", 10000, []int{1, 4000, 999}},
+			{"large", opts.LargeSize + 1000, []int{third, third + 7, third}},
+			{"one chunk then an empty commit", 5000, []int{5000}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				s := newStore(t)
+				u := start(t, s)
+				got, err := s.Upload(ctx, u.ID)
+				if err != nil || got.Size != 0 || got.Repository != "library/app" || got.Owner != "alice" || got.ID != u.ID {
+					t.Fatalf("Upload of a new session = %+v, %v", got, err)
+				}
+				b, d := Random(t, c.size)
+				off := 0
+				for i, n := range c.chunks {
+					from := int64(off)
+					if i == 1 {
+						from = -1 // a PATCH without Content-Range
+					}
+					n, err := s.Append(ctx, u.ID, from, bytes.NewReader(b[off:off+n]))
+					off += c.chunks[i]
+					if err != nil || n != int64(off) {
+						t.Fatalf("Append chunk %d = %d, %v; want %d", i, n, err, off)
+					}
+					if got := size(t, s, u.ID); got != int64(off) {
+						t.Fatalf("size after chunk %d = %d, want %d", i, got, off)
+					}
+				}
+				var last io.Reader
+				if off < len(b) {
+					last = bytes.NewReader(b[off:])
+				}
+				if n, err := s.Commit(ctx, u.ID, d, last); err != nil || n != int64(c.size) {
+					t.Fatalf("Commit = %d, %v", n, err)
+				}
+				assertContent(t, s, d, b)
+				if _, err := s.Upload(ctx, u.ID); !errors.Is(err, storage.ErrUploadNotFound) {
+					t.Fatalf("Upload after Commit: %v, want ErrUploadNotFound", err)
+				}
+			})
+		}
+	})
+
+	t.Run("Monolithic", func(t *testing.T) {
+		for _, n := range []int{0, 100, opts.LargeSize} {
+			s := newStore(t)
+			u := start(t, s)
+			b, d := Random(t, n)
+			if got, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b)); err != nil || got != int64(n) {
+				t.Fatalf("Commit of %d bytes = %d, %v", n, got, err)
+			}
+			assertContent(t, s, d, b)
+		}
+	})
+
+	t.Run("Sha512", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		b, _ := Random(t, 20000)
+		d := digest.SHA512.FromBytes(b)
+		if _, err := s.Append(ctx, u.ID, 0, bytes.NewReader(b[:5000])); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b[5000:])); err != nil {
+			t.Fatal(err)
+		}
+		assertContent(t, s, d, b)
+	})
+
+	t.Run("AlreadyStored", func(t *testing.T) {
+		s := newStore(t)
+		b, d := Random(t, 3000)
+		if _, err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		u := start(t, s)
+		if n, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b)); err != nil || n != 3000 {
+			t.Fatalf("Commit of a stored blob = %d, %v", n, err)
+		}
+		assertContent(t, s, d, b)
+	})
+
+	t.Run("RangeMismatch", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		b, d := Random(t, 300)
+		if _, err := s.Append(ctx, u.ID, 0, bytes.NewReader(b[:100])); err != nil {
+			t.Fatal(err)
+		}
+		for _, from := range []int64{0, 50, 101, 1 << 40} {
+			n, err := s.Append(ctx, u.ID, from, bytes.NewReader(b[100:]))
+			if !errors.Is(err, storage.ErrRangeMismatch) || n != 100 {
+				t.Fatalf("Append at %d of a 100-byte upload = %d, %v; want 100, ErrRangeMismatch", from, n, err)
+			}
+		}
+		if _, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b[100:])); err != nil {
+			t.Fatalf("Commit after refused chunks: %v", err)
+		}
+		assertContent(t, s, d, b)
+	})
+
+	t.Run("WrongDigestEndsSession", func(t *testing.T) {
+		for _, n := range []int{100, opts.LargeSize} {
+			s := newStore(t)
+			u := start(t, s)
+			b, _ := Random(t, n)
+			_, claimed := Random(t, 10)
+			if _, err := s.Append(ctx, u.ID, 0, bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Commit(ctx, u.ID, claimed, nil); !errors.Is(err, storage.ErrDigestMismatch) {
+				t.Fatalf("Commit with a wrong digest: %v, want ErrDigestMismatch", err)
+			}
+			if _, err := s.Stat(ctx, claimed); !errors.Is(err, storage.ErrBlobNotFound) {
+				t.Fatalf("Stat after a refused Commit: %v", err)
+			}
+			if _, err := s.Upload(ctx, u.ID); !errors.Is(err, storage.ErrUploadNotFound) {
+				t.Fatalf("Upload after a refused Commit: %v, want ErrUploadNotFound", err)
+			}
+			assertWalk(t, s, nil)
+		}
+	})
+
+	t.Run("BadDigestKeepsSession", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		if _, err := s.Commit(ctx, u.ID, "md5:d41d8cd98f00b204e9800998ecf8427e", nil); !errors.Is(err, storage.ErrUnsupportedAlgo) {
+			t.Fatalf("Commit with an md5 digest: %v, want ErrUnsupportedAlgo", err)
+		}
+		if _, err := s.Upload(ctx, u.ID); err != nil {
+			t.Fatalf("Upload after an unsupported digest: %v", err)
+		}
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		b, _ := Random(t, opts.LargeSize)
+		if _, err := s.Append(ctx, u.ID, 0, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Cancel(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Upload(ctx, u.ID); !errors.Is(err, storage.ErrUploadNotFound) {
+			t.Fatalf("Upload after Cancel: %v", err)
+		}
+		if _, err := s.Append(ctx, u.ID, -1, bytes.NewReader(b)); !errors.Is(err, storage.ErrUploadNotFound) {
+			t.Fatalf("Append after Cancel: %v", err)
+		}
+		if err := s.Cancel(ctx, u.ID); !errors.Is(err, storage.ErrUploadNotFound) {
+			t.Fatalf("second Cancel: %v", err)
+		}
+		assertWalk(t, s, nil)
+	})
+
+	t.Run("UnknownIDs", func(t *testing.T) {
+		s := newStore(t)
+		_, d := Random(t, 10)
+		for _, id := range []string{"", "nope", "../../../etc", "00000000000000000000000000000000", "0000000000000000000000000000000g"} {
+			if _, err := s.Upload(ctx, id); !errors.Is(err, storage.ErrUploadNotFound) {
+				t.Errorf("Upload(%q): %v", id, err)
+			}
+			if _, err := s.Append(ctx, id, -1, bytes.NewReader([]byte("x"))); !errors.Is(err, storage.ErrUploadNotFound) {
+				t.Errorf("Append(%q): %v", id, err)
+			}
+			if _, err := s.Commit(ctx, id, d, nil); !errors.Is(err, storage.ErrUploadNotFound) {
+				t.Errorf("Commit(%q): %v", id, err)
+			}
+			if err := s.Cancel(ctx, id); !errors.Is(err, storage.ErrUploadNotFound) {
+				t.Errorf("Cancel(%q): %v", id, err)
+			}
+		}
+	})
+
+	t.Run("OneWriterAtATime", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		b, d := Random(t, 2000)
+		slow := &blockingReader{r: bytes.NewReader(b[:1000]), started: make(chan struct{}), release: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.Append(ctx, u.ID, 0, slow)
+			done <- err
+		}()
+		<-slow.started
+		// While the first request writes, a second is refused at once
+		// without reading its body; the session is unharmed.
+		if _, err := s.Append(ctx, u.ID, -1, bytes.NewReader(b[1000:])); !errors.Is(err, storage.ErrUploadBusy) {
+			t.Errorf("concurrent Append: %v, want ErrUploadBusy", err)
+		}
+		if _, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b[1000:])); !errors.Is(err, storage.ErrUploadBusy) {
+			t.Errorf("concurrent Commit: %v, want ErrUploadBusy", err)
+		}
+		close(slow.release)
+		if err := <-done; err != nil {
+			t.Fatalf("first Append: %v", err)
+		}
+		if n, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b[1000:])); err != nil || n != 2000 {
+			t.Fatalf("Commit after the first Append = %d, %v", n, err)
+		}
+		assertContent(t, s, d, b)
+	})
+
+	t.Run("BrokenChunkKeepsWhatArrived", func(t *testing.T) {
+		s := newStore(t)
+		u := start(t, s)
+		b, d := Random(t, opts.LargeSize)
+		cut := opts.LargeSize / 2
+		if _, err := s.Append(ctx, u.ID, 0, &failingReader{bytes.NewReader(b[:cut])}); err == nil {
+			t.Fatal("Append of a chunk that broke off succeeded")
+		}
+		// The client asks where the upload stands and goes on from there.
+		got := size(t, s, u.ID)
+		if got != int64(cut) {
+			t.Fatalf("size after a broken chunk = %d, want the %d bytes that arrived", got, cut)
+		}
+		if _, err := s.Commit(ctx, u.ID, d, bytes.NewReader(b[got:])); err != nil {
+			t.Fatalf("Commit after resuming: %v", err)
+		}
+		assertContent(t, s, d, b)
+	})
+}
