@@ -2,6 +2,7 @@ package auth
 
 import (
 	"container/list"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -365,4 +366,34 @@ func (l *Limiter) Guard(username, ip string) (unlock func()) {
 	m := &l.guards[h%guardStripes]
 	m.Lock()
 	return m.Unlock
+}
+
+// LimitedError refuses a login attempt because of earlier failures.
+type LimitedError struct {
+	RetryAfter time.Duration
+}
+
+func (e *LimitedError) Error() string {
+	secs := (e.RetryAfter + time.Second - 1) / time.Second
+	return fmt.Sprintf("too many failed logins: retry in %d seconds", secs)
+}
+
+// Attempt is one password check under the limiter, with the steps every
+// face takes, in this order: it waits for the client's attempt in progress
+// (Guard); refuses at once with a *LimitedError if the username or address
+// is held back (Allow); else runs check and records its outcome (Fail or
+// Succeed) before the client's next attempt may start. It returns check's
+// error. The token endpoint, Basic credentials, the REST API's and the
+// portal's password checks all call it, so that none can leave a step out.
+func (l *Limiter) Attempt(username, ip string, check func() error) error {
+	defer l.Guard(username, ip)()
+	if ok, wait := l.Allow(username, ip); !ok {
+		return &LimitedError{RetryAfter: wait}
+	}
+	if err := check(); err != nil {
+		l.Fail(username, ip)
+		return err
+	}
+	l.Succeed(username, ip)
+	return nil
 }

@@ -176,20 +176,24 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		s.observe(kind, "failure")
 		return identity.Login{}, &failure{reason: "username too long", message: "invalid username or password"}
 	}
-	defer s.limiter.Guard(user, ip)()
-	if ok, wait := s.limiter.Allow(user, ip); !ok {
+	var login identity.Login
+	err := s.limiter.Attempt(user, ip, func() (err error) {
+		login, err = s.id.Authenticate(user, pass)
+		return err
+	})
+	var limited *auth.LimitedError
+	if errors.As(err, &limited) {
+		wait := limited.RetryAfter
 		s.observe(kind, "limited")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, "rate limited", start, "")
 		return identity.Login{}, &failure{reason: "rate limited", message: "too many failed logins: retry in " + seconds(wait), retryAfter: wait}
 	}
-	login, err := s.id.Authenticate(user, pass)
 	if err != nil {
 		var ae *identity.AuthError
 		reason := err.Error()
 		if errors.As(err, &ae) {
 			reason = ae.Reason
 		}
-		s.limiter.Fail(user, ip)
 		s.observe(kind, "failure")
 		s.recordLogin(r, user, "", "", audit.ResultFailure, reason, start, "")
 		msg := "invalid username or password"
@@ -200,7 +204,6 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		}
 		return identity.Login{}, &failure{reason: reason, message: msg}
 	}
-	s.limiter.Succeed(user, ip)
 	s.observe(kind, "success")
 	if viaTokenEndpoint || s.firstBasicThisMinute(user, login.Subject.Slot, ip) {
 		s.recordLogin(r, user, login.Identity.Kind.String(), login.Subject.Slot, audit.ResultSuccess, "", start, "")

@@ -85,23 +85,26 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := h.clientIP(r)
 	start := h.now()
-	defer h.limiter.Guard(user, ip)()
-	if ok, wait := h.limiter.Allow(user, ip); !ok {
+	var login identity.Login
+	err := h.limiter.Attempt(user, ip, func() (err error) {
+		login, err = h.ids.Authenticate(user, pass)
+		return err
+	})
+	var limited *auth.LimitedError
+	if errors.As(err, &limited) {
 		h.recordLogin(r, user, "", audit.ResultFailure, "portal: rate limited", start)
-		secs := int((wait + time.Second - 1) / time.Second)
+		secs := int((limited.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
 		h.renderSignin(w, r, http.StatusTooManyRequests, d,
 			fmt.Sprintf("Too many failed sign-ins. Wait %d seconds and try again.", secs))
 		return
 	}
-	login, err := h.ids.Authenticate(user, pass)
 	if err != nil {
 		reason := err.Error()
 		var ae *identity.AuthError
 		if errors.As(err, &ae) {
 			reason = ae.Reason
 		}
-		h.limiter.Fail(user, ip)
 		h.recordLogin(r, user, "", audit.ResultFailure, "portal: "+reason, start)
 		msg := "Wrong username or password."
 		if reason == "user disabled" { // only reached with the right password
@@ -110,7 +113,6 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.renderSignin(w, r, http.StatusUnauthorized, d, msg)
 		return
 	}
-	h.limiter.Succeed(user, ip)
 	if login.Identity.Kind != auth.KindUser {
 		h.recordLogin(r, user, login.Identity.Kind.String(), audit.ResultFailure, "portal: not a user", start)
 		what := "a token"
@@ -206,16 +208,17 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 	// The current password is checked as a login is: limited and audited.
 	ip := h.clientIP(r)
 	start := h.now()
-	unlock := h.limiter.Guard(rq.user.Name, ip)
-	if ok, wait := h.limiter.Allow(rq.user.Name, ip); !ok {
-		unlock()
+	err := h.limiter.Attempt(rq.user.Name, ip, func() error {
+		_, err := h.ids.Authenticate(rq.user.Name, cur)
+		return err
+	})
+	var limited *auth.LimitedError
+	if errors.As(err, &limited) {
 		h.recordLogin(r, rq.user.Name, "", audit.ResultFailure, "portal: current password: rate limited", start)
-		show(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Wait %d seconds and try again.", int((wait+time.Second-1)/time.Second)))
+		show(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Wait %d seconds and try again.", int((limited.RetryAfter+time.Second-1)/time.Second)))
 		return
 	}
-	if _, err := h.ids.Authenticate(rq.user.Name, cur); err != nil {
-		h.limiter.Fail(rq.user.Name, ip)
-		unlock()
+	if err != nil {
 		reason := err.Error()
 		var ae *identity.AuthError
 		if errors.As(err, &ae) {
@@ -226,8 +229,6 @@ func (h *Handler) accountPassword(w http.ResponseWriter, r *http.Request, rq *re
 		show(http.StatusUnprocessableEntity, "The password was not changed: see below.")
 		return
 	}
-	h.limiter.Succeed(rq.user.Name, ip)
-	unlock()
 	h.recordLogin(r, rq.user.Name, "user", audit.ResultSuccess, "portal: current password", start)
 	if _, err := h.ids.UpdateUser(r.Context(), rq.id, rq.user.Name, identity.UserUpdate{Password: &pw, Current: &cur}); err != nil {
 		if statusOf(err) == http.StatusUnprocessableEntity {
