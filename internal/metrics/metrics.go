@@ -65,6 +65,11 @@ func (m *Metrics) Gauge(name, help string, fn func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// CounterFunc registers a counter whose value fn reports when scraped.
+func (m *Metrics) CounterFunc(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}
+
 // ObserveRequest records one finished HTTP request.
 func (m *Metrics) ObserveRequest(route, method string, code int, in, out int64, d time.Duration) {
 	if route == "" {

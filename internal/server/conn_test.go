@@ -331,6 +331,10 @@ func TestConnectionBoundKeepsGrantedWorkServed(t *testing.T) {
 	if closed < len(flood)-bound {
 		t.Errorf("%d of %d flooding connections closed; the bound is %d", closed, len(flood), bound)
 	}
+	_, metrics := l.get("/metrics", "")
+	if !strings.Contains(metrics, fmt.Sprintf("berth_connections_max %d\n", bound)) || strings.Contains(metrics, "berth_connections_shed_total 0\n") || !strings.Contains(metrics, "berth_connections_shed_total") {
+		t.Errorf("metrics do not show the bound and the connections closed:\n%s", metrics)
+	}
 	if !strings.Contains(l.log.String(), "connection limit reached") || !strings.Contains(l.log.String(), fmt.Sprintf("max_connections=%d", bound)) {
 		t.Errorf("no log line about the bound:\n%s", l.log.String())
 	}

@@ -36,9 +36,18 @@ type connLimiter struct {
 	open    int
 	closed  bool
 	// shed and waited count what happened at the bound since the last log
-	// line; logged is when that was.
+	// line; logged is when that was. shedTotal counts since the start.
 	shed, waited int
 	logged       time.Time
+	shedTotal    int64
+}
+
+// counts returns how many connections are open and how many were closed to
+// make room since the start (metrics).
+func (l *connLimiter) counts() (open int, shed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open, l.shedTotal
 }
 
 // connKind is how expendable a connection is; lower goes first.
@@ -85,6 +94,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			l.dropLocked(v)
 			v.Conn.Close()
 			l.shed++
+			l.shedTotal++
 			l.noteLocked()
 			continue
 		}

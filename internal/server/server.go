@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -56,6 +57,8 @@ type Server struct {
 	handler   http.Handler
 	// writes remembers writes that failed on full or read-only storage.
 	writes writeFailures
+	// conns is the connection limiter of the listener being served.
+	conns atomic.Pointer[connLimiter]
 }
 
 // Secrets are settings that never come from the configuration file.
@@ -98,6 +101,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	blobs.SetRepairObserver(func(d digest.Digest, oldSize, newSize int64) {
 		s.integrity.Repaired()
 		log.Warn("push replaced a damaged blob file", "digest", d, "stored_size", oldSize, "size", newSize)
+	})
+	s.metrics.Gauge("berth_connections_open", "Client connections held.", func() float64 {
+		if l := s.conns.Load(); l != nil {
+			n, _ := l.counts()
+			return float64(n)
+		}
+		return 0
+	})
+	s.metrics.Gauge("berth_connections_max", "The bound on client connections held (maxConnections).", func() float64 {
+		if l := s.conns.Load(); l != nil {
+			return float64(l.max)
+		}
+		return 0
+	})
+	s.metrics.CounterFunc("berth_connections_shed_total", "Connections closed to make room at the bound.", func() float64 {
+		if l := s.conns.Load(); l != nil {
+			_, n := l.counts()
+			return float64(n)
+		}
+		return 0
 	})
 	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions this process is tracking.", func() float64 { return float64(blobs.ActiveUploads()) })
 	s.audit = audit.New(md.DB(), log)
@@ -257,6 +280,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		maxConns = defaultMaxConnections(openFileLimit())
 	}
 	limited := newConnLimiter(ln, maxConns, s.log)
+	s.conns.Store(limited)
 	ln = limited
 	srv.ConnContext = connContext
 	// Connections that never sent a request count as active for five
