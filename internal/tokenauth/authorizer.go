@@ -13,7 +13,8 @@ import (
 )
 
 // Authorizer adapts the Service to the registry: it authenticates each /v2/
-// request and asks auth.Decide about every access the route needs.
+// request and asks auth about the operation of every access the route
+// needs (auth.Permits, with the one operation table).
 type Authorizer struct{ s *Service }
 
 // Authorizer returns the registry's authorizer.
