@@ -191,3 +191,46 @@ func BenchmarkRepositoryPageLargeIndexes(b *testing.B) {
 		}
 	}
 }
+
+// TestIndexPageShowsBoundedChildren: the page of an index of 27,000
+// entries shows the first childrenShown of them and says how many more
+// there are, instead of megabytes of rows.
+func TestIndexPageShowsBoundedChildren(t *testing.T) {
+	const entries = 27000
+	f, _ := newWatchedFixture(t)
+	putLargeIndex(t, f.store, "big/app", entries, "v1")
+	m, err := f.store.Manifest(context.Background(), "big/app", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.signIn("owner", ownerPassword).get("/repositories/big/app/-/manifests/" + m.Digest.String())
+	wantStatus(t, r, http.StatusOK)
+	if rows := strings.Count(r.body, `<span class="chip">linux/`); rows != childrenShown-1 { // one is the attestation
+		t.Errorf("%d platform rows, want %d", rows, childrenShown-1)
+	}
+	if !strings.Contains(r.body, fmt.Sprintf("%d more are not shown", entries-childrenShown)) {
+		t.Error("the page does not say how many children it leaves out")
+	}
+}
+
+// BenchmarkIndexPage renders the page of an index of 27,000 entries.
+func BenchmarkIndexPage(b *testing.B) {
+	f, _ := newWatchedFixture(b)
+	putLargeIndex(b, f.store, "big/app", 27000, "v1")
+	m, err := f.store.Manifest(context.Background(), "big/app", "v1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gen, _ := f.ids.UserGeneration("owner")
+	sess, _ := f.h.sessions.create("owner", gen)
+	req, _ := http.NewRequest("GET", f.srv.URL+"/repositories/big/app/-/manifests/"+m.Digest.String(), nil)
+	req.AddCookie(&http.Cookie{Name: f.h.sessionCookieName(), Value: sess})
+	for b.Loop() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}

@@ -196,6 +196,10 @@ func referrerSummary(refs []meta.Referrer) string {
 	return strings.Join(parts, ", ")
 }
 
+// childrenShown bounds the children of an index shown on its page: an
+// index may name tens of thousands, megabytes of HTML.
+const childrenShown = 500
+
 // untaggedPerPage bounds the untagged manifests shown on a repository page.
 const untaggedPerPage = 50
 
@@ -301,6 +305,8 @@ type manifestData struct {
 	Config      *descriptor
 	Layers      []descriptor
 	Children    []childRow
+	// MoreChildren is how many children of an index are not shown.
+	MoreChildren int
 	Referrers   []referrerRow
 	Annotations [][2]string
 	CanEdit     bool
@@ -339,7 +345,11 @@ func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *req
 	doc := parseManifest(m)
 	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: m.Summary.Size, Config: doc.Config,
 		Layers: doc.Layers, CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes), Host: h.registryHost(r)}
-	for _, c := range doc.Manifests {
+	for i, c := range doc.Manifests {
+		if i == childrenShown {
+			d.MoreChildren = len(doc.Manifests) - i
+			break
+		}
 		d.Children = append(d.Children, childRow{descriptor: c, Platform: c.Platform.String(), Attestation: isAttestation(c)})
 	}
 	if refs, err := h.repos.Referrers(r.Context(), rq.id, name, m.Digest); err == nil {
