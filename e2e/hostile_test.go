@@ -636,7 +636,7 @@ func TestHostileTokenEndpoint(t *testing.T) {
 		{name: "POST unknown grant", method: "POST", body: "grant_type=client_credentials&service=berth", header: form, status: 400},
 		{name: "POST bad escape", method: "POST", body: "grant_type=password&username=%zz", header: form, status: 400},
 		{name: "POST JSON body", method: "POST", body: `{"grant_type":"password"}`, header: []string{"Content-Type", "application/json"}, status: 400},
-		{name: "POST body over 64 KiB", method: "POST", body: "grant_type=password&username=owner&password=" + strings.Repeat("x", 70<<10), header: form, status: 400},
+		{name: "POST body over 64 KiB", method: "POST", body: "grant_type=password&username=owner&password=" + strings.Repeat("x", 70<<10), header: form, status: 413},
 		{name: "POST empty username", method: "POST", body: "grant_type=password&username=&password=x&service=berth", header: form, status: 401},
 		{name: "POST refresh garbage", method: "POST", body: "grant_type=refresh_token&refresh_token=a.b.c&service=berth", header: form, status: 401},
 		{name: "POST refresh empty", method: "POST", body: "grant_type=refresh_token&service=berth", header: form, status: 401},

@@ -285,7 +285,7 @@ func TestConnectionBoundKeepsGrantedWorkServed(t *testing.T) {
 	// Flood: connections that send nothing, and requests whose body never
 	// comes to routes that read it before any authentication.
 	var flood []net.Conn
-	for i := range 3 * bound {
+	for i := range 20 * bound {
 		if i%2 == 0 {
 			flood = append(flood, l.stuck(""))
 		} else {
