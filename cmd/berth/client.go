@@ -390,8 +390,9 @@ func (c *loginFile) login(server string) *savedLogin {
 }
 
 // save stores l, replacing the server's earlier login; current makes its
-// server the current one.
+// server the current one. A server that was current stays current.
 func (c *loginFile) save(l savedLogin, current bool) {
+	current = current || c.Current == l.Server
 	c.remove(l.Server)
 	c.Logins = append(c.Logins, l)
 	if current {

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/api"
-	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/fsck"
-	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -113,23 +107,9 @@ func TestCLIFsckOffline(t *testing.T) {
 
 // TestCLIFsckOnline runs the check on the server through the API.
 func TestCLIFsckOnline(t *testing.T) {
-	ctx := context.Background()
-	_, blobs, md, _, file := imageStore(t)
-	log := slog.New(slog.DiscardHandler)
-	al := audit.New(md.DB(), log)
-	ids, err := identity.Open(ctx, md.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ids.Close(); al.Close() })
-	h, err := api.New(api.Options{Identity: ids, Metadata: md, Authenticator: authenticator{ids}, Audit: al, Logger: log,
-		Fsck: func(ctx context.Context, o fsck.Options) (fsck.Report, error) { return fsck.Check(ctx, md, blobs, o) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.URL, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	dir, _, _, _, file := imageStore(t)
+	srv := startServerOn(t, dir)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
 
 	if out := c.ok("fsck"); !strings.Contains(out, "No problems found") {
 		t.Fatalf("healthy store: %s", out)

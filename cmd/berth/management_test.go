@@ -21,114 +21,43 @@ import (
 
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/audit"
-	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/server"
 )
 
 const ownerPassword = "owner-password-for-cli-tests"
 
-// testServer is an httptest server with the management API over a real
-// identity service and SQLite store, and a minimal token endpoint.
+// testServer is berth's whole HTTP handler, as `berth serve` builds it (the
+// management API, the real /oauth2/token and the rest), on an httptest
+// server, so that the CLI is tested against what it talks to in use.
 type testServer struct {
 	url   string
 	ids   *identity.Service
 	store *meta.SQLite
 }
 
-// authenticator accepts a user's (or token's) Basic credentials, and Bearer
-// access tokens issued by the identity service.
-type authenticator struct{ ids *identity.Service }
-
-func (a authenticator) Authenticate(r *http.Request) (auth.Identity, error) {
-	if user, pass, ok := r.BasicAuth(); ok {
-		login, err := a.ids.Authenticate(user, pass)
-		return login.Identity, err
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return auth.Identity{}, errors.New("no credentials")
-	}
-	claims, err := a.ids.Verifier().VerifyAccess(tok)
-	if err != nil {
-		return auth.Identity{}, err
-	}
-	return a.ids.ResolveClaims(claims)
-}
-
-// tokenEndpoint is enough of /oauth2/token for `berth login` and the
-// refresh-token grant.
-func tokenEndpoint(ids *identity.Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil || r.PostForm.Get("client_id") != clientID {
-			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
-			return
-		}
-		var id auth.Identity
-		var sub auth.Subject
-		switch r.PostForm.Get("grant_type") {
-		case "password":
-			login, err := ids.Authenticate(r.PostForm.Get("username"), r.PostForm.Get("password"))
-			if err != nil {
-				w.WriteHeader(http.StatusUnauthorized)
-				io.WriteString(w, `{"error":"invalid_grant","error_description":"invalid username or password"}`)
-				return
-			}
-			id, sub = login.Identity, login.Subject
-		case "refresh_token":
-			c, err := ids.Verifier().VerifyRefresh(r.PostForm.Get("refresh_token"))
-			if err == nil {
-				id, err = ids.ResolveClaims(c)
-			}
-			if err != nil {
-				w.WriteHeader(http.StatusUnauthorized)
-				io.WriteString(w, `{"error":"invalid_grant","error_description":"refresh token no longer valid: log in again"}`)
-				return
-			}
-			id.Bearer = nil
-			sub = auth.Subject{Kind: c.Kind, Name: c.Subject, Slot: c.Slot, Generation: c.Generation, SlotSerial: c.SlotSerial}
-		}
-		access, _, err := ids.Signer().IssueAccess(sub, auth.Intersect(auth.ParseScopes(r.PostForm["scope"]...), id))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		resp := map[string]string{"token": access, "access_token": access}
-		if r.PostForm.Get("access_type") == "offline" {
-			resp["refresh_token"], _, _ = ids.Signer().IssueRefresh(sub)
-		}
-		json.NewEncoder(w).Encode(resp)
-	}
-}
-
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	store, err := meta.OpenSQLite(ctx, t.TempDir())
+	return startServerOn(t, t.TempDir())
+}
+
+// startServerOn serves the data directory dir.
+func startServerOn(t *testing.T, dir string) *testServer {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Data = dir
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler), server.Secrets{OwnerPassword: ownerPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	al := audit.New(store.DB(), log)
-	ids, err := identity.Open(ctx, store.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := api.New(api.Options{Identity: ids, Metadata: store, Authenticator: authenticator{ids}, Audit: al, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(api.Prefix, h)
-	mux.Handle("POST /oauth2/token", tokenEndpoint(ids))
-	srv := httptest.NewServer(mux)
+	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
+		hs.Close()
 		srv.Close()
-		ids.Close()
-		al.Close()
-		store.Close()
 	})
-	return &testServer{url: srv.URL, ids: ids, store: store}
+	return &testServer{url: hs.URL, ids: srv.Identity(), store: srv.Metadata()}
 }
 
 func (s *testServer) putManifest(t *testing.T, repo, tag string) digest.Digest {

@@ -555,6 +555,9 @@ func (s *Server) Identity() *identity.Service { return s.identity }
 // Audit returns the audit log (for tests and embedding).
 func (s *Server) Audit() *audit.Log { return s.audit }
 
+// Metadata returns the metadata store (for tests and embedding).
+func (s *Server) Metadata() *meta.SQLite { return s.meta }
+
 // DataDir returns the data directory.
 func (s *Server) DataDir() string { return s.cfg.Data }
 
