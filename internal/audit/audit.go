@@ -1,11 +1,26 @@
 // Package audit records who did what: every login attempt, push, manifest
-// pull, delete and permission change. Records are written in batches by one
-// goroutine so that the request path never waits for the database.
+// pull, delete and permission change.
+//
+// There are three ways in, by what a record is worth in a crash:
+//
+//   - InsertTx writes a record in the caller's transaction: a permission
+//     change and its record are committed together or not at all.
+//   - Write returns once the record is committed: pushes and deletes call
+//     it before they answer, so no acknowledged change lacks its record.
+//     Concurrent callers share one transaction (group commit).
+//   - Record queues a record and returns at once: manifest pulls and
+//     logins, which are many and change nothing, are committed within
+//     batchWindow, and identical ones within FoldWindow become one record
+//     with a count. A crash can lose the last batchWindow of them.
+//
+// A batch that fails is retried, never dropped; retention deletes the
+// oldest records beyond an age or a number.
 package audit
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -48,9 +63,11 @@ type Event struct {
 	Target     string `json:"target,omitempty"`
 	JwtID      string `json:"jwtId,omitempty"`
 	DurationMs int64  `json:"durationMs,omitempty"`
-	// Count is how many identical events this record stands for (manifest
-	// pulls repeated within a fraction of a second are folded into one).
-	Count int `json:"count,omitempty"`
+	// Count is how many identical events this record stands for: manifest
+	// pulls and failed logins repeated within FoldWindow are folded into
+	// one record. LastTime is then the time of the last of them.
+	Count    int       `json:"count,omitempty"`
+	LastTime time.Time `json:"lastTime,omitzero"`
 }
 
 // Filter selects events; zero fields match everything.
@@ -65,153 +82,485 @@ type Filter struct {
 	Before int64
 }
 
-// Log is the audit log.
-type Log struct {
-	db  *sql.DB
-	log *slog.Logger
-	ch  chan Event
-
-	wg      sync.WaitGroup
-	once    sync.Once
-	flushc  chan chan struct{}
-	stopped chan struct{} // closed when the writer has finished
+// Options configure a Log.
+type Options struct {
+	Logger *slog.Logger
+	// MaxAge and MaxRecords bound the log: retention deletes records older
+	// than MaxAge and the oldest beyond MaxRecords. Zero means no limit.
+	MaxAge     time.Duration
+	MaxRecords int64
+	// PruneInterval is how often retention runs; zero means hourly.
+	PruneInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
-// queueSize bounds memory when the database is slow; beyond it, events are
-// written synchronously rather than dropped.
-const queueSize = 4096
+// Tuning of the writer.
+const (
+	// batchWindow is how long queued records are gathered before they are
+	// written in one transaction.
+	batchWindow = 200 * time.Millisecond
+	// FoldWindow is how long identical pulls and failed logins keep
+	// adding to one record's count: a flood costs a row a minute per
+	// source, not a row per attempt.
+	FoldWindow = time.Minute
+	// maxQueue bounds the queued records; beyond it Record waits for the
+	// writer rather than dropping anything.
+	maxQueue = 8192
+	// maxFolds bounds the records the writer remembers for folding;
+	// forgetting them costs only extra rows.
+	maxFolds = 16384
+	// Retries of a failed batch wait retryBase, doubling up to retryMax.
+	// Callers of Write are told of the failure after failWaitersAfter
+	// attempts (their records stay queued); at shutdown the writer gives
+	// up after closeAttempts.
+	retryBase        = 100 * time.Millisecond
+	retryMax         = 5 * time.Second
+	failWaitersAfter = 3
+	closeAttempts    = 5
+	// pruneChunk is how many rows one retention transaction deletes, so
+	// that writers never wait long behind it.
+	pruneChunk = 2000
+)
 
-// New starts a Log writing to db (which holds the audit table).
+// Log is the audit log.
+type Log struct {
+	db   *sql.DB
+	log  *slog.Logger
+	opts Options
+	now  func() time.Time
+
+	mu     sync.Mutex
+	space  *sync.Cond // signalled when the queue shrinks or the log closes
+	queue  []entry
+	closed bool
+
+	kick    chan struct{} // something is queued
+	urgent  chan struct{} // someone waits for a commit
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	once    sync.Once
+	stopped chan struct{} // closed when the writer has finished
+
+	folds map[foldKey]foldRow // written records still open to folding; the writer's only
+}
+
+// entry is a queued record; done, when set, is told when it is committed
+// (or that committing it keeps failing). A marker entry carries no record,
+// only done: Flush uses one.
+type entry struct {
+	e      Event
+	done   chan error
+	marker bool
+}
+
+type foldKey struct {
+	kind, result, identity, identityKind, slot, reason, ip, ua, repo, tag, digest string
+}
+
+type foldRow struct {
+	id    int64
+	first time.Time
+}
+
+// New starts a Log writing to db (which holds the audit table), without
+// retention.
 func New(db *sql.DB, log *slog.Logger) *Log {
-	l := &Log{db: db, log: log, ch: make(chan Event, queueSize), flushc: make(chan chan struct{}), stopped: make(chan struct{})}
+	return Open(db, Options{Logger: log})
+}
+
+// Open starts a Log writing to db (which holds the audit table) and, if
+// opts sets a limit, its retention.
+func Open(db *sql.DB, opts Options) *Log {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = time.Hour
+	}
+	l := &Log{db: db, log: opts.Logger, opts: opts, now: opts.Now,
+		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		folds: map[foldKey]foldRow{}}
+	l.space = sync.NewCond(&l.mu)
 	l.wg.Add(1)
 	go l.run()
+	if opts.MaxAge > 0 || opts.MaxRecords > 0 {
+		l.wg.Add(1)
+		go l.retain()
+	}
 	return l
 }
 
-// Record queues e. Time defaults to now.
+// Record queues e to be written within batchWindow and returns; it waits
+// only if the queue is full. Time defaults to now. After Close it writes e
+// at once.
 func (l *Log) Record(e Event) {
-	if e.Time.IsZero() {
-		e.Time = time.Now()
+	e = l.prepare(e)
+	l.mu.Lock()
+	for len(l.queue) >= maxQueue && !l.closed {
+		l.space.Wait()
 	}
+	if l.closed {
+		l.mu.Unlock()
+		if err := l.writeNow(context.Background(), e); err != nil {
+			l.log.Error("audit write failed", "err", err, "kind", e.Kind)
+		}
+		return
+	}
+	l.queue = append(l.queue, entry{e: e})
+	l.mu.Unlock()
+	signal(l.kick)
+}
+
+// Write records e and returns once it is committed, or with the error that
+// keeps it from being committed; the record then stays queued and is
+// retried. Concurrent calls share one transaction. Time defaults to now.
+// After Close it writes e in a transaction of its own.
+func (l *Log) Write(ctx context.Context, e Event) error {
+	e = l.prepare(e)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.writeNow(ctx, e)
+	}
+	done := make(chan error, 1)
+	l.queue = append(l.queue, entry{e: e, done: done})
+	l.mu.Unlock()
+	signal(l.urgent)
 	select {
-	case l.ch <- e:
-	default:
-		l.write([]Event{e})
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit record not written yet: %w", ctx.Err())
 	}
 }
 
-// Flush waits until every event recorded so far is in the database.
+// InsertTx writes e in tx, the transaction of the change it records, so
+// that both are committed or neither is. Time defaults to now.
+func (l *Log) InsertTx(ctx context.Context, tx *sql.Tx, e Event) error {
+	e = l.prepare(e)
+	if _, err := tx.ExecContext(ctx, insertSQL, insertArgs(e, max(e.Count, 1), time.Time{})...); err != nil {
+		return fmt.Errorf("write audit record: %w", err)
+	}
+	return nil
+}
+
+// Flush waits until every event recorded so far is in the database, or
+// writing them has failed repeatedly.
 func (l *Log) Flush() {
-	done := make(chan struct{})
-	select {
-	case l.flushc <- done:
-		<-done
-	case <-l.stopped: // closed: everything was written
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
 	}
+	done := make(chan error, 1)
+	l.queue = append(l.queue, entry{done: done, marker: true})
+	l.mu.Unlock()
+	signal(l.urgent)
+	<-done
 }
 
-// Close flushes and stops the writer.
+// Close writes what is queued and stops the writer and retention. Records
+// made after Close are written synchronously.
 func (l *Log) Close() {
 	l.once.Do(func() {
-		close(l.ch)
+		l.mu.Lock()
+		l.closed = true
+		l.space.Broadcast()
+		l.mu.Unlock()
+		close(l.stop)
 		l.wg.Wait()
 	})
 }
 
-// batchWindow is how long the writer gathers events before writing them in
-// one transaction; identical manifest pulls within it become one record
-// with a count, so a busy pull path costs one row a window, not one a pull.
-const batchWindow = 200 * time.Millisecond
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// prepare stamps e and clips what callers choose (usernames, agents,
+// reasons), before it is queued, so that the queue's memory is bounded too.
+func (l *Log) prepare(e Event) Event {
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	e.Identity, e.Reason, e.CallerIP = clip(e.Identity, 256), clip(e.Reason, 512), clip(e.CallerIP, 64)
+	e.UserAgent, e.Repository, e.Tag, e.Digest = clip(e.UserAgent, 512), clip(e.Repository, 256), clip(e.Tag, 128), clip(e.Digest, 160)
+	e.Target, e.JwtID = clip(e.Target, 512), clip(e.JwtID, 64)
+	return e
+}
 
 func (l *Log) run() {
 	defer l.wg.Done()
 	defer close(l.stopped)
-	var batch []Event
-	var timer <-chan time.Time
 	for {
 		select {
-		case e, ok := <-l.ch:
-			if !ok {
-				l.write(fold(batch))
-				return
+		case <-l.kick:
+			// Only queued records so far: gather more, unless someone
+			// starts waiting for a commit.
+			t := time.NewTimer(batchWindow)
+			select {
+			case <-t.C:
+			case <-l.urgent:
+			case <-l.stop:
 			}
-			batch = append(batch, e)
-			if timer == nil {
-				timer = time.After(batchWindow)
-			}
-			if len(batch) >= queueSize {
-				l.write(fold(batch))
-				batch, timer = nil, nil
-			}
-		case <-timer:
-			l.write(fold(batch))
-			batch, timer = nil, nil
-		case done := <-l.flushc:
-			for len(l.ch) > 0 {
-				batch = append(batch, <-l.ch)
-			}
-			l.write(fold(batch))
-			batch, timer = nil, nil
-			close(done)
+			t.Stop()
+		case <-l.urgent:
+		case <-l.stop:
+		}
+		select {
+		case <-l.stop:
+			l.drain(true)
+			return
+		default:
+			l.drain(false)
 		}
 	}
 }
 
-// fold merges identical pull events (same identity, credential, address,
-// client, repository, tag and digest) into one with a count.
-func fold(events []Event) []Event {
-	type key struct {
-		identity, slot, ip, ua, repo, tag, digest string
-	}
-	out := events[:0]
-	seen := map[key]int{}
-	for _, e := range events {
-		if e.Kind != KindPull {
-			out = append(out, e)
-			continue
-		}
-		k := key{e.Identity, e.Slot, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}
-		if i, ok := seen[k]; ok {
-			out[i].Count += max(e.Count, 1)
-			continue
-		}
-		e.Count = max(e.Count, 1)
-		seen[k] = len(out)
-		out = append(out, e)
-	}
-	return out
+// take empties the queue.
+func (l *Log) take() []entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.queue
+	l.queue = nil
+	l.space.Broadcast()
+	return q
 }
 
-func (l *Log) write(events []Event) {
-	if len(events) == 0 {
-		return
+// waiters reports whether anyone waits for a queued entry.
+func (l *Log) waiters() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, en := range l.queue {
+		if en.done != nil {
+			return true
+		}
 	}
-	tx, err := l.db.Begin()
-	if err != nil {
-		l.log.Error("audit write failed", "err", err, "events", len(events))
-		return
-	}
-	stmt, err := tx.Prepare(`INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		tx.Rollback()
-		l.log.Error("audit write failed", "err", err)
-		return
-	}
-	defer stmt.Close()
-	for _, e := range events {
-		// Callers choose usernames, agents and reasons: clip what is kept.
-		if _, err := stmt.Exec(e.Time.UnixMilli(), e.Kind, e.Result, clip(e.Identity, 256), e.IdentityKind, e.Slot, clip(e.Reason, 512), clip(e.CallerIP, 64),
-			clip(e.UserAgent, 512), clip(e.Repository, 256), clip(e.Tag, 128), clip(e.Digest, 160), clip(e.Target, 512), clip(e.JwtID, 64), e.DurationMs, max(e.Count, 1)); err != nil {
-			tx.Rollback()
-			l.log.Error("audit write failed", "err", err)
+	return false
+}
+
+// drain writes the queue, again and again while callers wait (group
+// commit: whoever arrived during one transaction shares the next), and at
+// shutdown until it is empty.
+func (l *Log) drain(final bool) {
+	for {
+		batch := l.take()
+		if len(batch) == 0 {
+			return
+		}
+		l.commit(batch, final)
+		if !final && !l.waiters() {
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		l.log.Error("audit write failed", "err", err)
+}
+
+// commit writes batch in one transaction, retrying a failure with backoff;
+// records queued meanwhile join the retry. Waiters learn of a persistent
+// failure after failWaitersAfter attempts while their records stay in the
+// batch. Only at shutdown does it give up, after closeAttempts.
+func (l *Log) commit(batch []entry, final bool) {
+	wait := retryBase
+	for attempt := 1; ; attempt++ {
+		err := l.write(batch)
+		if err == nil {
+			for _, en := range batch {
+				if en.done != nil {
+					en.done <- nil
+				}
+			}
+			return
+		}
+		select {
+		case <-l.stop:
+			final = true
+		default:
+		}
+		records := 0
+		for _, en := range batch {
+			if !en.marker {
+				records++
+			}
+		}
+		if final && attempt >= closeAttempts {
+			l.log.Error("audit records lost at shutdown", "err", err, "records", records)
+			for _, en := range batch {
+				if en.done != nil {
+					en.done <- err
+				}
+			}
+			return
+		}
+		l.log.Error("audit write failed; retrying", "err", err, "records", records, "attempt", attempt, "retry_in", wait)
+		if attempt >= failWaitersAfter {
+			for i, en := range batch {
+				if en.done != nil {
+					en.done <- err
+					batch[i].done = nil
+				}
+			}
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, retryMax)
+		batch = append(batch, l.take()...)
 	}
+}
+
+// op is one statement of a batch: a new row, or more to count on a row
+// written before (id > 0).
+type op struct {
+	e     Event
+	key   *foldKey // set when later events may fold into this row
+	id    int64
+	first time.Time // of the row's first event, which bounds folding
+	count int
+	last  time.Time
+}
+
+// plan folds the batch into ops: identical foldable events within
+// FoldWindow of a row's first event add to that row, whether it is in this
+// batch or was written before.
+func (l *Log) plan(batch []entry) []*op {
+	var ops []*op
+	open := map[foldKey]*op{}
+	for _, en := range batch {
+		if en.marker {
+			continue
+		}
+		e := en.e
+		n := max(e.Count, 1)
+		k, ok := foldable(e)
+		if !ok {
+			ops = append(ops, &op{e: e, count: n})
+			continue
+		}
+		if o := open[k]; o != nil && within(o.first, e.Time) {
+			o.count += n
+			o.last = later(o.last, e.Time)
+			continue
+		}
+		o := &op{e: e, key: &k, first: e.Time, count: n, last: e.Time}
+		if fr, ok := l.folds[k]; ok && within(fr.first, e.Time) {
+			o.id, o.first = fr.id, fr.first
+		}
+		open[k] = o
+		ops = append(ops, o)
+	}
+	return ops
+}
+
+func foldable(e Event) (foldKey, bool) {
+	if e.Kind != KindPull && (e.Kind != KindLogin || e.Result != ResultFailure) {
+		return foldKey{}, false
+	}
+	return foldKey{e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}, true
+}
+
+func within(first, t time.Time) bool {
+	d := t.Sub(first)
+	return d < FoldWindow && d > -FoldWindow
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+const insertSQL = `INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func insertArgs(e Event, count int, last time.Time) []any {
+	lastMs := e.Time.UnixMilli()
+	if !last.IsZero() {
+		lastMs = last.UnixMilli()
+	}
+	return []any{e.Time.UnixMilli(), e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP,
+		e.UserAgent, e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs, count, lastMs}
+}
+
+// write commits batch in one transaction; only then does it remember the
+// rows open to folding, so that a failed attempt leaves nothing behind.
+func (l *Log) write(batch []entry) error {
+	ops := l.plan(batch)
+	if len(ops) == 0 {
+		return nil
+	}
+	tx, err := l.db.Begin()
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	ins, err := tx.Prepare(insertSQL)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer ins.Close()
+	ids := make([]int64, len(ops))
+	for i, o := range ops {
+		if o.id > 0 {
+			res, err := tx.Exec(`UPDATE audit SET count = count + ?, last_time = MAX(last_time, ?) WHERE id = ?`, o.count, o.last.UnixMilli(), o.id)
+			if err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 1 {
+				ids[i] = o.id
+				continue
+			}
+			// Retention deleted the row meanwhile: start a new one.
+			o.first = o.e.Time
+		}
+		res, err := ins.Exec(insertArgs(o.e, o.count, o.last)...)
+		if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		if ids[i], err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	l.remember(ops, ids)
+	return nil
+}
+
+func (l *Log) remember(ops []*op, ids []int64) {
+	// Rows whose window has passed, as the events tell time, are closed.
+	var newest time.Time
+	for _, o := range ops {
+		newest = later(newest, o.last)
+	}
+	for k, fr := range l.folds {
+		if !within(fr.first, newest) {
+			delete(l.folds, k)
+		}
+	}
+	for i, o := range ops {
+		if o.key == nil {
+			continue
+		}
+		if len(l.folds) >= maxFolds {
+			clear(l.folds)
+		}
+		l.folds[*o.key] = foldRow{id: ids[i], first: o.first}
+	}
+}
+
+// writeNow writes e in a transaction of its own, for records made after
+// Close.
+func (l *Log) writeNow(ctx context.Context, e Event) error {
+	if _, err := l.db.ExecContext(ctx, insertSQL, insertArgs(e, max(e.Count, 1), time.Time{})...); err != nil {
+		return fmt.Errorf("write audit record: %w", err)
+	}
+	return nil
 }
 
 func clip(s string, n int) string {
@@ -219,6 +568,82 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+func (l *Log) retain() {
+	defer l.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(l.opts.PruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := l.Prune(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			l.log.Error("audit retention failed", "err", err, "deleted", n)
+		} else if n > 0 {
+			l.log.Info("audit retention", "deleted", n)
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Prune deletes the records older than MaxAge and the oldest beyond
+// MaxRecords, a chunk per transaction so that writers never wait long
+// behind it, and returns how many it deleted.
+func (l *Log) Prune(ctx context.Context) (int64, error) {
+	var total int64
+	if l.opts.MaxAge > 0 {
+		cutoff := l.now().Add(-l.opts.MaxAge).UnixMilli()
+		n, err := l.deleteChunks(ctx, `DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE time < ? ORDER BY time LIMIT ?)`, cutoff)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete audit records older than %s: %w", l.opts.MaxAge, err)
+		}
+	}
+	if l.opts.MaxRecords > 0 {
+		var newestGone int64
+		err := l.db.QueryRowContext(ctx, `SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?`, l.opts.MaxRecords).Scan(&newestGone)
+		if errors.Is(err, sql.ErrNoRows) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("count audit records: %w", err)
+		}
+		n, err := l.deleteChunks(ctx, `DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= ? ORDER BY id LIMIT ?)`, newestGone)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete audit records beyond %d: %w", l.opts.MaxRecords, err)
+		}
+	}
+	return total, nil
+}
+
+func (l *Log) deleteChunks(ctx context.Context, q string, bound int64) (int64, error) {
+	var total int64
+	for {
+		res, err := l.db.ExecContext(ctx, q, bound, pruneChunk)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
 }
 
 // List returns events matching f, newest first. Events recorded before the
@@ -246,7 +671,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Before > 0 {
 		add("id < ?", f.Before)
 	}
-	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count FROM audit`
+	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -263,12 +688,15 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	out := []Event{}
 	for rows.Next() {
 		var e Event
-		var t int64
+		var t, last int64
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &e.Result, &e.Identity, &e.IdentityKind, &e.Slot, &e.Reason, &e.CallerIP, &e.UserAgent,
-			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs, &e.Count); err != nil {
+			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs, &e.Count, &last); err != nil {
 			return nil, fmt.Errorf("scan audit event: %w", err)
 		}
 		e.Time = time.UnixMilli(t).UTC()
+		if e.Count > 1 && last > 0 {
+			e.LastTime = time.UnixMilli(last).UTC()
+		}
 		out = append(out, e)
 	}
 	return out, rows.Err()

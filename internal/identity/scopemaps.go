@@ -136,14 +136,15 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 	var m *scopeMap
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		m, err = s.createScopeMapLocked(ctx, tx, spec)
-		return err
+		if m, err = s.createScopeMapLocked(ctx, tx, spec); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, actor, "scope map "+spec.Name, "created: "+strings.Join(m.def.Actions, " "))
 	})
 	if err != nil {
 		return ScopeMap{}, err
 	}
 	s.apply(func() { s.scopeMaps[spec.Name] = m })
-	s.record(actor, "scope map "+spec.Name, "created: "+strings.Join(m.def.Actions, " "))
 	return s.scopeMapView(m), nil
 }
 
@@ -246,13 +247,12 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
 			return fmt.Errorf("update scope map: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "scope map "+name, "updated: "+strings.Join(m.def.Actions, " "))
 	})
 	if err != nil {
 		return ScopeMap{}, err
 	}
 	s.apply(func() { s.scopeMaps[name] = m })
-	s.record(actor, "scope map "+name, "updated: "+strings.Join(m.def.Actions, " "))
 	return s.scopeMapView(m), nil
 }
 
@@ -277,6 +277,10 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or force the deletion (CLI --force, API ?force=true): they then lose all permissions",
 			name, len(users), strings.Join(users, ", "))
 	}
+	reason := "deleted"
+	if len(users) > 0 {
+		reason += "; tokens left without permissions: " + strings.Join(users, ", ")
+	}
 	// Tokens that used it are left with no scope map, so that a new map
 	// with the same name never silently gives them permissions back.
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -286,7 +290,7 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		if _, err := tx.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete scope map: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "scope map "+name, reason)
 	})
 	if err != nil {
 		return nil, err
@@ -299,10 +303,5 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		}
 		delete(s.scopeMaps, name)
 	})
-	reason := "deleted"
-	if len(users) > 0 {
-		reason += "; tokens left without permissions: " + strings.Join(users, ", ")
-	}
-	s.record(actor, "scope map "+name, reason)
 	return users, nil
 }

@@ -290,12 +290,13 @@ func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-// record writes a permission-change audit event.
-func (s *Service) record(actor auth.Identity, target, reason string) {
+// record writes a permission-change audit event in tx, the change's own
+// transaction: no change is committed without its record.
+func (s *Service) record(ctx context.Context, tx *sql.Tx, actor auth.Identity, target, reason string) error {
 	if s.audit == nil {
-		return
+		return nil
 	}
-	s.audit.Record(audit.Event{Kind: audit.KindPermission, Result: audit.ResultSuccess, Identity: actor.Name,
+	return s.audit.InsertTx(ctx, tx, audit.Event{Kind: audit.KindPermission, Result: audit.ResultSuccess, Identity: actor.Name,
 		IdentityKind: actor.Kind.String(), Target: target, Reason: reason})
 }
 

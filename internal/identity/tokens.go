@@ -195,8 +195,10 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 			p.name, p.scopeMap, p.enabled, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store token: %w", err)
 		}
-		creds, fresh, err = s.generateLocked(ctx, tx, p, slots, spec.Expiry)
-		return err
+		if creds, fresh, err = s.generateLocked(ctx, tx, p, slots, spec.Expiry); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, actor, "token "+p.name, fmt.Sprintf("created with scope map %s, status %s", p.scopeMap, spec.Status))
 	})
 	if err != nil {
 		return Token{}, nil, err
@@ -208,7 +210,6 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		}
 		s.tokens[p.name] = p
 	})
-	s.record(actor, "token "+p.name, fmt.Sprintf("created with scope map %s, status %s", p.scopeMap, spec.Status))
 	return tokenView(p), creds, nil
 }
 
@@ -358,15 +359,15 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
 			return fmt.Errorf("update token: %w", err)
 		}
-		return nil
+		if len(changes) == 0 {
+			return nil
+		}
+		return s.record(ctx, tx, actor, "token "+name, "updated: "+strings.Join(changes, ", "))
 	})
 	if err != nil {
 		return Token{}, err
 	}
 	s.apply(func() { p.scopeMap, p.enabled = scopeMap, enabled })
-	if len(changes) > 0 {
-		s.record(actor, "token "+name, "updated: "+strings.Join(changes, ", "))
-	}
 	return tokenView(p), nil
 }
 
@@ -387,13 +388,12 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete token: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "token "+name, "deleted")
 	})
 	if err != nil {
 		return err
 	}
 	s.apply(func() { delete(s.tokens, name) })
-	s.record(actor, "token "+name, "deleted")
 	return nil
 }
 
@@ -423,14 +423,15 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	var fresh map[string]*slot
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		creds, fresh, err = s.generateLocked(ctx, tx, p, slots, expiry)
-		return err
+		if creds, fresh, err = s.generateLocked(ctx, tx, p, slots, expiry); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, actor, "token "+name, "generated "+strings.Join(slots, ", "))
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.apply(func() { maps.Copy(p.slots, fresh) })
-	s.record(actor, "token "+name, "generated "+strings.Join(slots, ", "))
 	return creds, nil
 }
 
@@ -456,12 +457,11 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ? AND slot = ?`, name, slotName); err != nil {
 			return fmt.Errorf("delete password: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "token "+name, slotName+" deleted")
 	})
 	if err != nil {
 		return Token{}, err
 	}
 	s.apply(func() { delete(p.slots, slotName) })
-	s.record(actor, "token "+name, slotName+" deleted")
 	return tokenView(p), nil
 }

@@ -145,14 +145,13 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 			spec.Name, string(role), hash, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store user: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "user "+spec.Name, "created with role "+string(role))
 	})
 	if err != nil {
 		return User{}, err
 	}
 	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: gen, createdAt: now}
 	s.apply(func() { s.users[p.name] = p })
-	s.record(actor, "user "+p.name, "created with role "+string(role))
 	return userView(p), nil
 }
 
@@ -228,13 +227,12 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 			string(role), enabled, newHash, gen, name); err != nil {
 			return fmt.Errorf("update user: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "user "+name, "updated: "+joinOr(changes, "nothing"))
 	})
 	if err != nil {
 		return User{}, err
 	}
 	s.apply(func() { p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen })
-	s.record(actor, "user "+name, "updated: "+joinOr(changes, "nothing"))
 	return userView(p), nil
 }
 
@@ -278,13 +276,12 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete user: %w", err)
 		}
-		return nil
+		return s.record(ctx, tx, actor, "user "+name, "deleted")
 	})
 	if err != nil {
 		return err
 	}
 	s.apply(func() { delete(s.users, name) })
-	s.record(actor, "user "+name, "deleted")
 	return nil
 }
 
@@ -321,6 +318,10 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	a := s.admin
 	// Disabling needs no new generation: every request checks the status.
 	gen := a.generation
+	state := "disabled"
+	if enabled {
+		state = "enabled"
+	}
 	var creds *Credentials
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -331,10 +332,11 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 		}
 		if enabled && len(a.slots) == 0 {
 			var err error
-			creds, fresh, err = s.generateLocked(ctx, tx, a, []string{SlotAdminPassword, SlotAdminPassword2}, time.Time{})
-			return err
+			if creds, fresh, err = s.generateLocked(ctx, tx, a, []string{SlotAdminPassword, SlotAdminPassword2}, time.Time{}); err != nil {
+				return err
+			}
 		}
-		return nil
+		return s.record(ctx, tx, actor, "admin user", state)
 	})
 	if err != nil {
 		return Admin{}, nil, err
@@ -343,11 +345,6 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 		maps.Copy(a.slots, fresh)
 		a.enabled, a.generation = enabled, gen
 	})
-	state := "disabled"
-	if enabled {
-		state = "enabled"
-	}
-	s.record(actor, "admin user", state)
 	return s.adminView(), creds, nil
 }
 
@@ -366,13 +363,14 @@ func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, s
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		creds, fresh, err = s.generateLocked(ctx, tx, s.admin, []string{slotName}, time.Time{})
-		return err
+		if creds, fresh, err = s.generateLocked(ctx, tx, s.admin, []string{slotName}, time.Time{}); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, actor, "admin user", "renewed "+slotName)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.apply(func() { maps.Copy(s.admin.slots, fresh) })
-	s.record(actor, "admin user", "renewed "+slotName)
 	return creds, nil
 }

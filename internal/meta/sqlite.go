@@ -195,6 +195,8 @@ var migrations = []string{
 	`ALTER TABLE manifests ADD COLUMN summary TEXT NOT NULL DEFAULT '';
 	CREATE INDEX manifests_list ON manifests(repository_id, digest, media_type, artifact_type, subject, size, created_at,
 		read_enabled, write_enabled, delete_enabled, list_enabled, summary);`,
+	// The time of the last event folded into a record.
+	`ALTER TABLE audit ADD COLUMN last_time INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
