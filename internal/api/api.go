@@ -298,6 +298,7 @@ const (
 	CodeTooLarge         = "RequestTooLarge"
 	CodeTooManyRequests  = "TooManyRequests"
 	CodeInternal         = "InternalError"
+	CodeStorage          = "InsufficientStorage"
 )
 
 // Error is an API error with its HTTP status.
@@ -367,6 +368,12 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		h.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
+		switch cause := meta.Unwritable(err); {
+		case errors.Is(cause, meta.ErrNoSpace):
+			e = &Error{Status: http.StatusInsufficientStorage, Code: CodeStorage, Message: "the registry's database is full: nothing can be changed until space is freed"}
+		case errors.Is(cause, meta.ErrReadOnly):
+			e = &Error{Status: http.StatusInsufficientStorage, Code: CodeStorage, Message: "the registry's database is read-only: nothing can be changed until it is writable again"}
+		}
 	}
 	writeJSONError(w, e)
 }

@@ -3,6 +3,8 @@ package server_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +117,19 @@ func TestFullOrReadOnlyStorageIsNamedAndPullsGoOn(t *testing.T) {
 	}
 	if err := e.pull("team/app", "owner", ownerPassword); err != nil {
 		t.Errorf("pull from a full disk: %v", err)
+	}
+	// The database's journal grows with each change until it can grow no more.
+	owner := basic("owner", ownerPassword)
+	st, body := 0, ""
+	for i := range 100 {
+		st, body, _ = e.do("PUT", fmt.Sprintf("/api/v1/scopeMaps/full-%d", i), owner,
+			strings.NewReader(`{"properties":{"actions":["repositories/team/*/content/read"]}}`))
+		if st != http.StatusCreated {
+			break
+		}
+	}
+	if st != http.StatusInsufficientStorage || !strings.Contains(body, "InsufficientStorage") || !strings.Contains(body, "database is full") {
+		t.Errorf("management change on a full disk: %d %s", st, body)
 	}
 
 	os.Remove(filler)
