@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 const ownerPassword = "owner-password-for-tests"
@@ -66,27 +67,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	store, err := meta.OpenSQLite(ctx, t.TempDir())
+	st := testutil.NewStores(t, ownerPassword)
+	h, err := New(Options{Identity: st.Identity, Metadata: st.Meta, Authenticator: identities(), Audit: st.Audit, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	al := audit.New(store.DB(), log)
-	ids, err := identity.Open(ctx, store.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ids.Close()
-		al.Close()
-		store.Close()
-	})
-	h, err := New(Options{Identity: ids, Metadata: store, Authenticator: identities(), Audit: al, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, h: h, ids: ids, store: store, audit: al}
+	return &fixture{t: t, h: h, ids: st.Identity, store: st.Meta, audit: st.Audit}
 }
 
 // do sends a request as user ("" for none) with body (a string is sent as

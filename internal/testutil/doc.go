@@ -6,7 +6,8 @@
 // server, Versity's gateway over a temporary directory (StartS3), HAProxy as a
 // round-robin load balancer in front of several nodes (StartLoadBalancer), and test
 // images made locally from random content, so that no test ever pulls from
-// the internet.
+// the internet. For tests of one face without a whole server, NewStores
+// opens the metadata store, audit log and identity service it is built on.
 //
 // Every helper isolates itself from the machine it runs on: temporary data
 // directories, its own docker/podman configuration and credentials files, and

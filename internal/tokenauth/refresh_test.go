@@ -3,7 +3,6 @@ package tokenauth_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
-	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/publicurl"
+	"github.com/berth-registry/berth/internal/testutil"
 	"github.com/berth-registry/berth/internal/tokenauth"
 )
 
@@ -47,16 +46,10 @@ type endpoint struct {
 func newEndpoint(t *testing.T) *endpoint {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
-	store, err := meta.OpenSQLite(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := identity.Open(context.Background(), store.DB(), identity.Options{RegistryName: "berth", OwnerUsername: "owner",
-		OwnerPassword: ownerPassword, AccessTTL: time.Minute, RefreshTTL: refreshTTL, Now: clk.now, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ids.Close(); store.Close() })
+	ids := testutil.NewStores(t, ownerPassword, func(o *identity.Options) {
+		o.RegistryName, o.OwnerUsername = "berth", "owner"
+		o.AccessTTL, o.RefreshTTL, o.Now = time.Minute, refreshTTL, clk.now
+	}).Identity
 	urls, err := publicurl.New("", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -15,9 +15,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/audit"
-	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // contentWatch is the metadata store with a count of the manifests whose
@@ -59,27 +58,13 @@ func (c *contentWatch) UntaggedManifests(ctx context.Context, repo string, n int
 // store through a contentWatch.
 func newWatchedFixture(t testing.TB) (*fixture, *contentWatch) {
 	t.Helper()
-	ctx := context.Background()
-	store, err := meta.OpenSQLite(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	al := audit.New(store.DB(), log)
-	ids, err := identity.Open(ctx, store.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testutil.NewStores(t, ownerPassword)
+	store, al, ids, log := st.Meta, st.Audit, st.Identity, slog.New(slog.DiscardHandler)
 	watch := &contentWatch{SQLite: store}
 	clk := &clock{t: time.Now()}
 	h := New(Options{Identity: ids, Meta: watch, Audit: al, Logger: log, Now: clk.Now})
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		ids.Close()
-		al.Close()
-		store.Close()
-	})
+	t.Cleanup(srv.Close)
 	tt, _ := t.(*testing.T)
 	return &fixture{t: tt, h: h, srv: srv, ids: ids, store: store, audit: al, clock: clk}, watch
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 const (
@@ -63,16 +64,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	store, err := meta.OpenSQLite(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	al := audit.New(store.DB(), log)
-	ids, err := identity.Open(ctx, store.DB(), identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testutil.NewStores(t, ownerPassword)
+	store, al, ids, log := st.Meta, st.Audit, st.Identity, slog.New(slog.DiscardHandler)
 	for name, pw := range map[string]string{"reader": readerPassword, "puller": pullPassword} {
 		role := "reader"
 		if name == "puller" {
@@ -86,12 +79,7 @@ func newFixture(t *testing.T) *fixture {
 	h := New(Options{Identity: ids, Meta: store, Audit: al, Logger: log, Now: clk.Now,
 		SessionTTL: 8 * time.Hour, IdleTimeout: 30 * time.Minute})
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		ids.Close()
-		al.Close()
-		store.Close()
-	})
+	t.Cleanup(srv.Close)
 	return &fixture{t: t, h: h, srv: srv, ids: ids, store: store, audit: al, clock: clk}
 }
 
