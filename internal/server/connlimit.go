@@ -16,14 +16,14 @@ import (
 //
 // At the bound, a newcomer is not left waiting in the kernel's queue behind
 // the connections that hold the slots: room is made by closing one of them,
-// the least useful first: a connection with no request in progress and none
-// authenticated (a fresh one that has sent nothing yet, or an idle one whose
-// last request was anonymous or refused), then one whose request in progress
-// has not been granted (its body crawling in), then an idle connection of an
-// authenticated client, which only costs that client a reconnect. Within each
-// kind the one untouched longest goes first. Connections with a granted
-// request in progress are never closed: when they alone hold
-// every slot, the newcomer waits until one of them finishes.
+// the least useful first. First a connection with no request in progress and
+// nothing granted (a fresh one that has sent nothing yet, or an idle one whose
+// last request was refused), then one whose request in progress has not been
+// granted (its body crawling in), then an idle connection whose last request
+// was granted, which only costs its client a reconnect; within each kind the
+// one untouched longest. A connection with a granted request in progress is
+// never closed: when such connections alone hold every slot, the newcomer
+// waits until one of them finishes or goes idle.
 type connLimiter struct {
 	net.Listener
 	max      int
@@ -73,8 +73,8 @@ type limitedConn struct {
 	gone   bool
 }
 
-func newConnLimiter(ln net.Listener, max int, log *slog.Logger) *connLimiter {
-	l := &connLimiter{Listener: ln, max: max, log: log, logEvery: time.Minute}
+func newConnLimiter(ln net.Listener, bound int, log *slog.Logger) *connLimiter {
+	l := &connLimiter{Listener: ln, max: bound, log: log, logEvery: time.Minute}
 	l.changed = sync.NewCond(&l.mu)
 	return l
 }
