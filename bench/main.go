@@ -1,7 +1,8 @@
 // Command bench measures berth against CNCF Distribution on one machine, in
 // one run, with the same Go client and the same data: blob push and pull,
 // authenticated and anonymous manifest requests, token issuance, listings of
-// many repositories and tags, and memory. It prints a Markdown report and
+// many repositories and tags, memory, and (berth only) listings of many
+// tokens and scope maps. It prints a Markdown report and
 // writes it, with a PNG chart of the ratios, into a file. See
 // docs/benchmarks.md.
 //
