@@ -2,6 +2,7 @@ package tokenauth_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -172,5 +173,46 @@ func TestAuthorizerSeesChangesAtOnce(t *testing.T) {
 	var re *registry.Error
 	if err := authorize(auth.OpPull); !errors.As(err, &re) || re.Code != registry.CodeUnauthorized || !strings.Contains(re.Message, "disabled") {
 		t.Fatalf("pull with a disabled token: %v, want 401 saying it is disabled", err)
+	}
+}
+
+// TestManagementAuthenticator checks what the management API is told about
+// a caller: credentials are required, and a Bearer token keeps its claims
+// so that the API can refuse registry-scoped ones.
+func TestManagementAuthenticator(t *testing.T) {
+	e := newEndpoint(t)
+	pw := newToken(t, e.id, "ci-bot", "team/app", "content/read")
+	scoped := e.accessToken("ci-bot", pw, "repository:team/app:pull")
+	s := e.h.(*tokenauth.Service)
+	for _, tc := range []struct {
+		name, authz string
+		ok          bool
+		bearer      bool
+	}{
+		{"no credentials", "", false, false},
+		{"Basic", "Basic " + base64.StdEncoding.EncodeToString([]byte("owner:"+ownerPassword)), true, false},
+		{"Basic, wrong password", "Basic " + base64.StdEncoding.EncodeToString([]byte("owner:wrong")), false, false},
+		{"Bearer", "Bearer " + scoped, true, true},
+		{"Bearer, not a token", "Bearer nonsense", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/tokens", nil)
+			if tc.authz != "" {
+				req.Header.Set("Authorization", tc.authz)
+			}
+			id, err := s.Authenticate(req)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Authenticate: %v, %v; want ok %v", id, err, tc.ok)
+			}
+			if tc.ok && (id.Kind == auth.KindAnonymous || (id.Bearer != nil) != tc.bearer) {
+				t.Errorf("identity %+v, want a Bearer: %v", id, tc.bearer)
+			}
+			if tc.bearer && len(id.Bearer.Access) != 1 {
+				t.Errorf("Bearer claims %+v, want the token's one access", id.Bearer)
+			}
+			if _, limited := tokenauth.RetryAfter(err); limited {
+				t.Errorf("a single failure is rate limited: %v", err)
+			}
+		})
 	}
 }
