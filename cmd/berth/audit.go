@@ -60,9 +60,11 @@ func newAuditListCmd(g *globals) *cobra.Command {
 			if c.json {
 				return printJSON(c.out, list.Value)
 			}
-			t := newTable(c.out, "TIME", "KIND", "RESULT", "IDENTITY", "CREDENTIAL", "WHAT", "CALLER", "REASON")
+			// COUNT is how many identical events a record stands for
+			// (repeated pulls and failed logins are folded into one).
+			t := newTable(c.out, "TIME", "KIND", "RESULT", "COUNT", "IDENTITY", "CREDENTIAL", "WHAT", "CALLER", "REASON")
 			for _, e := range list.Value {
-				t.row(fmtTime(e.Time), e.Kind, e.Result, dash(e.Identity), dash(e.Slot), dash(eventObject(e)), dash(e.CallerIP), dash(e.Reason))
+				t.row(fmtTime(e.Time), e.Kind, e.Result, strconv.Itoa(max(e.Count, 1)), dash(e.Identity), dash(e.Slot), dash(eventObject(e)), dash(e.CallerIP), dash(e.Reason))
 			}
 			return t.flush()
 		},

@@ -71,6 +71,8 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.DurationVar(&flagCfg.GCInterval, "gc-interval", 0, "collect garbage (unreferenced blob links and content older than 1h) this often, e.g. 24h; 0 means only on request with `berth gc` (env BERTH_GC_INTERVAL)")
 	f.Var(&flagCfg.ScrubRate, "scrub-rate", "bytes per second the background scrub reads to verify every blob against its digest, quarantining damaged ones, e.g. 16MiB; 0 turns it off (env BERTH_SCRUB_RATE)")
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
+	f.DurationVar(&flagCfg.AuditRetention, "audit-retention", flagCfg.AuditRetention, "delete audit records older than this; 0 keeps them (env BERTH_AUDIT_RETENTION)")
+	f.IntVar(&flagCfg.AuditMaxRecords, "audit-max-records", flagCfg.AuditMaxRecords, "keep at most this many audit records, deleting the oldest; 0 for no limit (env BERTH_AUDIT_MAX_RECORDS)")
 	return cmd
 }
 
@@ -101,6 +103,8 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"login-failure-threshold":    func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
 		"debug-addr":                 func() { cfg.DebugAddr = f.DebugAddr },
 		"gc-interval":                func() { cfg.GCInterval = f.GCInterval },
+		"audit-retention":            func() { cfg.AuditRetention = f.AuditRetention },
+		"audit-max-records":          func() { cfg.AuditMaxRecords = f.AuditMaxRecords },
 		"scrub-rate":                 func() { cfg.ScrubRate = f.ScrubRate },
 	}
 	fs.Visit(func(fl *pflag.Flag) {

@@ -56,6 +56,8 @@ type Metadata = repository.Metadata
 // AuditLog is what the API needs of the audit log.
 type AuditLog interface {
 	Record(e audit.Event)
+	// Write returns once e is committed, for changes.
+	Write(ctx context.Context, e audit.Event) error
 	List(ctx context.Context, f audit.Filter) ([]audit.Event, error)
 }
 
@@ -476,7 +478,8 @@ func resourceName(kind, field, s string) (string, error) {
 	return s, nil
 }
 
-// record writes an audit event about a change made through the API.
+// record writes an audit event about a change made through the API, and
+// returns once it is committed, before the change is acknowledged.
 func (h *Handler) record(c *call, e audit.Event) {
 	if h.audit == nil {
 		return
@@ -487,7 +490,9 @@ func (h *Handler) record(c *call, e audit.Event) {
 	if c.id.Bearer != nil {
 		e.Slot, e.JwtID = c.id.Bearer.Slot, c.id.Bearer.ID
 	}
-	h.audit.Record(e)
+	if err := h.audit.Write(c.ctx(), e); err != nil {
+		h.log.Error("audit record of a change", "err", err, "kind", e.Kind, "target", e.Target)
+	}
 }
 
 func peerIP(r *http.Request) string {

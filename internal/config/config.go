@@ -69,6 +69,11 @@ type Config struct {
 	ScrubRate ByteSize `yaml:"scrubRate" env:"BERTH_SCRUB_RATE"`
 	// DebugAddr, when set, serves pprof and metrics on a separate listener.
 	DebugAddr string `yaml:"debugAddr" env:"BERTH_DEBUG_ADDR"`
+	// AuditRetention and AuditMaxRecords bound the audit log: records
+	// older than AuditRetention, and the oldest beyond AuditMaxRecords,
+	// are deleted hourly (0: no limit).
+	AuditRetention  time.Duration `yaml:"auditRetention" env:"BERTH_AUDIT_RETENTION"`
+	AuditMaxRecords int           `yaml:"auditMaxRecords" env:"BERTH_AUDIT_MAX_RECORDS"`
 }
 
 // DefaultScrubRate re-reads about 340 GB a day: enough to find damage in
@@ -98,6 +103,9 @@ func Default() Config {
 		MaxUploadsPerIdentity:   1000,
 		MaxUploadsPerRepository: 2000,
 		ScrubRate:               DefaultScrubRate,
+		// About a quarter to half a gigabyte of records at most.
+		AuditRetention:  90 * 24 * time.Hour,
+		AuditMaxRecords: 1_000_000,
 	}
 }
 
@@ -212,6 +220,12 @@ func (c Config) Validate() error {
 	}
 	if c.ScrubRate < 0 {
 		return fmt.Errorf("scrub rate %d: use 0 (off) or more bytes per second", c.ScrubRate)
+	}
+	if c.AuditRetention < 0 || (c.AuditRetention > 0 && c.AuditRetention < time.Hour) {
+		return fmt.Errorf("audit retention %s: use at least 1h, or 0 to keep records of any age", c.AuditRetention)
+	}
+	if c.AuditMaxRecords < 0 {
+		return fmt.Errorf("audit max records %d: use 1 or more, or 0 for no limit", c.AuditMaxRecords)
 	}
 	return nil
 }

@@ -93,3 +93,37 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// The audit log's retention has a default and comes from the file, the
+// environment or (see cmd/berth) a flag.
+func TestAuditRetention(t *testing.T) {
+	if d := Default(); d.AuditRetention != 90*24*time.Hour || d.AuditMaxRecords != 1_000_000 {
+		t.Errorf("default audit retention %s, %d records", d.AuditRetention, d.AuditMaxRecords)
+	}
+	file := filepath.Join(t.TempDir(), "berth.yaml")
+	os.WriteFile(file, []byte("auditRetention: 720h\nauditMaxRecords: 10\n"), 0o600)
+	c, err := Load(file, func(k string) string { return map[string]string{"BERTH_AUDIT_MAX_RECORDS": "5000"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AuditRetention != 720*time.Hour || c.AuditMaxRecords != 5000 {
+		t.Errorf("audit retention %s, %d records, want 720h from the file and 5000 from the environment", c.AuditRetention, c.AuditMaxRecords)
+	}
+	for _, tt := range []struct {
+		retention time.Duration
+		records   int
+		ok        bool
+	}{
+		{0, 0, true},
+		{time.Hour, 1, true},
+		{time.Minute, 0, false},
+		{-time.Hour, 0, false},
+		{0, -1, false},
+	} {
+		c := Default()
+		c.AuditRetention, c.AuditMaxRecords = tt.retention, tt.records
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("retention %s, %d records: %v", tt.retention, tt.records, err)
+		}
+	}
+}

@@ -170,8 +170,10 @@ func (rg *Registry) deleteBlob(req *request, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	if err := rg.emit(req, "delete", "", d); err != nil {
+		return err
+	}
 	req.w.WriteHeader(http.StatusAccepted)
-	rg.emit(req, "delete", "", d)
 	return nil
 }
 

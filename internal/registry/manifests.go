@@ -121,7 +121,7 @@ func (rg *Registry) getManifest(req *request) error {
 	if !isDigest(ref) {
 		tag = ref
 	}
-	rg.emit(req, "pull", tag, m.Digest)
+	_ = rg.emit(req, "pull", tag, m.Digest) // answered already: a pull's record is not waited for
 	return nil
 }
 
@@ -205,6 +205,18 @@ func (rg *Registry) putManifest(req *request) error {
 	case err != nil:
 		return err
 	}
+	// The push is recorded before it is acknowledged, so that a crash
+	// cannot leave an acknowledged push without its audit record.
+	for _, t := range tags {
+		if err := rg.emit(req, "push", t, dg); err != nil {
+			return err
+		}
+	}
+	if len(tags) == 0 {
+		if err := rg.emit(req, "push", "", dg); err != nil {
+			return err
+		}
+	}
 
 	h := req.w.Header()
 	h.Set("Location", rg.location(fmt.Sprintf("/v2/%s/manifests/%s", req.rt.name, dg)))
@@ -216,12 +228,6 @@ func (rg *Registry) putManifest(req *request) error {
 		h["OCI-Tag"] = tags
 	}
 	req.w.WriteHeader(http.StatusCreated)
-	for _, t := range tags {
-		rg.emit(req, "push", t, dg)
-	}
-	if len(tags) == 0 {
-		rg.emit(req, "push", "", dg)
-	}
 	return nil
 }
 
@@ -334,12 +340,15 @@ func (rg *Registry) deleteManifest(req *request) error {
 	case err != nil:
 		return err
 	}
-	req.w.WriteHeader(http.StatusAccepted)
 	if isDigest(ref) {
-		rg.emit(req, "delete", "", digest.Digest(ref))
+		err = rg.emit(req, "delete", "", digest.Digest(ref))
 	} else {
-		rg.emit(req, "untag", ref, "")
+		err = rg.emit(req, "untag", ref, "")
 	}
+	if err != nil {
+		return err
+	}
+	req.w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 

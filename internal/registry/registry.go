@@ -8,6 +8,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -117,8 +118,10 @@ type Options struct {
 	Logger     *slog.Logger
 	// BaseURL, when set, makes Location headers absolute.
 	BaseURL string
-	// OnEvent, when set, is called after each push, manifest pull and delete.
-	OnEvent func(Event)
+	// OnEvent, when set, is called after each push and delete, before the
+	// answer (an error fails the request: the change must not be
+	// acknowledged unrecorded), and after each manifest pull is answered.
+	OnEvent func(Event) error
 	// UploadRetryAfter is the Retry-After of a refused upload session (when
 	// sessions that never received bytes are next expired); default one
 	// minute.
@@ -139,7 +142,7 @@ type Registry struct {
 	authz      Authorizer
 	log        *slog.Logger
 	baseURL    string
-	events     func(Event)
+	events     func(Event) error
 	damage     func(storage.Damage)
 	unwritable func(part string, cause error)
 
@@ -152,7 +155,7 @@ func New(o Options) *Registry {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.OnEvent == nil {
-		o.OnEvent = func(Event) {}
+		o.OnEvent = func(Event) error { return nil }
 	}
 	if o.OnDamage == nil {
 		o.OnDamage = func(storage.Damage) {}
@@ -378,8 +381,11 @@ func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) 
 	WriteError(w, &Error{Code: CodeInternal})
 }
 
-func (rg *Registry) emit(req *request, kind, tag string, d digest.Digest) {
-	rg.events(Event{Kind: kind, Repository: req.rt.name, Tag: tag, Digest: d, Caller: req.caller, Request: req.r})
+func (rg *Registry) emit(req *request, kind, tag string, d digest.Digest) error {
+	if err := rg.events(Event{Kind: kind, Repository: req.rt.name, Tag: tag, Digest: d, Caller: req.caller, Request: req.r}); err != nil {
+		return fmt.Errorf("record %s: %w", kind, err)
+	}
+	return nil
 }
 
 func (rg *Registry) location(path string) string { return rg.baseURL + path }

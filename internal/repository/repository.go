@@ -38,7 +38,9 @@ type Metadata interface {
 
 // AuditLog is what the service needs of the audit log.
 type AuditLog interface {
-	Record(e audit.Event)
+	// Write returns once e is committed: a change is acknowledged only
+	// with its record.
+	Write(ctx context.Context, e audit.Event) error
 }
 
 // Service is the repository service.
@@ -246,8 +248,10 @@ func (s *Service) SetRepositoryAttributes(ctx context.Context, c Caller, name st
 	if err != nil {
 		return Info{}, err
 	}
-	s.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name,
-		Reason: "attributes: " + DescribeAttributes(a)})
+	if err := s.record(ctx, c, audit.Event{Kind: audit.KindPermission, Repository: name, Target: "repository " + name,
+		Reason: "attributes: " + DescribeAttributes(a)}); err != nil {
+		return Info{}, err
+	}
 	return s.info(ctx, name)
 }
 
@@ -265,8 +269,10 @@ func (s *Service) SetManifestAttributes(ctx context.Context, c Caller, name, ref
 	if err != nil {
 		return meta.Manifest{}, err
 	}
-	s.record(c, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: m.Digest.String(),
-		Target: "manifest " + name + "@" + m.Digest.String(), Reason: "attributes: " + DescribeAttributes(a)})
+	if err := s.record(ctx, c, audit.Event{Kind: audit.KindPermission, Repository: name, Digest: m.Digest.String(),
+		Target: "manifest " + name + "@" + m.Digest.String(), Reason: "attributes: " + DescribeAttributes(a)}); err != nil {
+		return meta.Manifest{}, err
+	}
 	return s.meta.Manifest(ctx, name, m.Digest.String())
 }
 
@@ -278,8 +284,7 @@ func (s *Service) DeleteRepository(ctx context.Context, c Caller, name string) e
 	if err := s.meta.DeleteRepository(ctx, name); err != nil {
 		return err
 	}
-	s.record(c, audit.Event{Kind: audit.KindDelete, Repository: name, Target: "repository " + name})
-	return nil
+	return s.record(ctx, c, audit.Event{Kind: audit.KindDelete, Repository: name, Target: "repository " + name})
 }
 
 // Untag removes a tag; the manifest stays.
@@ -290,8 +295,7 @@ func (s *Service) Untag(ctx context.Context, c Caller, name, tag string) error {
 	if err := s.meta.DeleteTag(ctx, name, tag); err != nil {
 		return err
 	}
-	s.record(c, audit.Event{Kind: audit.KindUntag, Repository: name, Tag: tag})
-	return nil
+	return s.record(ctx, c, audit.Event{Kind: audit.KindUntag, Repository: name, Tag: tag})
 }
 
 // DeleteManifest deletes the manifest that ref (a tag or a digest) names,
@@ -311,7 +315,9 @@ func (s *Service) DeleteManifest(ctx context.Context, c Caller, name, ref string
 	if ref != m.Digest.String() {
 		e.Tag = ref
 	}
-	s.record(c, e)
+	if err := s.record(ctx, c, e); err != nil {
+		return "", err
+	}
 	return m.Digest, nil
 }
 
@@ -326,9 +332,12 @@ func IsNotFound(err error) bool {
 	return errors.Is(err, meta.ErrRepositoryNotFound) || errors.Is(err, meta.ErrManifestNotFound) || errors.Is(err, meta.ErrTagNotFound)
 }
 
-func (s *Service) record(c Caller, e audit.Event) {
+// record writes e before the change is acknowledged. The change itself is
+// already committed: an error here fails the request, and a retry finds
+// the change made and records it.
+func (s *Service) record(ctx context.Context, c Caller, e audit.Event) error {
 	if s.audit == nil {
-		return
+		return nil
 	}
 	e.Result = audit.ResultSuccess
 	e.Identity, e.IdentityKind = c.ID.Name, c.ID.Kind.String()
@@ -336,5 +345,5 @@ func (s *Service) record(c Caller, e audit.Event) {
 	if c.ID.Bearer != nil {
 		e.Slot, e.JwtID = c.ID.Bearer.Slot, c.ID.Bearer.ID
 	}
-	s.audit.Record(e)
+	return s.audit.Write(ctx, e)
 }

@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		return 0
 	})
 	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions this process is tracking.", func() float64 { return float64(blobs.ActiveUploads()) })
-	s.audit = audit.New(md.DB(), log)
+	s.audit = audit.Open(md.DB(), audit.Options{Logger: log, MaxAge: cfg.AuditRetention, MaxRecords: int64(cfg.AuditMaxRecords)})
 	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
 		RegistryName:  cfg.Name,
 		OwnerUsername: cfg.OwnerUsername,
@@ -227,8 +227,10 @@ func (s *Server) Close() error {
 	return s.meta.Close()
 }
 
-// recordEvent writes a registry event to the audit log.
-func (s *Server) recordEvent(e registry.Event) {
+// recordEvent writes a registry event to the audit log: a push or delete
+// durably before the registry answers; a manifest pull, which changes
+// nothing and comes in floods, within the log's batch window.
+func (s *Server) recordEvent(e registry.Event) error {
 	ev := audit.Event{Kind: e.Kind, Result: audit.ResultSuccess, Repository: e.Repository, Tag: e.Tag, Digest: e.Digest.String()}
 	if id, ok := tokenauth.Identity(e.Caller); ok {
 		ev.Identity, ev.IdentityKind = id.Name, id.Kind.String()
@@ -240,7 +242,15 @@ func (s *Server) recordEvent(e registry.Event) {
 		ev.UserAgent = e.Request.UserAgent()
 		ev.CallerIP = s.urls.ClientIP(e.Request)
 	}
-	s.audit.Record(ev)
+	if ev.Kind == audit.KindPull {
+		s.audit.Record(ev)
+		return nil
+	}
+	ctx := context.Background()
+	if e.Request != nil {
+		ctx = e.Request.Context()
+	}
+	return s.audit.Write(ctx, ev)
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully: it stops

@@ -77,7 +77,11 @@ func TestAccountCurrentPasswordIsLimitedAndAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) < 5 {
-		t.Errorf("%d failed logins audited for 6 wrong current passwords", len(evs))
+	failed := 0 // identical failures are folded into one record with a count
+	for _, ev := range evs {
+		failed += max(ev.Count, 1)
+	}
+	if failed < 5 {
+		t.Errorf("%d failed logins audited for 6 wrong current passwords", failed)
 	}
 }
