@@ -62,16 +62,19 @@ func (s *Service) scopeMapView(m *scopeMap) ScopeMap {
 	return viewOf(m, names)
 }
 
-// tokensByScopeMap groups the tokens' names by scope map, in one pass, so
-// that listing every map costs time linear in maps plus tokens. Call it
-// with s.mu or s.writeMu held.
-func (s *Service) tokensByScopeMap() map[string][]string {
-	by := make(map[string][]string)
+// tokenUse is a token and the scope map it uses.
+type tokenUse struct{ scopeMap, token string }
+
+// tokenUses lists which scope map each token uses, in one pass, so that
+// listing every map costs time linear in maps plus tokens. Call it with
+// s.mu or s.writeMu held.
+func (s *Service) tokenUses() []tokenUse {
+	uses := make([]tokenUse, 0, len(s.tokens))
 	for _, t := range s.tokens {
-		by[t.scopeMap] = append(by[t.scopeMap], t.name)
+		uses = append(uses, tokenUse{t.scopeMap, t.name})
 	}
 	s.tokensScanned.Add(int64(len(s.tokens)))
-	return by
+	return uses
 }
 
 // viewOf shows m used by tokens, which it sorts.
@@ -90,11 +93,22 @@ func (s *Service) ListScopeMaps(actor auth.Identity) ([]ScopeMap, error) {
 		return nil, err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	users := s.tokensByScopeMap()
-	out := make([]ScopeMap, 0, len(s.scopeMaps))
-	for name, m := range s.scopeMaps {
-		out = append(out, viewOf(m, users[name]))
+	// A scope map is never changed once in memory, only replaced.
+	all := make([]*scopeMap, 0, len(s.scopeMaps))
+	for _, m := range s.scopeMaps {
+		all = append(all, m)
+	}
+	uses := s.tokenUses()
+	s.mu.RUnlock()
+	// The views are built without the lock, which a change waits for
+	// before it applies, and logins then wait for the change.
+	users := make(map[string][]string, len(all))
+	for _, u := range uses {
+		users[u.scopeMap] = append(users[u.scopeMap], u.token)
+	}
+	out := make([]ScopeMap, 0, len(all))
+	for _, m := range all {
+		out = append(out, viewOf(m, users[m.def.Name]))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Type != out[j].Type {

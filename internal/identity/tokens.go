@@ -74,14 +74,36 @@ func (p *principal) passwordViews(order ...string) []Password {
 	return out
 }
 
-func tokenView(p *principal) Token {
+// tokenState is what a token's view needs of its changeable state, taken
+// under s.mu so that the view can be built once the lock is released.
+type tokenState struct {
+	p         *principal // its name and creation time never change, lastUsed is atomic
+	scopeMap  string
+	enabled   bool
+	passwords [2]*slot // password1, password2
+}
+
+func stateOf(p *principal) tokenState {
+	return tokenState{p: p, scopeMap: p.scopeMap, enabled: p.enabled, passwords: [2]*slot{p.slots[SlotPassword1], p.slots[SlotPassword2]}}
+}
+
+func (ts tokenState) view() Token {
 	st := StatusEnabled
-	if !p.enabled {
+	if !ts.enabled {
 		st = StatusDisabled
 	}
-	return Token{Name: p.name, ScopeMap: p.scopeMap, Status: st, CreationDate: p.createdAt,
-		LastUsed: msTime(p.lastUsed.Load()), Passwords: p.passwordViews(SlotPassword1, SlotPassword2)}
+	pws := []Password{}
+	for _, sl := range ts.passwords {
+		if sl != nil {
+			pws = append(pws, slotView(sl))
+		}
+	}
+	return Token{Name: ts.p.name, ScopeMap: ts.scopeMap, Status: st, CreationDate: ts.p.createdAt,
+		LastUsed: msTime(ts.p.lastUsed.Load()), Passwords: pws}
 }
+
+// tokenView shows p. Call it with s.mu or s.writeMu held.
+func tokenView(p *principal) Token { return stateOf(p).view() }
 
 // ListTokens returns every token, by name.
 func (s *Service) ListTokens(actor auth.Identity) ([]Token, error) {
@@ -89,10 +111,16 @@ func (s *Service) ListTokens(actor auth.Identity) ([]Token, error) {
 		return nil, err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]Token, 0, len(s.tokens))
+	states := make([]tokenState, 0, len(s.tokens))
 	for _, p := range s.tokens {
-		out = append(out, tokenView(p))
+		states = append(states, stateOf(p))
+	}
+	s.mu.RUnlock()
+	// The views are built and sorted without the lock, which a change
+	// waits for before it applies, and logins then wait for the change.
+	out := make([]Token, 0, len(states))
+	for _, ts := range states {
+		out = append(out, ts.view())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
