@@ -298,19 +298,19 @@ func (h *Handler) renderRepository(w http.ResponseWriter, r *http.Request, rq *r
 }
 
 type manifestData struct {
-	Repo        string
-	Ref         string
-	Manifest    meta.Manifest
-	Size        int64
-	Config      *descriptor
-	Layers      []descriptor
-	Children    []childRow
+	Repo     string
+	Ref      string
+	Manifest meta.Manifest
+	Size     int64
+	Config   *descriptor
+	Layers   []descriptor
+	Children []childRow
 	// MoreChildren is how many children of an index are not shown.
 	MoreChildren int
-	Referrers   []referrerRow
-	Annotations [][2]string
-	CanEdit     bool
-	Host        string
+	Referrers    []referrerRow
+	Annotations  [][2]string
+	CanEdit      bool
+	Host         string
 }
 
 type childRow struct {
