@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/berth-registry/berth/internal/s3store"
 )
 
 // Config is everything `berth serve` can be told.
@@ -21,6 +23,10 @@ type Config struct {
 	Addr string `yaml:"addr" env:"BERTH_ADDR"`
 	// Data is the data directory (blobs, uploads, embedded database).
 	Data string `yaml:"data" env:"BERTH_DATA"`
+	// Storage is where blobs live: empty for the filesystem under Data,
+	// or s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path-style=true with
+	// credentials from the AWS SDK's default chain (never in the URL).
+	Storage string `yaml:"storage" env:"BERTH_STORAGE"`
 	// Name is the registry's name: the admin user's name and the token service name.
 	Name string `yaml:"name" env:"BERTH_NAME"`
 	// PublicURL is the URL clients use (challenges, Location headers, login
@@ -188,6 +194,11 @@ func splitList(s string) []string {
 func (c Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("set both --tls-cert and --tls-key, or neither")
+	}
+	if c.Storage != "" {
+		if _, err := s3store.ParseURL(c.Storage); err != nil {
+			return err
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -13,7 +13,7 @@ func TestLoadPrecedence(t *testing.T) {
 	file := filepath.Join(dir, "berth.yaml")
 	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\nuploadIdleTTL: 90s\nmaxUploadsPerIdentity: 50\nmaxUploadsPerRepository: 60\n"), 0o600)
 	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_MAX_CONNECTIONS": "300", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24",
-		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70"}
+		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70", "BERTH_STORAGE": "s3://env-bucket"}
 	c, err := Load(file, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +34,7 @@ func TestLoadPrecedence(t *testing.T) {
 		{"upload idle TTL from file", c.UploadIdleTTL, 90 * time.Second},
 		{"upload cap from file", c.MaxUploadsPerIdentity, 50},
 		{"upload cap from env", c.MaxUploadsPerRepository, 70},
+		{"storage from env", c.Storage, "s3://env-bucket"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -84,6 +85,9 @@ func TestValidate(t *testing.T) {
 		{"zero upload TTL", func(c *Config) { c.UploadTTL = 0 }, false},
 		{"zero upload cap per identity", func(c *Config) { c.MaxUploadsPerIdentity = 0 }, false},
 		{"zero upload cap per repository", func(c *Config) { c.MaxUploadsPerRepository = 0 }, false},
+		{"S3 storage", func(c *Config) { c.Storage = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&path-style=true" }, true},
+		{"storage that is not s3://", func(c *Config) { c.Storage = "/var/lib/berth" }, false},
+		{"S3 storage with keys in the URL", func(c *Config) { c.Storage = "s3://key:secret@bucket" }, false},
 	}
 	for _, tt := range tests {
 		c := Default()

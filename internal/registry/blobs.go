@@ -51,6 +51,11 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 			return err
 		}
 	}
+	if rg.redirect != nil && req.r.Method == http.MethodGet && size > verifyOnServeMax {
+		if done, err := rg.redirectBlob(req, d, size); done || err != nil {
+			return err
+		}
+	}
 	f, err := rg.blobs.Open(ctx, d)
 	if errors.Is(err, storage.ErrBlobNotFound) {
 		return newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
@@ -70,6 +75,35 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	// to sendfile; its plain-text error answers (416) become OCI errors.
 	http.ServeContent(&ociErrors{ResponseWriter: req.w}, req.r, "", timeZero, f)
 	return nil
+}
+
+// redirectBlob answers a GET of blob d with a redirect to the object
+// store, once the stored object has the size recorded at push (what
+// checkBlob checks of a blob this large). It returns false, to serve the
+// blob through berth, if the sizes differ: then checkBlob finds the damage
+// and quarantines the blob.
+func (rg *Registry) redirectBlob(req *request, d digest.Digest, want int64) (bool, error) {
+	ctx := req.r.Context()
+	stored, err := rg.blobs.Stat(ctx, d)
+	if errors.Is(err, storage.ErrBlobNotFound) {
+		return true, newError(CodeBlobUnknown, "blob %s not found in repository %q", d, req.rt.name)
+	} else if err != nil {
+		return true, err
+	}
+	if stored != want {
+		return false, nil
+	}
+	u, err := rg.redirect(ctx, d)
+	if err != nil {
+		return true, err
+	}
+	h := req.w.Header()
+	h.Set("Location", u)
+	h.Set("Docker-Content-Digest", d.String())
+	// The URL expires; a cache must not keep the redirect.
+	h.Set("Cache-Control", "no-store")
+	req.w.WriteHeader(http.StatusTemporaryRedirect)
+	return true, nil
 }
 
 // verifyOnServeMax is the largest blob whose content is hashed before

@@ -126,6 +126,11 @@ type Options struct {
 	// sessions that never received bytes are next expired); default one
 	// minute.
 	UploadRetryAfter time.Duration
+	// Redirect, when set, gives a URL that serves blob d without
+	// credentials (a pre-signed URL of the object store): GETs of blobs
+	// too large to be hashed before every response are answered 307 to it
+	// instead of streaming through berth.
+	Redirect func(ctx context.Context, d digest.Digest) (string, error)
 	// OnDamage, when set, is told of each damaged blob file a response
 	// refused (metrics).
 	OnDamage func(storage.Damage)
@@ -145,6 +150,7 @@ type Registry struct {
 	events     func(Event) error
 	damage     func(storage.Damage)
 	unwritable func(part string, cause error)
+	redirect   func(ctx context.Context, d digest.Digest) (string, error)
 
 	uploadRetryAfter time.Duration
 }
@@ -166,7 +172,7 @@ func New(o Options) *Registry {
 	if o.UploadRetryAfter < time.Second {
 		o.UploadRetryAfter = time.Minute
 	}
-	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage,
+	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage, redirect: o.Redirect,
 		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable}
 }
 

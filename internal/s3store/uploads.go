@@ -245,9 +245,24 @@ func (s *Store) Commit(ctx context.Context, st UploadState, d digest.Digest, r i
 	end := ss.st
 	end.TailSize = int64(ss.fill)
 	defer func() { _ = s.Abort(context.WithoutCancel(ctx), end) }()
+	if err := s.finish(ctx, ss, st, &end, d); err != nil {
+		return size, &endedError{err}
+	}
+	return size, nil
+}
 
+// endedError is an error of Commit after which the session is gone: its
+// objects were removed, so the session cannot go on.
+type endedError struct{ error }
+
+func (e *endedError) Unwrap() error { return e.error }
+
+// finish checks and stores the content of a session that holds all of it
+// (ss, with end the state to remove afterwards) as blob d.
+func (s *Store) finish(ctx context.Context, ss *session, st UploadState, end *UploadState, d digest.Digest) error {
+	size := ss.st.Size
 	if d.Algorithm() == digest.SHA256 && digest.NewDigest(digest.SHA256, ss.h) != d {
-		return size, storage.ErrDigestMismatch
+		return storage.ErrDigestMismatch
 	}
 	if ss.st.MultipartID == "" {
 		// All of it is in the buffer.
@@ -255,39 +270,39 @@ func (s *Store) Commit(ctx context.Context, st UploadState, d digest.Digest, r i
 			v := d.Verifier()
 			_, _ = v.Write(ss.buf[:ss.fill])
 			if !v.Verified() {
-				return size, storage.ErrDigestMismatch
+				return storage.ErrDigestMismatch
 			}
 		}
 		if _, err := s.Stat(ctx, d); err == nil {
-			return size, nil
+			return nil
 		}
 		if err := s.putObject(ctx, s.blobKey(d), ss.buf[:ss.fill]); err != nil {
-			return size, fmt.Errorf("write blob %s: %w", d, err)
+			return fmt.Errorf("write blob %s: %w", d, err)
 		}
-		return size, nil
+		return nil
 	}
 	if ss.fill > 0 {
 		if err := ss.sendPart(ctx); err != nil {
-			return size, err
+			return err
 		}
 	}
 	staging := s.uploadKey(ss.st.ID, "data")
 	if err := s.completeMultipart(ctx, staging, ss.st.MultipartID, ss.st.Parts); err != nil {
-		return size, fmt.Errorf("upload %s: %w", st.ID, err)
+		return fmt.Errorf("upload %s: %w", st.ID, err)
 	}
 	end.MultipartID = "" // completed: nothing to abort, only the object to remove
 	if d.Algorithm() != digest.SHA256 {
 		if err := s.verifyObject(ctx, staging, d); err != nil {
-			return size, err
+			return err
 		}
 	}
 	if n, err := s.Stat(ctx, d); err == nil && n == size {
-		return size, nil
+		return nil
 	}
 	if err := s.copyObject(ctx, staging, s.blobKey(d), size); err != nil {
-		return size, fmt.Errorf("write blob %s: %w", d, err)
+		return fmt.Errorf("write blob %s: %w", d, err)
 	}
-	return size, nil
+	return nil
 }
 
 func (s *Store) verifyObject(ctx context.Context, key string, d digest.Digest) error {

@@ -85,8 +85,12 @@ var readyParts = []string{"storage", "database"}
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	var probe func(context.Context) error
+	if p, ok := s.blobs.(writeProber); ok {
+		probe = p.PingWrite
+	}
 	res := readiness{Status: "ready", Checks: map[string]check{
-		"storage":  s.checkPart(ctx, "storage", s.blobs.Ping, s.blobs.PingWrite, storage.Unwritable),
+		"storage":  s.checkPart(ctx, "storage", s.blobs.Ping, probe, storage.Unwritable),
 		"database": s.checkPart(ctx, "database", s.meta.Ping, nil, meta.Unwritable),
 	}}
 	status := http.StatusOK

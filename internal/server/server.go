@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,8 +21,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/audit"
@@ -49,7 +48,7 @@ type Server struct {
 	fsckMu    sync.Mutex // one check at a time
 	cfg       config.Config
 	log       *slog.Logger
-	blobs     *storage.FS
+	blobs     contentStore
 	meta      *meta.SQLite
 	audit     *audit.Log
 	identity  *identity.Service
@@ -75,17 +74,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	blobs, err := storage.NewFS(cfg.Data)
-	if err != nil {
-		return nil, err
-	}
-	// Sessions left by the previous run count against the caps at once.
-	sessions, err := blobs.Uploads()
-	if err != nil {
-		return nil, err
-	}
-	blobs.SetUploadCounter(storage.NewSessionCounter(storage.UploadLimits{
-		PerIdentity: cfg.MaxUploadsPerIdentity, PerRepository: cfg.MaxUploadsPerRepository}, sessions))
 	md, err := meta.OpenSQLite(ctx, cfg.Data)
 	if err != nil {
 		return nil, err
@@ -95,13 +83,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: md, urls: urls, metrics: metrics.New()}
-	blobs.SetObserver(s.metrics.ObserveStorage)
+	s := &Server{cfg: cfg, log: log, meta: md, urls: urls, metrics: metrics.New()}
 	s.integrity = s.metrics.NewIntegrity()
-	blobs.SetRepairObserver(func(d digest.Digest, oldSize, newSize int64) {
-		s.integrity.Repaired()
-		log.Warn("push replaced a damaged blob file", "digest", d, "stored_size", oldSize, "size", newSize)
-	})
+	redirect, err := s.openContent(ctx)
+	if err != nil {
+		md.Close()
+		return nil, err
+	}
+	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions open in the content store.", func() float64 { return float64(s.blobs.ActiveUploads()) })
 	s.metrics.Gauge("berth_connections_open", "Client connections held.", func() float64 {
 		if l := s.conns.Load(); l != nil {
 			n, _ := l.counts()
@@ -122,7 +111,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		}
 		return 0
 	})
-	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions this process is tracking.", func() float64 { return float64(blobs.ActiveUploads()) })
 	s.audit = audit.Open(md.DB(), audit.Options{Logger: log, MaxAge: cfg.AuditRetention, MaxRecords: int64(cfg.AuditMaxRecords)})
 	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
 		RegistryName:  cfg.Name,
@@ -151,7 +139,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ObserveAuth:   s.metrics.ObserveAuth,
 	})
 	reg := registry.New(registry.Options{
-		Blobs:        blobs,
+		Blobs:        s.blobs,
+		Redirect:     redirect,
 		Meta:         md,
 		Authorizer:   grantingAuthorizer{tokens.Authorizer()},
 		Logger:       log,
@@ -575,7 +564,11 @@ func (s *Server) DataDir() string { return s.cfg.Data }
 func (s *Server) collect(ctx context.Context, o gc.Options) (gc.Report, error) {
 	s.gcMu.Lock() // one at a time
 	defer s.gcMu.Unlock()
-	r, err := gc.Collect(ctx, s.meta, s.blobs, o)
+	blobs, ok := s.blobs.(gc.Blobs)
+	if !ok {
+		return gc.Report{}, errors.New("garbage collection of blobs on S3 storage is not available in this version")
+	}
+	r, err := gc.Collect(ctx, s.meta, blobs, o)
 	if err == nil && !o.DryRun {
 		s.log.Info("garbage collected", "unlinked", len(r.UnlinkedBlobs), "deleted", len(r.DeletedBlobs), "freed_bytes", r.FreedBytes, "duration", r.Duration)
 	}
