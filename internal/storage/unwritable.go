@@ -35,12 +35,17 @@ func Unwritable(err error) error {
 // filesystem may still take a write that fits a block already allocated.
 const probeSize = 4096
 
-// PingWrite reports whether the store can write: it writes a block to a
-// new file in its directory and removes it. It does not sync: filesystems
-// reserve space when written to, so a full one refuses the write itself,
-// and a readiness probe must not wait behind the disk's queue.
+// PingWrite reports whether the store can write (see ProbeWrite).
 func (s *FS) PingWrite(context.Context) error {
-	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "write-probe-")
+	return ProbeWrite(filepath.Join(s.root, "tmp"))
+}
+
+// ProbeWrite reports whether dir takes a write: it writes a block to a new
+// file there and removes it. It does not sync: filesystems reserve space
+// when written to, so a full one refuses the write itself, and a readiness
+// probe must not wait behind the disk's queue.
+func ProbeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".write-probe-")
 	if err != nil {
 		return fmt.Errorf("write probe: %w", err)
 	}
