@@ -11,7 +11,8 @@ import "sync"
 //
 // The cache is per process: several berth nodes sharing one database would
 // each need to hear of the others' writes, so it is only used by the
-// embedded SQLite store, which one process owns.
+// embedded SQLite store, which one process owns. A nil *readCache caches
+// nothing.
 type readCache struct {
 	mu        sync.RWMutex
 	gens      map[string]uint64
@@ -27,6 +28,9 @@ func newReadCache(max int) *readCache {
 
 // gen returns repo's generation, to be passed back to a put.
 func (c *readCache) gen(repo string) uint64 {
+	if c == nil {
+		return 0
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.gens[repo]
@@ -34,6 +38,9 @@ func (c *readCache) gen(repo string) uint64 {
 
 // bump invalidates everything cached for repo.
 func (c *readCache) bump(repo string) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	c.gens[repo]++
 	c.count -= len(c.manifests[repo])
@@ -43,6 +50,9 @@ func (c *readCache) bump(repo string) {
 }
 
 func (c *readCache) manifest(repo, ref string) (Manifest, bool) {
+	if c == nil {
+		return Manifest{}, false
+	}
 	c.mu.RLock()
 	m, ok := c.manifests[repo][ref]
 	c.mu.RUnlock()
@@ -50,6 +60,9 @@ func (c *readCache) manifest(repo, ref string) (Manifest, bool) {
 }
 
 func (c *readCache) putManifest(repo, ref string, gen uint64, m Manifest) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gens[repo] != gen {
@@ -71,6 +84,9 @@ func (c *readCache) putManifest(repo, ref string, gen uint64, m Manifest) {
 }
 
 func (c *readCache) repository(name string) (Repository, bool) {
+	if c == nil {
+		return Repository{}, false
+	}
 	c.mu.RLock()
 	r, ok := c.repos[name]
 	c.mu.RUnlock()
@@ -78,6 +94,9 @@ func (c *readCache) repository(name string) (Repository, bool) {
 }
 
 func (c *readCache) putRepository(name string, gen uint64, r Repository) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gens[name] != gen {

@@ -12,7 +12,7 @@ import (
 // read transaction of its own, so a check never holds the writer.
 
 // WalkBlobLinks calls fn for every blob link of every repository.
-func (s *SQLite) WalkBlobLinks(ctx context.Context, fn func(BlobLink) error) error {
+func (s *Store) WalkBlobLinks(ctx context.Context, fn func(BlobLink) error) error {
 	rows, err := s.r.QueryContext(ctx, `SELECT r.name, b.digest, b.size FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id`)
 	if err != nil {
 		return fmt.Errorf("list blob links: %w", err)
@@ -30,7 +30,7 @@ func (s *SQLite) WalkBlobLinks(ctx context.Context, fn func(BlobLink) error) err
 
 // WalkManifests calls fn for every manifest of every repository, with its
 // content.
-func (s *SQLite) WalkManifests(ctx context.Context, fn func(repo string, m Manifest) error) error {
+func (s *Store) WalkManifests(ctx context.Context, fn func(repo string, m Manifest) error) error {
 	rows, err := s.r.QueryContext(ctx, `SELECT r.name, `+manifestCols+` FROM manifests m JOIN repositories r ON r.id = m.repository_id`)
 	if err != nil {
 		return fmt.Errorf("list manifests: %w", err)
@@ -46,7 +46,7 @@ func (s *SQLite) WalkManifests(ctx context.Context, fn func(repo string, m Manif
 }
 
 // WalkTags calls fn for every tag of every repository.
-func (s *SQLite) WalkTags(ctx context.Context, fn func(repo, tag string, d digest.Digest) error) error {
+func (s *Store) WalkTags(ctx context.Context, fn func(repo, tag string, d digest.Digest) error) error {
 	rows, err := s.r.QueryContext(ctx, `SELECT r.name, t.name, t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id`)
 	if err != nil {
 		return fmt.Errorf("list tags: %w", err)

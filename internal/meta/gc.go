@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // BlobLink is a blob as one repository sees it.
@@ -30,7 +32,7 @@ type BlobLink struct {
 // hold up every push for as long as a large repository takes to read. The
 // short write transactions that remove links re-check what may have changed
 // meanwhile: manifests pushed since, and links referenced since.
-func (s *SQLite) UnlinkUnreferenced(ctx context.Context, cutoff time.Time, dryRun bool) ([]BlobLink, error) {
+func (s *Store) UnlinkUnreferenced(ctx context.Context, cutoff time.Time, dryRun bool) ([]BlobLink, error) {
 	repos, err := s.ListRepositories(ctx, "", -1, true)
 	if err != nil {
 		return nil, err
@@ -69,9 +71,9 @@ type candidates struct {
 
 // unlinkCandidates reads, in one read transaction, the links of repo that
 // no manifest refers to and that were last referenced before cutoff.
-func (s *SQLite) unlinkCandidates(ctx context.Context, repo string, cutoff time.Time) (candidates, error) {
+func (s *Store) unlinkCandidates(ctx context.Context, repo string, cutoff time.Time) (candidates, error) {
 	c := candidates{seen: map[string]bool{}, used: map[digest.Digest]bool{}}
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.r.BeginTx(ctx, s.d.SnapshotTx())
 	if err != nil {
 		return c, fmt.Errorf("begin read: %w", err)
 	}
@@ -129,12 +131,12 @@ func (s *SQLite) unlinkCandidates(ctx context.Context, repo string, cutoff time.
 // write transaction. Only manifests that c has not seen are parsed here
 // (those pushed since the candidates were read; a digest names immutable
 // content), and a link referenced since cutoff stays.
-func (s *SQLite) unlinkStale(ctx context.Context, repo string, cutoff time.Time, links []BlobLink, c *candidates) ([]BlobLink, error) {
+func (s *Store) unlinkStale(ctx context.Context, repo string, cutoff time.Time, links []BlobLink, c *candidates) ([]BlobLink, error) {
 	var removed []BlobLink
 	var parsed []string
 	var used map[digest.Digest]bool
-	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
-		id, err := repoID(ctx, tx, repo)
+	err := s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if errors.Is(err, ErrRepositoryNotFound) {
 			return nil // deleted meanwhile, links and all
 		}
@@ -174,7 +176,7 @@ func (s *SQLite) unlinkStale(ctx context.Context, repo string, cutoff time.Time,
 
 // unseenManifestBlobs returns the manifests of a repository that are not in
 // seen, and what they refer to.
-func unseenManifestBlobs(ctx context.Context, tx *sql.Tx, repoID int64, seen map[string]bool) ([]string, map[digest.Digest]bool, error) {
+func unseenManifestBlobs(ctx context.Context, tx *sqldb.Tx, repoID int64, seen map[string]bool) ([]string, map[digest.Digest]bool, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT digest FROM manifests WHERE repository_id = ?`, repoID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read manifests: %w", err)
@@ -223,7 +225,7 @@ func manifestBlobs(content []byte) map[digest.Digest]bool {
 }
 
 // BlobReferenced reports whether any repository links blob d.
-func (s *SQLite) BlobReferenced(ctx context.Context, d digest.Digest) (bool, error) {
+func (s *Store) BlobReferenced(ctx context.Context, d digest.Digest) (bool, error) {
 	var one int
 	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM repository_blobs WHERE digest = ? LIMIT 1`, d.String()).Scan(&one)
 	if err == sql.ErrNoRows {

@@ -6,77 +6,97 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"runtime"
+	"math"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
-// SQLite is the embedded metadata store. Writes go through a single
-// connection with immediate transactions, so writers queue instead of failing
-// with SQLITE_BUSY; reads use a pool that WAL mode lets run beside the writer.
-type SQLite struct {
-	w     *sql.DB
-	r     *sql.DB
+// Store is the metadata store, on the embedded SQLite database or on
+// PostgreSQL: one implementation whose queries are written once, with the
+// differences between the engines left to package sqldb.
+//
+// Writes to one repository are serialised: on SQLite by its single writer,
+// on PostgreSQL, where several nodes write at once, by a lock on the
+// repository's row that every write transaction takes first.
+type Store struct {
+	db *sqldb.DB
+	w  *sqldb.Conn
+	r  *sqldb.Conn
+	d  *sqldb.Dialect
+	// cache is nil on PostgreSQL: another node's write would not
+	// invalidate it.
 	cache *readCache
 	// now stamps blob links (when a push last referred to them), which
 	// garbage collection compares with its grace cutoff.
 	now func() time.Time
 }
 
-// OpenSQLite opens (creating and migrating if needed) the database in dir.
-func OpenSQLite(ctx context.Context, dir string) (*SQLite, error) {
-	path := filepath.Join(dir, "berth.db")
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
-		q.Add("_pragma", p)
-	}
-	dsn := "file:" + path + "?" + q.Encode()
-	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+// SQLite is the old name of Store.
+//
+// Deprecated: use Store; the alias goes once no caller uses it.
+type SQLite = Store
+
+// OpenSQLite opens (creating and migrating if needed) the embedded
+// database in dir.
+func OpenSQLite(ctx context.Context, dir string) (*Store, error) {
+	db, err := sqldb.OpenSQLite(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	w.SetMaxOpenConns(1)
-	r, err := sql.Open("sqlite", dsn+"&mode=ro")
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	r.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	r.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &SQLite{w: w, r: r, cache: newReadCache(10000), now: time.Now}
-	if err := migrate(ctx, w); err != nil {
-		s.Close()
 		return nil, err
 	}
-	if err := backfillSummaries(ctx, w); err != nil {
-		s.Close()
+	s, err := Open(ctx, db)
+	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the database.
-func (s *SQLite) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+// Open returns the metadata store in db, migrating its tables. The store
+// owns db from then on: Close closes it.
+func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	steps := sqliteMigrations
+	if db.Engine() == sqldb.Postgres {
+		steps = postgresMigrations
+	}
+	if err := db.Migrate(ctx, "meta", steps); err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, w: db.W(), r: db.R(), d: db.Dialect(), now: time.Now}
+	if err := backfillSummaries(ctx, s.w); err != nil {
+		return nil, err
+	}
+	// The read cache is per process, so it is only correct where this
+	// process makes every write: the embedded database, which one process
+	// owns. On PostgreSQL every read goes to the database.
+	if db.Engine() == sqldb.SQLite {
+		s.cache = newReadCache(10000)
+	}
+	return s, nil
 }
 
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
 // Ping reports whether the database answers.
-func (s *SQLite) Ping(ctx context.Context) error {
-	return s.r.PingContext(ctx)
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
 // DB returns the write handle, for packages that keep their own tables in the
 // same database (identities, audit).
-func (s *SQLite) DB() *sql.DB { return s.w }
+func (s *Store) DB() *sql.DB { return s.w.SQL() }
 
-// ReadDB returns the read-only pool.
-func (s *SQLite) ReadDB() *sql.DB { return s.r }
+// ReadDB returns the read pool.
+func (s *Store) ReadDB() *sql.DB { return s.r.SQL() }
 
-var migrations = []string{
+// Database returns the database the store is in.
+func (s *Store) Database() *sqldb.DB { return s.db }
+
+// The migrations of the metadata store's tables, one list per engine.
+// The SQLite list also creates the identity and audit tables, which were
+// part of the one schema before components kept their own.
+var sqliteMigrations = []string{
 	`CREATE TABLE repositories (
 		id INTEGER PRIMARY KEY,
 		name TEXT NOT NULL UNIQUE,
@@ -197,53 +217,126 @@ var migrations = []string{
 		read_enabled, write_enabled, delete_enabled, list_enabled, summary);`,
 	// The time of the last event folded into a record.
 	`ALTER TABLE audit ADD COLUMN last_time INTEGER NOT NULL DEFAULT 0;`,
+	// Upload sessions, shared by every node: any node continues an upload
+	// another started, and the caps count sessions across nodes.
+	`CREATE TABLE uploads (
+		id TEXT PRIMARY KEY,
+		repository TEXT NOT NULL,
+		owner TEXT NOT NULL DEFAULT '',
+		state BLOB NOT NULL DEFAULT x'',
+		size INTEGER NOT NULL DEFAULT 0,
+		started_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX uploads_owner ON uploads(owner);
+	CREATE INDEX uploads_repository ON uploads(repository);
+	CREATE INDEX uploads_updated ON uploads(updated_at);`,
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create migrations table: %w", err)
+// postgresMigrations start from the SQLite schema as it is at version 7
+// (without the covering index manifests_list, which only SQLite needs: it
+// keeps a large content inline before the columns after it, where
+// PostgreSQL moves it out of the row).
+// Names compare and sort bytewise (COLLATE "C"), as in SQLite, so listings
+// page the same on both engines whatever the server's locale.
+var postgresMigrations = []string{
+	`CREATE TABLE repositories (
+		id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		name TEXT COLLATE "C" NOT NULL UNIQUE,
+		created_at BIGINT NOT NULL,
+		read_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		write_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		delete_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		list_enabled BOOLEAN NOT NULL DEFAULT TRUE
+	);
+	CREATE TABLE repository_blobs (
+		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT COLLATE "C" NOT NULL,
+		size BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		referenced_at BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (repository_id, digest)
+	);
+	CREATE INDEX repository_blobs_digest ON repository_blobs(digest);
+	CREATE TABLE manifests (
+		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT COLLATE "C" NOT NULL,
+		media_type TEXT NOT NULL,
+		artifact_type TEXT NOT NULL DEFAULT '',
+		subject TEXT COLLATE "C" NOT NULL DEFAULT '',
+		size BIGINT NOT NULL,
+		content BYTEA NOT NULL,
+		annotations TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		read_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		write_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		delete_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		list_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+		summary TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (repository_id, digest)
+	);
+	CREATE INDEX manifests_subject ON manifests(repository_id, subject);
+	CREATE TABLE tags (
+		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		name TEXT COLLATE "C" NOT NULL,
+		digest TEXT COLLATE "C" NOT NULL,
+		updated_at BIGINT NOT NULL,
+		PRIMARY KEY (repository_id, name)
+	);
+	CREATE INDEX tags_digest ON tags(repository_id, digest);
+	CREATE TABLE uploads (
+		id TEXT COLLATE "C" PRIMARY KEY,
+		repository TEXT COLLATE "C" NOT NULL,
+		owner TEXT COLLATE "C" NOT NULL DEFAULT '',
+		state BYTEA NOT NULL DEFAULT '',
+		size BIGINT NOT NULL DEFAULT 0,
+		started_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE INDEX uploads_owner ON uploads(owner);
+	CREATE INDEX uploads_repository ON uploads(repository);
+	CREATE INDEX uploads_updated ON uploads(updated_at);`,
+}
+
+// SchemaVersion is the version of the metadata store's schema on engine e.
+func SchemaVersion(e sqldb.Engine) int {
+	if e == sqldb.Postgres {
+		return len(postgresMigrations)
 	}
-	var have int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMilli()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-	}
-	return nil
+	return len(sqliteMigrations)
 }
 
 // tx runs fn in a write transaction on repository repo, then invalidates
 // what the read cache holds for repo.
-func (s *SQLite) tx(ctx context.Context, repo string, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, repo string, fn func(*sqldb.Tx) error) error {
 	defer s.cache.bump(repo)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return s.db.InTx(ctx, fn)
 }
+
+// change appends c to the change log in tx; it must be the transaction's
+// last statement (see sqldb.AppendChange).
+func (s *Store) change(ctx context.Context, tx *sqldb.Tx, c sqldb.Change) error {
+	c.Time = s.now()
+	return sqldb.AppendChange(ctx, tx, c)
+}
+
+// Changes returns up to n entries of the change log after sequence number
+// after, oldest first.
+func (s *Store) Changes(ctx context.Context, after int64, n int) ([]sqldb.Change, error) {
+	return s.db.Changes(ctx, after, n)
+}
+
+// The kinds of change the metadata store logs.
+const (
+	ChangePush                 = "manifest.push"
+	ChangeTag                  = "tag.set"
+	ChangeTagDelete            = "tag.delete"
+	ChangeManifestDelete       = "manifest.delete"
+	ChangeBlobDelete           = "blob.delete"
+	ChangeRepositoryDelete     = "repository.delete"
+	ChangeRepositoryAttributes = "repository.attributes"
+	ChangeManifestAttributes   = "manifest.attributes"
+)
 
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -261,15 +354,36 @@ func repoID(ctx context.Context, q querier, name string) (int64, error) {
 	return id, nil
 }
 
-func ensureRepo(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+// lockRepo returns the ID of repository name and locks its row until tx
+// ends, so that writes to one repository from several nodes queue.
+func lockRepo(ctx context.Context, tx *sqldb.Tx, name string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`+tx.Dialect().ForUpdate(), name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrRepositoryNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up repository: %w", err)
+	}
+	return id, nil
+}
+
+// ensureRepo is lockRepo, creating the repository if needed.
+func ensureRepo(ctx context.Context, tx *sqldb.Tx, name string) (int64, error) {
+	id, err := lockRepo(ctx, tx, name)
+	if !errors.Is(err, ErrRepositoryNotFound) {
+		return id, err
+	}
+	// Two nodes creating one repository: the second's insert waits for the
+	// first's commit and then does nothing.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO repositories(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING`, name, time.Now().UnixMilli()); err != nil {
 		return 0, fmt.Errorf("create repository: %w", err)
 	}
-	return repoID(ctx, tx, name)
+	return lockRepo(ctx, tx, name)
 }
 
 // Repository returns one repository.
-func (s *SQLite) Repository(ctx context.Context, name string) (Repository, error) {
+func (s *Store) Repository(ctx context.Context, name string) (Repository, error) {
 	if r, ok := s.cache.repository(name); ok {
 		return r, nil
 	}
@@ -281,7 +395,7 @@ func (s *SQLite) Repository(ctx context.Context, name string) (Repository, error
 	return r, err
 }
 
-func (s *SQLite) readRepository(ctx context.Context, name string) (Repository, error) {
+func (s *Store) readRepository(ctx context.Context, name string) (Repository, error) {
 	var r Repository
 	var created int64
 	err := s.r.QueryRowContext(ctx, `SELECT name, created_at, read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, name).
@@ -298,15 +412,15 @@ func (s *SQLite) readRepository(ctx context.Context, name string) (Repository, e
 
 // SetClock replaces the clock that stamps blob links (for tests that let
 // garbage collection's grace period pass). Call it before use.
-func (s *SQLite) SetClock(now func() time.Time) { s.now = now }
+func (s *Store) SetClock(now func() time.Time) { s.now = now }
 
 // LinkBlob records that repo may see blob d, creating the repository if
 // needed; a repository with writeEnabled=false refuses with a *LockedError.
 // Linking a blob the repository already has counts as a fresh
 // reference: a client re-pushing a layer is about to push the manifest that
 // needs it, so garbage collection must not take the link meanwhile.
-func (s *SQLite) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	return s.tx(ctx, repo, func(tx *sql.Tx) error {
+func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	return s.tx(ctx, repo, func(tx *sqldb.Tx) error {
 		id, err := ensureRepo(ctx, tx, repo)
 		if err != nil {
 			return err
@@ -342,7 +456,7 @@ const refreshSlack = 10 * time.Second
 // just been made. It returns ErrBlobNotFound if repo has no such link.
 // A link referenced moments ago is not written again: a push HEADs every
 // layer, and a write per request would queue behind the database writer.
-func (s *SQLite) ReferenceBlob(ctx context.Context, repo string, d digest.Digest) error {
+func (s *Store) ReferenceBlob(ctx context.Context, repo string, d digest.Digest) error {
 	now := s.now()
 	var ref int64
 	err := s.r.QueryRowContext(ctx, `SELECT b.referenced_at FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE r.name = ? AND b.digest = ?`,
@@ -373,7 +487,7 @@ func (s *SQLite) ReferenceBlob(ctx context.Context, repo string, d digest.Digest
 }
 
 // Blob returns the size of blob d if repo may see it.
-func (s *SQLite) Blob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+func (s *Store) Blob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
 	var size int64
 	err := s.r.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE r.name = ? AND b.digest = ?`,
 		repo, d.String()).Scan(&size)
@@ -390,9 +504,9 @@ func (s *SQLite) Blob(ctx context.Context, repo string, d digest.Digest) (int64,
 // refers to it (garbage collection). A locked repository (deleteEnabled
 // false) or a locked manifest using the blob forbids it: a lock must protect
 // an image's layers too.
-func (s *SQLite) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, repo, func(tx *sql.Tx) error {
-		id, err := repoID(ctx, tx, repo)
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if err != nil {
 			return ErrBlobNotFound
 		}
@@ -421,15 +535,15 @@ func (s *SQLite) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) e
 		if _, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, d.String()); err != nil {
 			return fmt.Errorf("unlink blob: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeBlobDelete, Repository: repo, Digest: d.String()})
 	})
 }
 
 // lockedManifestUses returns the digest of a locked manifest (writeEnabled
 // or deleteEnabled false) of the repository whose config or layers include
 // d, or "".
-func lockedManifestUses(ctx context.Context, tx *sql.Tx, repoID int64, d digest.Digest) (string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT digest, content FROM manifests WHERE repository_id = ? AND (write_enabled = 0 OR delete_enabled = 0)`, repoID)
+func lockedManifestUses(ctx context.Context, tx *sqldb.Tx, repoID int64, d digest.Digest) (string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT digest, content FROM manifests WHERE repository_id = ? AND (NOT write_enabled OR NOT delete_enabled)`, repoID)
 	if err != nil {
 		return "", fmt.Errorf("read manifests: %w", err)
 	}
@@ -449,7 +563,7 @@ func lockedManifestUses(ctx context.Context, tx *sql.Tx, repoID int64, d digest.
 
 // RepositoriesWithBlob lists the repositories that have blob d, for
 // mounting a blob without naming its source.
-func (s *SQLite) RepositoriesWithBlob(ctx context.Context, d digest.Digest) ([]string, error) {
+func (s *Store) RepositoriesWithBlob(ctx context.Context, d digest.Digest) ([]string, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT r.name FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id WHERE b.digest = ? ORDER BY r.name LIMIT 1000`, d.String())
 	if err != nil {
 		return nil, fmt.Errorf("find blob: %w", err)
@@ -476,7 +590,7 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 // PutManifest stores a manifest and points tags at it, in one transaction,
 // after checking that the repository has every blob it requires and that no
 // attribute forbids the change.
-func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error {
+func (s *Store) PutManifest(ctx context.Context, req PutManifestRequest) error {
 	m := req.Manifest
 	// The summary is worked out before the write transaction: parsing a
 	// large index takes a while, and nothing else may write meanwhile.
@@ -490,7 +604,7 @@ func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error 
 	if err != nil {
 		return err
 	}
-	return s.tx(ctx, req.Repository, func(tx *sql.Tx) error {
+	return s.tx(ctx, req.Repository, func(tx *sqldb.Tx) error {
 		id, err := ensureRepo(ctx, tx, req.Repository)
 		if err != nil {
 			return err
@@ -542,6 +656,14 @@ func (s *SQLite) PutManifest(ctx context.Context, req PutManifestRequest) error 
 				return fmt.Errorf("store tag: %w", err)
 			}
 		}
+		if err := s.change(ctx, tx, sqldb.Change{Kind: ChangePush, Repository: req.Repository, Digest: m.Digest.String(), Detail: m.MediaType}); err != nil {
+			return err
+		}
+		for _, tag := range req.Tags {
+			if err := s.change(ctx, tx, sqldb.Change{Kind: ChangeTag, Repository: req.Repository, Tag: tag, Digest: m.Digest.String()}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 }
@@ -582,7 +704,7 @@ func scanManifest(row scanner) (Manifest, error) {
 
 // Manifest returns the manifest that ref (a tag or a digest) names in repo.
 // The result's Content is shared with the cache and must not be changed.
-func (s *SQLite) Manifest(ctx context.Context, repo, ref string) (Manifest, error) {
+func (s *Store) Manifest(ctx context.Context, repo, ref string) (Manifest, error) {
 	if m, ok := s.cache.manifest(repo, ref); ok {
 		return m, nil
 	}
@@ -594,7 +716,7 @@ func (s *SQLite) Manifest(ctx context.Context, repo, ref string) (Manifest, erro
 	return m, err
 }
 
-func (s *SQLite) readManifest(ctx context.Context, repo, ref string) (Manifest, error) {
+func (s *Store) readManifest(ctx context.Context, repo, ref string) (Manifest, error) {
 	var row *sql.Row
 	if _, err := digest.Parse(ref); err == nil {
 		row = s.r.QueryRowContext(ctx, `SELECT `+manifestCols+` FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.digest = ?`, repo, ref)
@@ -608,14 +730,14 @@ func (s *SQLite) readManifest(ctx context.Context, repo, ref string) (Manifest, 
 // (platform images of an index, signatures, SBOMs, images whose tag moved
 // on), newest first, without their content and annotations (Content and
 // Annotations are nil).
-func (s *SQLite) UntaggedManifests(ctx context.Context, repo string, n int) ([]Manifest, error) {
+func (s *Store) UntaggedManifests(ctx context.Context, repo string, n int) ([]Manifest, error) {
 	id, err := repoID(ctx, s.r, repo)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT `+manifestListCols+` FROM manifests m INDEXED BY manifests_list
 		WHERE m.repository_id = ? AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)
-		ORDER BY m.created_at DESC, m.digest LIMIT ?`, id, n)
+		ORDER BY m.created_at DESC, m.digest LIMIT ?`, id, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("list manifests: %w", err)
 	}
@@ -636,14 +758,14 @@ func (s *SQLite) UntaggedManifests(ctx context.Context, repo string, n int) ([]M
 // annotations (Content and Annotations are nil): one query for a page of a
 // repository's tags. As Tags, it leaves out the tags of manifests with
 // listEnabled=false.
-func (s *SQLite) TagManifests(ctx context.Context, repo, last string, n int) ([]TaggedManifest, error) {
+func (s *Store) TagManifests(ctx context.Context, repo, last string, n int) ([]TaggedManifest, error) {
 	id, err := repoID(ctx, s.r, repo)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT t.name, `+manifestListCols+` FROM tags t
 		JOIN manifests m INDEXED BY manifests_list ON m.repository_id = t.repository_id AND m.digest = t.digest
-		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled = 1 ORDER BY t.name LIMIT ?`, id, last, n)
+		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled ORDER BY t.name LIMIT ?`, id, last, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
@@ -660,9 +782,9 @@ func (s *SQLite) TagManifests(ctx context.Context, repo, last string, n int) ([]
 }
 
 // DeleteManifest deletes a manifest and every tag that points at it.
-func (s *SQLite) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, repo, func(tx *sql.Tx) error {
-		id, err := repoID(ctx, tx, repo)
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	return s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if err != nil {
 			return ErrManifestNotFound
 		}
@@ -689,14 +811,14 @@ func (s *SQLite) DeleteManifest(ctx context.Context, repo string, d digest.Diges
 		if _, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE repository_id = ? AND digest = ?`, id, d.String()); err != nil {
 			return fmt.Errorf("delete manifest: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeManifestDelete, Repository: repo, Digest: d.String()})
 	})
 }
 
 // DeleteTag removes a tag; the manifest stays.
-func (s *SQLite) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.tx(ctx, repo, func(tx *sql.Tx) error {
-		id, err := repoID(ctx, tx, repo)
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if err != nil {
 			return ErrTagNotFound
 		}
@@ -718,20 +840,20 @@ func (s *SQLite) DeleteTag(ctx context.Context, repo, tag string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE repository_id = ? AND name = ?`, id, tag); err != nil {
 			return fmt.Errorf("delete tag: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeTagDelete, Repository: repo, Tag: tag})
 	})
 }
 
 // Tags lists up to n of repo's tags that sort after last, in lexical order.
 // n < 0 means no limit.
-func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
+func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
 	id, err := repoID(ctx, s.r, repo)
 	if err != nil {
 		return nil, err
 	}
 	// listEnabled=false hides a manifest's tags from listings (ACR's meaning).
 	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN manifests m INDEXED BY manifests_list ON m.repository_id = t.repository_id AND m.digest = t.digest
-		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled = 1 ORDER BY t.name LIMIT ?`, id, last, n)
+		WHERE t.repository_id = ? AND t.name > ? AND m.list_enabled ORDER BY t.name LIMIT ?`, id, last, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
@@ -744,14 +866,14 @@ func (s *SQLite) Tags(ctx context.Context, repo, last string, n int) ([]string, 
 
 // Repositories lists up to n repository names that sort after last,
 // leaving out those with listEnabled=false. n < 0 means no limit.
-func (s *SQLite) Repositories(ctx context.Context, last string, n int) ([]string, error) {
+func (s *Store) Repositories(ctx context.Context, last string, n int) ([]string, error) {
 	return s.ListRepositories(ctx, last, n, false)
 }
 
 // ListRepositories is Repositories, optionally with hidden ones (for
 // management views, where a hidden repository must stay reachable).
-func (s *SQLite) ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND (list_enabled = 1 OR ?) ORDER BY name LIMIT ?`, last, includeHidden, n)
+func (s *Store) ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND (list_enabled OR ?) ORDER BY name LIMIT ?`, last, includeHidden, limit(n))
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
@@ -760,7 +882,7 @@ func (s *SQLite) ListRepositories(ctx context.Context, last string, n int, inclu
 
 // Referrers lists the manifests in repo whose subject is d, optionally only
 // those of one artifact type.
-func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Referrer, error) {
+func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Referrer, error) {
 	q := `SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m INDEXED BY manifests_subject JOIN repositories r ON r.id = m.repository_id WHERE r.name = ? AND m.subject = ?`
 	args := []any{repo, d.String()}
 	if artifactType != "" {
@@ -791,34 +913,35 @@ func (s *SQLite) Referrers(ctx context.Context, repo string, d digest.Digest, ar
 // UpdateRepositoryAttributes changes a repository's attributes with fn,
 // reading and writing in one transaction so concurrent changes of different
 // attributes do not undo each other. It returns the new attributes.
-func (s *SQLite) UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(Attributes) Attributes) (Attributes, error) {
+func (s *Store) UpdateRepositoryAttributes(ctx context.Context, repo string, fn func(Attributes) Attributes) (Attributes, error) {
 	var out Attributes
-	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
-		var a Attributes
-		err := tx.QueryRowContext(ctx, `SELECT read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE name = ?`, repo).
-			Scan(&a.ReadEnabled, &a.WriteEnabled, &a.DeleteEnabled, &a.ListEnabled)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrRepositoryNotFound
+	err := s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
+		if err != nil {
+			return err
 		}
+		var a Attributes
+		err = tx.QueryRowContext(ctx, `SELECT read_enabled, write_enabled, delete_enabled, list_enabled FROM repositories WHERE id = ?`, id).
+			Scan(&a.ReadEnabled, &a.WriteEnabled, &a.DeleteEnabled, &a.ListEnabled)
 		if err != nil {
 			return fmt.Errorf("read repository: %w", err)
 		}
 		out = fn(a)
-		if _, err := tx.ExecContext(ctx, `UPDATE repositories SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE name = ?`,
-			out.ReadEnabled, out.WriteEnabled, out.DeleteEnabled, out.ListEnabled, repo); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE repositories SET read_enabled = ?, write_enabled = ?, delete_enabled = ?, list_enabled = ? WHERE id = ?`,
+			out.ReadEnabled, out.WriteEnabled, out.DeleteEnabled, out.ListEnabled, id); err != nil {
 			return fmt.Errorf("update repository: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeRepositoryAttributes, Repository: repo, Detail: attrJSON(out)})
 	})
 	return out, err
 }
 
 // UpdateManifestAttributes changes the attributes of manifest d in repo
 // with fn, in one transaction. It returns the new attributes.
-func (s *SQLite) UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(Attributes) Attributes) (Attributes, error) {
+func (s *Store) UpdateManifestAttributes(ctx context.Context, repo string, d digest.Digest, fn func(Attributes) Attributes) (Attributes, error) {
 	var out Attributes
-	err := s.tx(ctx, repo, func(tx *sql.Tx) error {
-		id, err := repoID(ctx, tx, repo)
+	err := s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if err != nil {
 			return ErrManifestNotFound
 		}
@@ -836,36 +959,50 @@ func (s *SQLite) UpdateManifestAttributes(ctx context.Context, repo string, d di
 			out.ReadEnabled, out.WriteEnabled, out.DeleteEnabled, out.ListEnabled, id, d.String()); err != nil {
 			return fmt.Errorf("update manifest: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeManifestAttributes, Repository: repo, Digest: d.String(), Detail: attrJSON(out)})
 	})
 	return out, err
 }
 
 // DeleteRepository deletes a repository with all its manifests, tags and blob
 // links.
-func (s *SQLite) DeleteRepository(ctx context.Context, repo string) error {
-	return s.tx(ctx, repo, func(tx *sql.Tx) error {
-		var del bool
-		err := tx.QueryRowContext(ctx, `SELECT delete_enabled FROM repositories WHERE name = ?`, repo).Scan(&del)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrRepositoryNotFound
-		}
+func (s *Store) DeleteRepository(ctx context.Context, repo string) error {
+	return s.tx(ctx, repo, func(tx *sqldb.Tx) error {
+		id, err := lockRepo(ctx, tx, repo)
 		if err != nil {
+			return err
+		}
+		var del bool
+		if err := tx.QueryRowContext(ctx, `SELECT delete_enabled FROM repositories WHERE id = ?`, id).Scan(&del); err != nil {
 			return fmt.Errorf("read repository: %w", err)
 		}
 		if !del {
 			return &LockedError{What: "repository " + repo, Attr: "deleteEnabled"}
 		}
 		var locked int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND (delete_enabled = 0 OR write_enabled = 0)`, repo).Scan(&locked); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM manifests WHERE repository_id = ? AND (NOT delete_enabled OR NOT write_enabled)`, id).Scan(&locked); err != nil {
 			return fmt.Errorf("read manifests: %w", err)
 		}
 		if locked > 0 {
 			return &LockedError{What: fmt.Sprintf("repository %s", repo), Reason: fmt.Sprintf("has %d locked manifest(s) (writeEnabled=false or deleteEnabled=false)", locked)}
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM repositories WHERE name = ?`, repo); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM repositories WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete repository: %w", err)
 		}
-		return nil
+		return s.change(ctx, tx, sqldb.Change{Kind: ChangeRepositoryDelete, Repository: repo})
 	})
+}
+
+// limit is a LIMIT for n, where n < 0 means none (PostgreSQL refuses a
+// negative LIMIT that SQLite takes as none).
+func limit(n int) int64 {
+	if n < 0 {
+		return math.MaxInt64
+	}
+	return int64(n)
+}
+
+func attrJSON(a Attributes) string {
+	b, _ := json.Marshal(a)
+	return string(b)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // Summary is what lists show of a manifest. It is worked out from the
@@ -141,7 +143,7 @@ func decodeSummary(v string) (Summary, bool) {
 // backfillSummaries works out the summaries of manifests stored before
 // summaries were: images first, then indexes, whose sizes count their
 // children's. It runs once, when the database is opened after the upgrade.
-func backfillSummaries(ctx context.Context, db *sql.DB) error {
+func backfillSummaries(ctx context.Context, db *sqldb.Conn) error {
 	for _, indexes := range []bool{false, true} {
 		for {
 			n, err := backfillBatch(ctx, db, indexes)
@@ -158,7 +160,7 @@ func backfillSummaries(ctx context.Context, db *sql.DB) error {
 
 // backfillBatch summarizes up to 100 manifests without a summary, of
 // indexes or of everything else, and returns how many it did.
-func backfillBatch(ctx context.Context, db *sql.DB, indexes bool) (int, error) {
+func backfillBatch(ctx context.Context, db *sqldb.Conn, indexes bool) (int, error) {
 	isIndex := `media_type IN ('application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json')`
 	if !indexes {
 		isIndex = "NOT " + isIndex
