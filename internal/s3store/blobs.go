@@ -11,6 +11,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +32,16 @@ type Blobs struct {
 	// session stays blocked after the node writing to it died.
 	claimTTL time.Duration
 	now      func() time.Time
+
+	// gcMu orders garbage collection's deletes against pushes that find
+	// their content already stored, as the filesystem store's does: a push
+	// marks the blob touched (under the read lock) before it looks, and a
+	// delete (under the write lock) spares a blob touched since its cutoff.
+	// The marks live in this process, which is enough while one process
+	// serves the bucket (see MemorySessions).
+	gcMu    sync.RWMutex
+	touchMu sync.Mutex // guards touched
+	touched map[digest.Digest]time.Time
 }
 
 // BlobsOptions configure Blobs.
@@ -40,6 +51,8 @@ type BlobsOptions struct {
 	// ClaimTTL is how long a request's claim on a session lasts without
 	// renewal (renewed while the request runs); default 30s.
 	ClaimTTL time.Duration
+	// Now is the clock of sessions and touch marks (time.Now if nil).
+	Now func() time.Time
 }
 
 // NewBlobs returns the registry's content store on s with sessions kept in
@@ -48,18 +61,90 @@ func NewBlobs(s *Store, sessions Sessions, o BlobsOptions) *Blobs {
 	if o.ClaimTTL <= 0 {
 		o.ClaimTTL = 30 * time.Second
 	}
-	return &Blobs{Store: s, sessions: sessions, counter: o.Counter, claimTTL: o.ClaimTTL, now: time.Now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Blobs{Store: s, sessions: sessions, counter: o.Counter, claimTTL: o.ClaimTTL, now: o.Now, touched: map[digest.Digest]time.Time{}}
 }
 
-// Touch reports whether blob d is stored.
+// mark records that a push refers to blob d now: garbage collection spares
+// it for its grace period from now.
+func (b *Blobs) mark(d digest.Digest) {
+	// The read lock waits for a delete in progress, which then either
+	// has happened (the push's look finds nothing and writes the blob
+	// again) or will see the mark.
+	b.gcMu.RLock()
+	defer b.gcMu.RUnlock()
+	b.touchMu.Lock()
+	b.touched[d] = b.now()
+	b.touchMu.Unlock()
+}
+
+// Touch marks blob d as just used, or says it is not stored.
 func (b *Blobs) Touch(ctx context.Context, d digest.Digest) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	b.mark(d)
 	_, err := b.Stat(ctx, d)
 	return err
 }
 
 // PutSized is Put; the declared size is checked by the caller.
 func (b *Blobs) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Reader) (int64, error) {
+	if err := validate(d); err != nil {
+		return 0, err
+	}
+	b.mark(d)
 	return b.Put(ctx, d, r)
+}
+
+// WalkBlobs calls fn for every stored blob with when it was last written or
+// touched.
+func (b *Blobs) WalkBlobs(fn func(d digest.Digest, touched time.Time) error) error {
+	return b.Walk(context.Background(), func(info storage.BlobInfo) error {
+		b.touchMu.Lock()
+		t := b.touched[info.Digest]
+		b.touchMu.Unlock()
+		if t.After(info.Touched) {
+			info.Touched = t
+		}
+		return fn(info.Digest, info.Touched)
+	})
+}
+
+// DeleteIfUntouched removes blob d unless it was written or touched at or
+// after cutoff, and reports whether it did.
+func (b *Blobs) DeleteIfUntouched(d digest.Digest, cutoff time.Time) (bool, error) {
+	if err := validate(d); err != nil {
+		return false, err
+	}
+	ctx := context.Background()
+	b.gcMu.Lock()
+	defer b.gcMu.Unlock()
+	b.touchMu.Lock()
+	t := b.touched[d]
+	b.touchMu.Unlock()
+	if !t.Before(cutoff) {
+		return false, nil
+	}
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.blobKey(d))})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	if !aws.ToTime(out.LastModified).Before(cutoff) {
+		return false, nil
+	}
+	if err := b.Delete(ctx, d); err != nil {
+		return false, err
+	}
+	b.touchMu.Lock()
+	delete(b.touched, d)
+	b.touchMu.Unlock()
+	return true, nil
 }
 
 // validID accepts the ids StartUpload makes (32 hex digits) and nothing a
@@ -202,6 +287,8 @@ func (b *Blobs) Commit(ctx context.Context, id string, d digest.Digest, r io.Rea
 	if err != nil {
 		return 0, err
 	}
+	// Commit skips writing content already stored: mark it first.
+	b.mark(d)
 	n, err := b.Store.Commit(c.ctx, s.State, d, r)
 	c.stop()
 	var ended *endedError

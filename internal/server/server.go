@@ -566,7 +566,7 @@ func (s *Server) collect(ctx context.Context, o gc.Options) (gc.Report, error) {
 	defer s.gcMu.Unlock()
 	blobs, ok := s.blobs.(gc.Blobs)
 	if !ok {
-		return gc.Report{}, errors.New("garbage collection of blobs on S3 storage is not available in this version")
+		return gc.Report{}, errors.New("this content store cannot collect garbage")
 	}
 	r, err := gc.Collect(ctx, s.meta, blobs, o)
 	if err == nil && !o.DryRun {
