@@ -323,12 +323,16 @@ func (l *Log) run() {
 	}
 }
 
-// take empties the queue.
-func (l *Log) take() []entry {
+// take removes up to n entries from the front of the queue.
+func (l *Log) take(n int) []entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	q := l.queue
-	l.queue = nil
+	n = min(n, len(l.queue))
+	q := l.queue[:n:n]
+	l.queue = l.queue[n:]
+	if len(l.queue) == 0 {
+		l.queue = nil
+	}
 	l.space.Broadcast()
 	return q
 }
@@ -350,7 +354,7 @@ func (l *Log) waiters() bool {
 // shutdown until it is empty.
 func (l *Log) drain(final bool) {
 	for {
-		batch := l.take()
+		batch := l.take(maxQueue)
 		if len(batch) == 0 {
 			return
 		}
@@ -362,7 +366,8 @@ func (l *Log) drain(final bool) {
 }
 
 // commit writes batch in one transaction, retrying a failure with backoff;
-// records queued meanwhile join the retry. Waiters learn of a persistent
+// records queued meanwhile join the retry, up to maxQueue of them, so that
+// the queue fills and Record waits while the database is down. Waiters learn of a persistent
 // failure after failWaitersAfter attempts while their records stay in the
 // batch. Only at shutdown does it give up, after closeAttempts.
 func (l *Log) commit(batch []entry, final bool) {
@@ -399,16 +404,26 @@ func (l *Log) commit(batch []entry, final bool) {
 		}
 		l.log.Error("audit write failed; retrying", "err", err, "records", records, "attempt", attempt, "retry_in", wait)
 		if attempt >= failWaitersAfter {
-			for i, en := range batch {
-				if en.done != nil {
-					en.done <- err
-					batch[i].done = nil
-				}
-			}
+			tell(batch, err)
+			l.mu.Lock()
+			tell(l.queue, err) // waiters that a full batch kept out
+			l.mu.Unlock()
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, retryMax)
-		batch = append(batch, l.take()...)
+		if len(batch) < maxQueue {
+			batch = append(batch, l.take(maxQueue-len(batch))...)
+		}
+	}
+}
+
+// tell gives err to the waiters of entries, once: their records stay.
+func tell(entries []entry, err error) {
+	for i, en := range entries {
+		if en.done != nil {
+			en.done <- err
+			entries[i].done = nil
+		}
 	}
 }
 

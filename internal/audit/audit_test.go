@@ -393,3 +393,32 @@ func TestWriteContext(t *testing.T) {
 		t.Errorf("%d records, want 1", n)
 	}
 }
+
+// While the database is down, records beyond what memory holds make
+// Record wait instead of being dropped: every one arrives once it is back.
+func TestNothingDroppedWhileTheDatabaseIsDown(t *testing.T) {
+	db := openDB(t)
+	failed := make(chan string, 1)
+	l := New(db, slog.New(failures{Handler: slog.DiscardHandler, c: failed}))
+	defer l.Close()
+	if _, err := db.Exec(`ALTER TABLE audit RENAME TO audit_away`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * maxQueue
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			l.Record(Event{Kind: KindPush, Result: ResultSuccess, Repository: fmt.Sprint(i)})
+		}
+	}()
+	<-failed
+	if _, err := db.Exec(`ALTER TABLE audit_away RENAME TO audit`); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	l.Flush()
+	if got := rows(t, db); got != n {
+		t.Errorf("%d of %d records written", got, n)
+	}
+}
