@@ -521,7 +521,8 @@ func (l *Log) write(batch []entry) error {
 	ids := make([]int64, len(ops))
 	for i, o := range ops {
 		if o.id > 0 {
-			res, err := tx.Exec(`UPDATE audit SET count = count + ?, last_time = MAX(last_time, ?) WHERE id = ?`, o.count, o.last.UnixMilli(), o.id)
+			last := o.last.UnixMilli()
+			res, err := tx.Exec(`UPDATE audit SET count = count + ?, last_time = CASE WHEN last_time < ? THEN ? ELSE last_time END WHERE id = ?`, o.count, last, last, o.id)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
