@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // conformanceEnv configures the OCI conformance suite: every API and every
@@ -86,10 +88,12 @@ func (r junitReport) counts() (passed, failed, skipped int) {
 }
 
 // TestConformance runs the OCI distribution-spec conformance suite, built by
-// scripts/test from test/conformance, against a fresh server, and fails on
+// scripts/test from test/conformance, against a fresh server, once with
+// blobs on the filesystem and once on S3 (a real S3 gateway), and fails on
 // any failed check. It prints the suite's counts. Set
 // BERTH_CONFORMANCE_RESULTS to a directory to keep the suite's reports
-// (report.html shows every request and response).
+// (report.html shows every request and response), one subdirectory per
+// storage.
 func TestConformance(t *testing.T) {
 	bin := os.Getenv("BERTH_CONFORMANCE_BIN")
 	if bin == "" {
@@ -98,13 +102,27 @@ func TestConformance(t *testing.T) {
 	if abs, err := filepath.Abs(bin); err == nil {
 		bin = abs
 	}
-	srv := newRegistry(t)
+	for _, storage := range []string{"filesystem", "s3"} {
+		t.Run(storage, func(t *testing.T) {
+			var opts []testutil.Option
+			if storage == "s3" {
+				if r := os.Getenv("BERTH_E2E_REGISTRY"); r != "" && r != testutil.KindBerth {
+					t.Skip("berth's S3 storage only")
+				}
+				gw := testutil.StartS3(t)
+				opts = append(opts, testutil.WithArgs("--storage", gw.URL(gw.NewBucket(), "conformance")), testutil.WithEnv(gw.Env()...))
+			}
+			runConformance(t, bin, storage, newRegistry(t, opts...))
+		})
+	}
+}
 
+func runConformance(t *testing.T, bin, storage string, srv *testutil.Server) {
 	results := os.Getenv("BERTH_CONFORMANCE_RESULTS")
 	if results == "" {
 		results = filepath.Join(t.TempDir(), "results")
 	} else if abs, err := filepath.Abs(results); err == nil {
-		results = abs
+		results = filepath.Join(abs, storage)
 	}
 	env := []string{"OCI_REGISTRY=" + srv.Host, "OCI_RESULTS_DIR=" + results}
 	if srv.Username != "" {
