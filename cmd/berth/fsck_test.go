@@ -18,7 +18,7 @@ import (
 
 // imageStore is a data directory holding one image, team/app:v1, whose
 // layer is returned with the path of its file.
-func imageStore(t *testing.T) (dir string, blobs *storage.FS, md *meta.SQLite, layer []byte, file string) {
+func imageStore(t *testing.T) (dir string, blobs *storage.FS, md *meta.Store, layer []byte, file string) {
 	t.Helper()
 	ctx := context.Background()
 	dir = t.TempDir()

@@ -35,7 +35,7 @@ const ownerPassword = "owner-password-for-cli-tests"
 type testServer struct {
 	url   string
 	ids   *identity.Service
-	store *meta.SQLite
+	store *meta.Store
 }
 
 func startServer(t *testing.T) *testServer {

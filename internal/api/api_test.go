@@ -61,7 +61,7 @@ type fixture struct {
 	t     *testing.T
 	h     *Handler
 	ids   *identity.Service
-	store *meta.SQLite
+	store *meta.Store
 	audit *audit.Log
 }
 

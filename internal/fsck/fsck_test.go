@@ -35,7 +35,7 @@ type fixture struct {
 	dir  string
 	url  string
 	fs   *storage.FS
-	meta *meta.SQLite
+	meta *meta.Store
 }
 
 func newFixture(t *testing.T) *fixture {

@@ -34,10 +34,6 @@ type Store struct {
 	now func() time.Time
 }
 
-// SQLite is the old name of Store.
-//
-// Deprecated: use Store; the alias goes once no caller uses it.
-type SQLite = Store
 
 // OpenSQLite opens (creating and migrating if needed) the embedded
 // database in dir.

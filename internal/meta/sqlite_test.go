@@ -12,7 +12,7 @@ import (
 
 const ociManifest = "application/vnd.oci.image.manifest.v1+json"
 
-func openStore(t *testing.T, dir string) *SQLite {
+func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
 	s, err := OpenSQLite(context.Background(), dir)
 	if err != nil {
@@ -28,7 +28,7 @@ type image struct {
 	manifest      Manifest
 }
 
-func newImage(t *testing.T, s *SQLite, repo, name string) image {
+func newImage(t *testing.T, s *Store, repo, name string) image {
 	t.Helper()
 	ctx := context.Background()
 	im := image{config: digest.FromString(name + " config"), layer: digest.FromString(name + " layer")}
@@ -42,7 +42,7 @@ func newImage(t *testing.T, s *SQLite, repo, name string) image {
 	return im
 }
 
-func (im image) put(t *testing.T, s *SQLite, repo string, tags ...string) {
+func (im image) put(t *testing.T, s *Store, repo string, tags ...string) {
 	t.Helper()
 	err := s.PutManifest(context.Background(), PutManifestRequest{Repository: repo, Manifest: im.manifest, Tags: tags,
 		Requires: []digest.Digest{im.config, im.layer}})
@@ -257,76 +257,76 @@ func TestLocks(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		lock   func(s *SQLite, im image) error
-		change func(s *SQLite, im, other image) error
+		lock   func(s *Store, im image) error
+		change func(s *Store, im, other image) error
 		attr   string
 	}{
 		{"repository writeEnabled refuses a link",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.LinkBlob(ctx, "app", digest.FromString("new"), 1) },
+			func(s *Store, im, other image) error { return s.LinkBlob(ctx, "app", digest.FromString("new"), 1) },
 			"writeEnabled"},
 		{"repository writeEnabled refuses a manifest",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(false, true))
 				return err
 			},
-			func(s *SQLite, im, other image) error {
+			func(s *Store, im, other image) error {
 				return s.PutManifest(ctx, PutManifestRequest{Repository: "app", Manifest: other.manifest, Tags: []string{"v2"}})
 			},
 			"writeEnabled"},
 		{"repository deleteEnabled refuses deleting a tag",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.DeleteTag(ctx, "app", "v1") },
+			func(s *Store, im, other image) error { return s.DeleteTag(ctx, "app", "v1") },
 			"deleteEnabled"},
 		{"repository deleteEnabled refuses deleting the repository",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateRepositoryAttributes(ctx, "app", set(true, false))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.DeleteRepository(ctx, "app") },
+			func(s *Store, im, other image) error { return s.DeleteRepository(ctx, "app") },
 			"deleteEnabled"},
 		{"manifest writeEnabled refuses moving its tag",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateManifestAttributes(ctx, "app", im.manifest.Digest, set(false, true))
 				return err
 			},
-			func(s *SQLite, im, other image) error {
+			func(s *Store, im, other image) error {
 				return s.PutManifest(ctx, PutManifestRequest{Repository: "app", Manifest: other.manifest, Tags: []string{"v1"}})
 			},
 			"writeEnabled"},
 		{"manifest writeEnabled refuses deleting its tag",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateManifestAttributes(ctx, "app", im.manifest.Digest, set(false, true))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.DeleteTag(ctx, "app", "v1") },
+			func(s *Store, im, other image) error { return s.DeleteTag(ctx, "app", "v1") },
 			"writeEnabled"},
 		{"manifest deleteEnabled refuses deleting it",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateManifestAttributes(ctx, "app", im.manifest.Digest, set(true, false))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.DeleteManifest(ctx, "app", im.manifest.Digest) },
+			func(s *Store, im, other image) error { return s.DeleteManifest(ctx, "app", im.manifest.Digest) },
 			"deleteEnabled"},
 		{"a locked manifest keeps its layer",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateManifestAttributes(ctx, "app", im.manifest.Digest, set(true, false))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.UnlinkBlob(ctx, "app", im.layer) },
+			func(s *Store, im, other image) error { return s.UnlinkBlob(ctx, "app", im.layer) },
 			""},
 		{"a locked manifest keeps its repository",
-			func(s *SQLite, im image) error {
+			func(s *Store, im image) error {
 				_, err := s.UpdateManifestAttributes(ctx, "app", im.manifest.Digest, set(false, true))
 				return err
 			},
-			func(s *SQLite, im, other image) error { return s.DeleteRepository(ctx, "app") },
+			func(s *Store, im, other image) error { return s.DeleteRepository(ctx, "app") },
 			""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,7 +13,7 @@ const (
 	typeIndex = "application/vnd.oci.image.index.v1+json"
 )
 
-func putTestManifest(t *testing.T, s *SQLite, repo, mt, content string, tags ...string) Manifest {
+func putTestManifest(t *testing.T, s *Store, repo, mt, content string, tags ...string) Manifest {
 	t.Helper()
 	b := []byte(content)
 	m := Manifest{Digest: digest.FromBytes(b), MediaType: mt, Size: int64(len(b)), Content: b}
@@ -52,7 +52,7 @@ func TestSummaryAtPush(t *testing.T) {
 
 	wantImg := Summary{Size: img.Size + 3100}
 	wantIdx := Summary{Size: idx.Size + wantImg.Size + 50 + 70, Children: 3, Platforms: []string{"linux/arm64/v8", "linux/amd64"}, PlatformCount: 2}
-	check := func(when string, s *SQLite) {
+	check := func(when string, s *Store) {
 		t.Helper()
 		for _, c := range []struct {
 			ref  string

@@ -19,7 +19,7 @@ import (
 	"github.com/berth-registry/berth/internal/meta"
 )
 
-// Metadata is what the service needs of the metadata store (*meta.SQLite
+// Metadata is what the service needs of the metadata store (*meta.Store
 // has it).
 type Metadata interface {
 	ListRepositories(ctx context.Context, last string, n int, includeHidden bool) ([]string, error)

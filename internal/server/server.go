@@ -49,7 +49,7 @@ type Server struct {
 	cfg       config.Config
 	log       *slog.Logger
 	blobs     contentStore
-	meta      *meta.SQLite
+	meta      *meta.Store
 	audit     *audit.Log
 	identity  *identity.Service
 	urls      *publicurl.Resolver
@@ -555,7 +555,7 @@ func (s *Server) Identity() *identity.Service { return s.identity }
 func (s *Server) Audit() *audit.Log { return s.audit }
 
 // Metadata returns the metadata store (for tests and embedding).
-func (s *Server) Metadata() *meta.SQLite { return s.meta }
+func (s *Server) Metadata() *meta.Store { return s.meta }
 
 // DataDir returns the data directory.
 func (s *Server) DataDir() string { return s.cfg.Data }

@@ -15,7 +15,7 @@ import (
 // without the whole server: a SQLite metadata store in a temporary
 // directory, the audit log and the identity service over it.
 type Stores struct {
-	Meta     *meta.SQLite
+	Meta     *meta.Store
 	Audit    *audit.Log
 	Identity *identity.Service
 }

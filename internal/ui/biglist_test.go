@@ -22,12 +22,12 @@ import (
 // contentWatch is the metadata store with a count of the manifests whose
 // content it handed out, by Manifest or in a list.
 type contentWatch struct {
-	*meta.SQLite
+	*meta.Store
 	reads atomic.Int64
 }
 
 func (c *contentWatch) Manifest(ctx context.Context, repo, ref string) (meta.Manifest, error) {
-	m, err := c.SQLite.Manifest(ctx, repo, ref)
+	m, err := c.Store.Manifest(ctx, repo, ref)
 	if err == nil {
 		c.reads.Add(1)
 	}
@@ -35,7 +35,7 @@ func (c *contentWatch) Manifest(ctx context.Context, repo, ref string) (meta.Man
 }
 
 func (c *contentWatch) TagManifests(ctx context.Context, repo, last string, n int) ([]meta.TaggedManifest, error) {
-	tags, err := c.SQLite.TagManifests(ctx, repo, last, n)
+	tags, err := c.Store.TagManifests(ctx, repo, last, n)
 	for _, t := range tags {
 		if t.Content != nil {
 			c.reads.Add(1)
@@ -45,7 +45,7 @@ func (c *contentWatch) TagManifests(ctx context.Context, repo, last string, n in
 }
 
 func (c *contentWatch) UntaggedManifests(ctx context.Context, repo string, n int) ([]meta.Manifest, error) {
-	ms, err := c.SQLite.UntaggedManifests(ctx, repo, n)
+	ms, err := c.Store.UntaggedManifests(ctx, repo, n)
 	for _, m := range ms {
 		if m.Content != nil {
 			c.reads.Add(1)
@@ -60,7 +60,7 @@ func newWatchedFixture(t testing.TB) (*fixture, *contentWatch) {
 	t.Helper()
 	st := testutil.NewStores(t, ownerPassword)
 	store, al, ids, log := st.Meta, st.Audit, st.Identity, slog.New(slog.DiscardHandler)
-	watch := &contentWatch{SQLite: store}
+	watch := &contentWatch{Store: store}
 	clk := &clock{t: time.Now()}
 	h := New(Options{Identity: ids, Meta: watch, Audit: al, Logger: log, Now: clk.Now})
 	srv := httptest.NewServer(h)
@@ -72,7 +72,7 @@ func newWatchedFixture(t testing.TB) (*fixture, *contentWatch) {
 // putLargeIndex stores an image and, under each tag, an index of entries
 // manifests: the image for linux/amd64, then made-up children on a
 // thousand platforms over and over, with an attestation among them.
-func putLargeIndex(t testing.TB, store *meta.SQLite, repo string, entries int, tags ...string) {
+func putLargeIndex(t testing.TB, store *meta.Store, repo string, entries int, tags ...string) {
 	t.Helper()
 	ctx := context.Background()
 	img := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +

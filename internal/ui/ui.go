@@ -38,7 +38,7 @@ var templateFS embed.FS
 var staticFS embed.FS
 
 // Metadata is what the portal needs of the metadata store
-// (*meta.SQLite has it): what the repository service works on.
+// (*meta.Store has it): what the repository service works on.
 type Metadata = repository.Metadata
 
 // Options configure the portal. Identity and Meta are required.

@@ -56,7 +56,7 @@ type fixture struct {
 	h     *Handler
 	srv   *httptest.Server
 	ids   *identity.Service
-	store *meta.SQLite
+	store *meta.Store
 	audit *audit.Log
 	clock *clock
 }
@@ -849,7 +849,7 @@ func TestUsersAndAccount(t *testing.T) {
 
 // putImage stores an image manifest, an index over it and a signature
 // referring to it, straight in the metadata store.
-func putImage(t *testing.T, store *meta.SQLite, repo, tag string) digest.Digest {
+func putImage(t *testing.T, store *meta.Store, repo, tag string) digest.Digest {
 	t.Helper()
 	ctx := context.Background()
 	img := map[string]any{
