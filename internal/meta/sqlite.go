@@ -34,7 +34,6 @@ type Store struct {
 	now func() time.Time
 }
 
-
 // OpenSQLite opens (creating and migrating if needed) the embedded
 // database in dir.
 func OpenSQLite(ctx context.Context, dir string) (*Store, error) {
