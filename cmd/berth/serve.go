@@ -50,6 +50,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.Addr, "addr", flagCfg.Addr, "listen address (env BERTH_ADDR)")
 	f.StringVar(&flagCfg.Data, "data", flagCfg.Data, "data directory (env BERTH_DATA)")
 	f.StringVar(&flagCfg.Storage, "storage", "", "where blobs live: s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path-style=true (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the AWS SDK's default chain); default the filesystem under --data (env BERTH_STORAGE)")
+	f.StringVar(&flagCfg.Database, "database", "", "where metadata lives: postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE; default the embedded SQLite file under --data (env BERTH_DATABASE)")
 	f.StringVar(&flagCfg.Name, "name", flagCfg.Name, "registry name: the admin user's name and the token service name (env BERTH_NAME)")
 	f.StringVar(&flagCfg.PublicURL, "public-url", "", "URL clients use to reach the registry; default: derived from each request (env BERTH_PUBLIC_URL)")
 	f.StringSliceVar(&flagCfg.TrustedProxies, "trusted-proxy", nil, "IP or CIDR of a proxy whose X-Forwarded-Proto/-Host headers are trusted; repeatable (env BERTH_TRUSTED_PROXIES, comma-separated)")
@@ -84,6 +85,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"addr":                       func() { cfg.Addr = f.Addr },
 		"data":                       func() { cfg.Data = f.Data },
 		"storage":                    func() { cfg.Storage = f.Storage },
+		"database":                   func() { cfg.Database = f.Database },
 		"name":                       func() { cfg.Name = f.Name },
 		"public-url":                 func() { cfg.PublicURL = f.PublicURL },
 		"trusted-proxy":              func() { cfg.TrustedProxies = f.TrustedProxies },

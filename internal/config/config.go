@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/berth-registry/berth/internal/s3store"
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // Config is everything `berth serve` can be told.
@@ -27,6 +28,9 @@ type Config struct {
 	// or s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path-style=true with
 	// credentials from the AWS SDK's default chain (never in the URL).
 	Storage string `yaml:"storage" env:"BERTH_STORAGE"`
+	// Database is where metadata lives: empty for the embedded SQLite file
+	// under Data, or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE.
+	Database string `yaml:"database" env:"BERTH_DATABASE"`
 	// Name is the registry's name: the admin user's name and the token service name.
 	Name string `yaml:"name" env:"BERTH_NAME"`
 	// PublicURL is the URL clients use (challenges, Location headers, login
@@ -199,6 +203,9 @@ func (c Config) Validate() error {
 		if _, err := s3store.ParseURL(c.Storage); err != nil {
 			return err
 		}
+	}
+	if c.Database != "" && !sqldb.IsPostgresURL(c.Database) {
+		return fmt.Errorf("database %q: use a postgres:// URL, or leave it unset for the embedded SQLite file under the data directory", sqldb.Redact(c.Database))
 	}
 	switch c.LogFormat {
 	case "text", "json":

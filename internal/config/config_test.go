@@ -13,7 +13,8 @@ func TestLoadPrecedence(t *testing.T) {
 	file := filepath.Join(dir, "berth.yaml")
 	os.WriteFile(file, []byte("addr: \":6000\"\ndata: /from/file\nname: file-name\nbodyIdleTimeout: 2m\ntrustedProxies: [\"10.0.0.0/8\"]\nuploadIdleTTL: 90s\nmaxUploadsPerIdentity: 50\nmaxUploadsPerRepository: 60\n"), 0o600)
 	env := map[string]string{"BERTH_DATA": "/from/env", "BERTH_ANONYMOUS_PULL": "true", "BERTH_MAX_CONNECTIONS": "300", "BERTH_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24",
-		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70", "BERTH_STORAGE": "s3://env-bucket"}
+		"BERTH_MAX_UPLOADS_PER_REPOSITORY": "70", "BERTH_STORAGE": "s3://env-bucket",
+		"BERTH_DATABASE": "postgres://berth@db.example/berth?sslmode=verify-full"}
 	c, err := Load(file, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +36,7 @@ func TestLoadPrecedence(t *testing.T) {
 		{"upload cap from file", c.MaxUploadsPerIdentity, 50},
 		{"upload cap from env", c.MaxUploadsPerRepository, 70},
 		{"storage from env", c.Storage, "s3://env-bucket"},
+		{"database from env", c.Database, "postgres://berth@db.example/berth?sslmode=verify-full"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -88,6 +90,9 @@ func TestValidate(t *testing.T) {
 		{"S3 storage", func(c *Config) { c.Storage = "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&path-style=true" }, true},
 		{"storage that is not s3://", func(c *Config) { c.Storage = "/var/lib/berth" }, false},
 		{"S3 storage with keys in the URL", func(c *Config) { c.Storage = "s3://key:secret@bucket" }, false},
+		{"PostgreSQL database", func(c *Config) { c.Database = "postgres://berth:pw@db:5432/berth?sslmode=require" }, true},
+		{"postgresql:// database", func(c *Config) { c.Database = "postgresql://db/berth" }, true},
+		{"database that is not postgres://", func(c *Config) { c.Database = "/var/lib/berth/berth.db" }, false},
 	}
 	for _, tt := range tests {
 		c := Default()
@@ -129,5 +134,25 @@ func TestAuditRetention(t *testing.T) {
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("retention %s, %d records: %v", tt.retention, tt.records, err)
 		}
+	}
+}
+
+// TestDatabaseErrorHidesPassword: a database setting that cannot work is
+// named without its password.
+func TestDatabaseErrorHidesPassword(t *testing.T) {
+	c := Default()
+	c.Database = "mysql://berth:s3cret@db/berth"
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "postgres://") {
+		t.Errorf("Validate = %v; want a refusal that names postgres:// and hides the password", err)
+	}
+}
+
+func TestDatabaseFromFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "berth.yaml")
+	os.WriteFile(file, []byte("database: postgres://berth@db/berth\n"), 0o600)
+	c, err := Load(file, func(string) string { return "" })
+	if err != nil || c.Database != "postgres://berth@db/berth" {
+		t.Errorf("database from file = %q, %v", c.Database, err)
 	}
 }

@@ -3,6 +3,8 @@ package meta
 import (
 	"errors"
 	"syscall"
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // The reasons a database write can fail that no retry fixes until an
@@ -21,11 +23,18 @@ const (
 )
 
 // Unwritable returns ErrNoSpace when err says the database's disk is full
-// (SQLITE_FULL, or ENOSPC or EDQUOT from the system), ErrReadOnly when it is
-// read-only (SQLITE_READONLY, EROFS), and nil for any other error.
+// (SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC or EDQUOT from the
+// system), ErrReadOnly when it is read-only (SQLITE_READONLY, a PostgreSQL
+// server in recovery or read-only, EROFS), and nil for any other error.
 func Unwritable(err error) error {
 	if err == nil {
 		return nil
+	}
+	switch {
+	case sqldb.IsDiskFull(err):
+		return ErrNoSpace
+	case sqldb.IsReadOnly(err):
+		return ErrReadOnly
 	}
 	var coded interface{ Code() int }
 	if errors.As(err, &coded) {

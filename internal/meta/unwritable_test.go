@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestUnwritable takes its SQLite errors from a real database: one that may
@@ -62,6 +64,24 @@ func TestUnwritable(t *testing.T) {
 	for _, tt := range tests {
 		if got := Unwritable(tt.err); got != tt.want {
 			t.Errorf("%s (%v): %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestUnwritablePostgres: PostgreSQL's disk_full and read-only refusals are
+// the same causes as SQLite's.
+func TestUnwritablePostgres(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		want error
+	}{
+		{"53100", ErrNoSpace},  // disk_full
+		{"25006", ErrReadOnly}, // read_only_sql_transaction
+		{"23505", nil},         // unique_violation
+	} {
+		err := fmt.Errorf("commit: %w", &pgconn.PgError{Code: tc.code})
+		if got := Unwritable(err); got != tc.want {
+			t.Errorf("Unwritable(SQLSTATE %s) = %v, want %v", tc.code, got, tc.want)
 		}
 	}
 }

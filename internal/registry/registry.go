@@ -22,6 +22,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -382,6 +383,13 @@ func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) 
 	if e, part := unwritableError(err); e != nil {
 		rg.unwritable(part, err)
 		WriteError(w, e)
+		return
+	}
+	if sqldb.IsUnavailable(err) {
+		// A database (or storage) server restarting or failing over: a retry
+		// will likely succeed, which a 500 would not suggest.
+		w.Header().Set("Retry-After", "5")
+		WriteError(w, &Error{Code: CodeUnavailable, Message: "the registry cannot reach its database or storage: retry shortly"})
 		return
 	}
 	WriteError(w, &Error{Code: CodeInternal})

@@ -74,7 +74,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	md, err := meta.OpenSQLite(ctx, cfg.Data)
+	md, err := openMeta(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -162,6 +162,13 @@ func IsDiskFull(err error) bool {
 	return errors.Is(err, syscall.ENOSPC)
 }
 
+// IsReadOnly reports whether err is a PostgreSQL server refusing a write
+// because it is read-only (a standby, or default_transaction_read_only).
+func IsReadOnly(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "25006" // read_only_sql_transaction
+}
+
 // IsUnavailable reports whether err means the database cannot be reached
 // or is shutting down (answer 503 and let the client retry), as opposed to
 // a query being wrong.

@@ -98,14 +98,13 @@ func OpenSQLite(ctx context.Context, dir string) (*DB, error) {
 	return db, nil
 }
 
-// OpenPostgres connects to the PostgreSQL database at url
+// OpenPostgres connects to the PostgreSQL database that setting names
 // (postgres://user:pass@host:port/db?sslmode=...).
-func OpenPostgres(ctx context.Context, url string) (*DB, error) {
-	name := Redact(url)
-	p, err := sql.Open("pgx", url)
+func OpenPostgres(ctx context.Context, setting string) (*DB, error) {
+	name := Redact(setting)
+	p, err := sql.Open("pgx", setting)
 	if err != nil {
-		// The driver's message may quote the URL, password and all.
-		return nil, fmt.Errorf("open database %s: invalid connection URL", name)
+		return nil, fmt.Errorf("open database %s: %s", name, hidePassword(err.Error(), setting))
 	}
 	// Every node has its own pool; the server's max_connections bounds the
 	// sum, so a node takes a modest share.
@@ -137,6 +136,23 @@ func Redact(setting string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// hidePassword removes the password of setting from msg, in case a
+// driver's message quotes the URL it was given.
+func hidePassword(msg, setting string) string {
+	u, err := url.Parse(setting)
+	if err != nil {
+		return "invalid connection URL"
+	}
+	pw, _ := u.User.Password()
+	if p := u.Query().Get("password"); p != "" {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	if pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
 }
 
 // Engine returns the database's engine.

@@ -91,6 +91,19 @@ func TestPostgres(t *testing.T) {
 		url := pg.NewDatabase()
 		testChangeOrder(t, open(url), open(url))
 	})
+	t.Run("ReadOnly", func(t *testing.T) {
+		db := open(pg.NewDatabase())
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SET TRANSACTION READ ONLY`); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `CREATE TABLE x (a INTEGER)`)
+			return err
+		})
+		if !sqldb.IsReadOnly(err) || sqldb.IsUnavailable(err) {
+			t.Errorf("write in a read-only transaction: %v; IsReadOnly %v, IsUnavailable %v", err, sqldb.IsReadOnly(err), sqldb.IsUnavailable(err))
+		}
+	})
 	t.Run("Unavailable", func(t *testing.T) {
 		db := open(pg.NewDatabase())
 		pg.Stop()
