@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/s3store"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
@@ -61,13 +62,13 @@ func TestCollectOnS3(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	blobs := s3store.NewBlobs(st, s3store.NewMemorySessions(), s3store.BlobsOptions{Now: now})
 	md, err := meta.OpenSQLite(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer md.Close()
 	md.SetClock(now)
+	blobs := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), s3store.BlobsOptions{Now: now})
 	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allowAll{}}))
 	defer srv.Close()
 	send := func(method, path, body string, want int) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -55,6 +56,8 @@ var migrationFixtures = []func(v int) []string{
 	func(int) []string {
 		return []string{`INSERT INTO uploads(id, repository, owner, state, size, started_at, updated_at) VALUES ('u1', 'team/app', 'owner', x'0102', 5, 1000, 3000)`}
 	},
+	// 8: claims on upload sessions (1's session is unclaimed).
+	func(int) []string { return nil },
 }
 
 var (
@@ -125,6 +128,11 @@ func TestMigrationsFromEveryVersion(t *testing.T) {
 				u, err := s.Upload(ctx, "u1")
 				if err != nil || u.Size != 5 || string(u.State) != "\x01\x02" || u.Owner != "owner" {
 					t.Errorf("upload = %+v, %v", u, err)
+				}
+			}
+			if k >= 7 {
+				if _, err := s.ClaimUpload(ctx, "u1", "token", time.Minute); err != nil {
+					t.Errorf("claim of a session from before claims: %v", err)
 				}
 			}
 			// What the latest migrations added works on a migrated database.

@@ -226,6 +226,9 @@ var sqliteMigrations = []string{
 	CREATE INDEX uploads_owner ON uploads(owner);
 	CREATE INDEX uploads_repository ON uploads(repository);
 	CREATE INDEX uploads_updated ON uploads(updated_at);`,
+	// A request's claim on an upload session (see ClaimUpload).
+	`ALTER TABLE uploads ADD COLUMN claim TEXT NOT NULL DEFAULT '';
+	ALTER TABLE uploads ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // postgresMigrations start from the SQLite schema as it is at version 7
@@ -291,6 +294,8 @@ var postgresMigrations = []string{
 	CREATE INDEX uploads_owner ON uploads(owner);
 	CREATE INDEX uploads_repository ON uploads(repository);
 	CREATE INDEX uploads_updated ON uploads(updated_at);`,
+	`ALTER TABLE uploads ADD COLUMN claim TEXT NOT NULL DEFAULT '';
+	ALTER TABLE uploads ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the version of the metadata store's schema on engine e.

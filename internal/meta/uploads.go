@@ -217,3 +217,89 @@ func (c *UploadCounter) Close(ctx context.Context, id string) {
 }
 
 var _ storage.UploadCounter = (*UploadCounter)(nil)
+
+// Errors of claims on upload sessions.
+var (
+	// ErrUploadBusy means another request holds an unexpired claim on the
+	// session.
+	ErrUploadBusy = errors.New("upload session claimed by another request")
+	// ErrUploadClaimLost means the claim expired and the session was
+	// claimed, changed or removed by another request since.
+	ErrUploadClaimLost = errors.New("upload session claim lost")
+)
+
+// ClaimUpload takes session id for the request holding token for ttl, so
+// that no other request (on any node) changes it meanwhile, and returns the
+// session. A claim that was not released (its node died) expires after
+// ttl. It fails with ErrUploadBusy if another token holds an unexpired
+// claim, ErrUploadNotFound if there is no such session.
+func (s *Store) ClaimUpload(ctx context.Context, id, token string, ttl time.Duration) (Upload, error) {
+	now := s.now()
+	res, err := s.w.ExecContext(ctx, `UPDATE uploads SET claim = ?, claimed_until = ?
+		WHERE id = ? AND (claim = '' OR claim = ? OR claimed_until <= ?)`,
+		token, now.Add(ttl).UnixMilli(), id, token, now.UnixMilli())
+	if err != nil {
+		return Upload{}, fmt.Errorf("claim upload session: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Upload{}, fmt.Errorf("claim upload session: %w", err)
+	}
+	u, err := s.Upload(ctx, id)
+	if err != nil {
+		return Upload{}, err
+	}
+	if n == 0 {
+		return Upload{}, ErrUploadBusy
+	}
+	return u, nil
+}
+
+// claimed runs a statement conditioned on token's claim on session id and
+// fails with ErrUploadClaimLost if it changed nothing.
+func (s *Store) claimed(ctx context.Context, what, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return ErrUploadClaimLost
+	}
+	return nil
+}
+
+// RenewUploadClaim extends token's claim on session id to ttl from now.
+func (s *Store) RenewUploadClaim(ctx context.Context, id, token string, ttl time.Duration) error {
+	return s.claimed(ctx, "renew upload claim", `UPDATE uploads SET claimed_until = ? WHERE id = ? AND claim = ?`,
+		s.now().Add(ttl).UnixMilli(), id, token)
+}
+
+// SaveClaimedUpload records that session id grew from size to newSize
+// with state and releases token's claim on it, if token still holds the
+// claim and the session still has size; otherwise it fails with
+// ErrUploadClaimLost and changes nothing.
+func (s *Store) SaveClaimedUpload(ctx context.Context, id, token string, size, newSize int64, state []byte) error {
+	if state == nil {
+		state = []byte{}
+	}
+	return s.claimed(ctx, "save upload session", `UPDATE uploads SET size = ?, state = ?, updated_at = ?, claim = '', claimed_until = 0
+		WHERE id = ? AND claim = ? AND size = ?`, newSize, state, s.now().UnixMilli(), id, token, size)
+}
+
+// ReleaseUploadClaim gives up token's claim on session id, if it holds it.
+func (s *Store) ReleaseUploadClaim(ctx context.Context, id, token string) error {
+	err := s.claimed(ctx, "release upload claim", `UPDATE uploads SET claim = '', claimed_until = 0 WHERE id = ? AND claim = ?`, id, token)
+	if errors.Is(err, ErrUploadClaimLost) {
+		return nil
+	}
+	return err
+}
+
+// DeleteClaimedUpload removes session id if token holds its claim.
+func (s *Store) DeleteClaimedUpload(ctx context.Context, id, token string) error {
+	return s.claimed(ctx, "delete upload session", `DELETE FROM uploads WHERE id = ? AND claim = ?`, id, token)
+}

@@ -22,12 +22,11 @@ import (
 )
 
 // Blobs is the content store the registry uses, on S3: blobs in the bucket,
-// upload sessions addressed by id with their state in a session table, so
-// that with a shared table any node serves any request of any upload.
+// upload sessions addressed by id with their state in a session table (the
+// metadata database), so that any node serves any request of any upload.
 type Blobs struct {
 	*Store
 	sessions Sessions
-	counter  storage.UploadCounter
 	// claimTTL is how long a claim on a session lasts unrenewed: how long a
 	// session stays blocked after the node writing to it died.
 	claimTTL time.Duration
@@ -46,8 +45,6 @@ type Blobs struct {
 
 // BlobsOptions configure Blobs.
 type BlobsOptions struct {
-	// Counter, when set, counts (and caps) upload sessions.
-	Counter storage.UploadCounter
 	// ClaimTTL is how long a request's claim on a session lasts without
 	// renewal (renewed while the request runs); default 30s.
 	ClaimTTL time.Duration
@@ -64,7 +61,7 @@ func NewBlobs(s *Store, sessions Sessions, o BlobsOptions) *Blobs {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Blobs{Store: s, sessions: sessions, counter: o.Counter, claimTTL: o.ClaimTTL, now: o.Now, touched: map[digest.Digest]time.Time{}}
+	return &Blobs{Store: s, sessions: sessions, claimTTL: o.ClaimTTL, now: o.Now, touched: map[digest.Digest]time.Time{}}
 }
 
 // mark records that a push refers to blob d now: garbage collection spares
@@ -162,15 +159,7 @@ func (b *Blobs) StartUpload(ctx context.Context, repo, owner string) (storage.Up
 	}
 	now := b.now()
 	u := storage.UploadInfo{ID: st.ID, Repository: repo, Owner: owner, StartedAt: now}
-	if b.counter != nil {
-		if err := b.counter.Open(ctx, u); err != nil {
-			return storage.UploadInfo{}, err
-		}
-	}
 	if err := b.sessions.Create(ctx, Session{Info: u, State: st, UpdatedAt: now}); err != nil {
-		if b.counter != nil {
-			b.counter.Close(context.WithoutCancel(ctx), u.ID)
-		}
 		return storage.UploadInfo{}, fmt.Errorf("create upload: %w", err)
 	}
 	return u, nil
@@ -208,7 +197,7 @@ func (b *Blobs) claim(ctx context.Context, id string) (*claim, Session, error) {
 		return nil, Session{}, err
 	}
 	token := hex.EncodeToString(t[:])
-	s, err := b.sessions.Claim(ctx, id, token, b.now().Add(b.claimTTL))
+	s, err := b.sessions.Claim(ctx, id, token, b.claimTTL)
 	if err != nil {
 		return nil, Session{}, err
 	}
@@ -222,7 +211,7 @@ func (b *Blobs) claim(ctx context.Context, id string) (*claim, Session, error) {
 			case <-done:
 				return
 			case <-tick.C:
-				if err := b.sessions.Renew(context.WithoutCancel(ctx), id, token, b.now().Add(b.claimTTL)); err != nil {
+				if err := b.sessions.Renew(context.WithoutCancel(ctx), id, token, b.claimTTL); err != nil {
 					cancel(fmt.Errorf("upload %s: %w", id, ErrClaimLost))
 					return
 				}
@@ -267,7 +256,7 @@ func (b *Blobs) Append(ctx context.Context, id string, start int64, r io.Reader)
 		_ = b.sessions.Release(context.WithoutCancel(ctx), id, c.token)
 		return s.State.Size, c.lost(err)
 	}
-	if serr := b.sessions.Save(context.WithoutCancel(ctx), id, c.token, s.State.Size, next, b.now()); serr != nil {
+	if serr := b.sessions.Save(context.WithoutCancel(ctx), id, c.token, s.State.Size, next); serr != nil {
 		return s.State.Size, fmt.Errorf("upload %s: save state: %w", id, serr)
 	}
 	return next.Size, c.lost(err)
@@ -305,11 +294,7 @@ func (b *Blobs) Commit(ctx context.Context, id string, d digest.Digest, r io.Rea
 }
 
 func (b *Blobs) drop(ctx context.Context, id, token string) {
-	ctx = context.WithoutCancel(ctx)
-	_ = b.sessions.Delete(ctx, id, token)
-	if b.counter != nil {
-		b.counter.Close(ctx, id)
-	}
+	_ = b.sessions.Delete(context.WithoutCancel(ctx), id, token)
 }
 
 // Cancel ends session id and removes what it stored.
@@ -324,27 +309,13 @@ func (b *Blobs) Cancel(ctx context.Context, id string) error {
 	return err
 }
 
-// ActiveUploads returns how many sessions are open.
+// ActiveUploads returns how many sessions are open (on every node).
 func (b *Blobs) ActiveUploads() int {
-	l, err := b.sessions.List(context.Background())
+	l, err := b.sessions.List(context.Background(), b.now().Add(time.Hour))
 	if err != nil {
 		return 0
 	}
 	return len(l)
-}
-
-// Uploads lists the open sessions, for counting them at start.
-func (b *Blobs) Uploads(ctx context.Context) ([]storage.UploadInfo, error) {
-	l, err := b.sessions.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]storage.UploadInfo, len(l))
-	for i, s := range l {
-		out[i] = s.Info
-		out[i].Size = s.State.Size
-	}
-	return out, nil
 }
 
 // PurgeUploads ends sessions that received nothing for longer than age,
@@ -353,11 +324,11 @@ func (b *Blobs) Uploads(ctx context.Context) ([]storage.UploadInfo, error) {
 // returns how many sessions it ended.
 func (b *Blobs) PurgeUploads(age, emptyAge time.Duration) (int, error) {
 	ctx := context.Background()
-	l, err := b.sessions.List(ctx)
+	now := b.now()
+	l, err := b.sessions.List(ctx, now.Add(-min(age, emptyAge)))
 	if err != nil {
 		return 0, err
 	}
-	now := b.now()
 	n := 0
 	for _, s := range l {
 		idle := now.Sub(s.UpdatedAt)

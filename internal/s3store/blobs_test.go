@@ -5,36 +5,38 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
+	"github.com/berth-registry/berth/internal/testutil"
 )
+
+// newMeta opens a metadata store in a fresh embedded database.
+func newMeta(t *testing.T) *meta.Store {
+	t.Helper()
+	md, err := meta.OpenSQLite(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { md.Close() })
+	return md
+}
 
 func TestBlobsConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Options{LargeSize: 12 << 20}, func(t *testing.T) storagetest.Store {
-		return NewBlobs(newStore(t), NewMemorySessions(), BlobsOptions{})
+		return NewBlobs(newStore(t), NewDBSessions(newMeta(t), storage.UploadLimits{}), BlobsOptions{})
 	})
 }
 
-// clock is a settable time for session claims.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// Two nodes (two stores on one bucket) share one session table: each
-// request of an upload may reach either, one at a time; a node that died
-// holding a session blocks it only until its claim expires.
+// Two nodes (two stores on one bucket, two connections to one PostgreSQL
+// database) serve the requests of one upload in turn; a node that died
+// holding the session blocks it only until its claim expires, and its
+// late save is refused.
 func TestBlobsAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	a := newStore(t)
@@ -42,12 +44,27 @@ func TestBlobsAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Now()}
-	table := NewMemorySessions()
-	table.Now = clk.Now
-	nodes := []*Blobs{NewBlobs(a, table, BlobsOptions{}), NewBlobs(b, table, BlobsOptions{})}
-	for _, n := range nodes {
-		n.now = clk.Now
+	url := testutil.StartPostgres(t).NewDatabase()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	var tables []*meta.Store
+	for range 2 {
+		db, err := sqldb.OpenPostgres(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := meta.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { md.Close() })
+		md.SetClock(now)
+		tables = append(tables, md)
+	}
+	nodes := []*Blobs{
+		NewBlobs(a, NewDBSessions(tables[0], storage.UploadLimits{}), BlobsOptions{Now: now}),
+		NewBlobs(b, NewDBSessions(tables[1], storage.UploadLimits{}), BlobsOptions{Now: now}),
 	}
 
 	content, d := storagetest.Random(t, 13<<20)
@@ -63,10 +80,13 @@ func TestBlobsAcrossNodes(t *testing.T) {
 		if err != nil || n != off {
 			t.Fatalf("chunk %d on node %d = %d, %v; want %d", i, (i+1)%2, n, err, off)
 		}
+		if info, err := nodes[i%2].Upload(ctx, u.ID); err != nil || info.Size != off {
+			t.Fatalf("status on the other node = %+v, %v; want size %d", info, err, off)
+		}
 	}
 
 	// A node dies while writing: its claim stays in the table.
-	if _, err := table.Claim(ctx, u.ID, "dead node", clk.Now().Add(30*time.Second)); err != nil {
+	if _, err := tables[0].ClaimUpload(ctx, u.ID, "dead node", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := nodes[1].Append(ctx, u.ID, off, bytes.NewReader(chunks[len(chunks)-1])); !errors.Is(err, storage.ErrUploadBusy) {
@@ -75,17 +95,16 @@ func TestBlobsAcrossNodes(t *testing.T) {
 	if info, err := nodes[1].Upload(ctx, u.ID); err != nil || info.Size != off {
 		t.Fatalf("status while busy = %+v, %v; want size %d", info, err, off)
 	}
-	clk.add(31 * time.Second)
-	// The dead node's claim has expired; its late save must not land.
+	clock.Add(int64(31 * time.Second))
 	n, err := nodes[1].Commit(ctx, u.ID, d, bytes.NewReader(chunks[len(chunks)-1]))
 	if err != nil || n != int64(len(content)) {
-		t.Fatalf("Commit on node 1 = %d, %v", n, err)
-	}
-	if err := table.Save(ctx, u.ID, "dead node", off, UploadState{}, clk.Now()); err == nil {
-		t.Fatal("a save by an expired claim succeeded")
+		t.Fatalf("Commit on node 1 after the claim expired = %d, %v", n, err)
 	}
 	if got := readAll(t, a, d); !bytes.Equal(got, content) {
 		t.Fatal("blob committed across nodes differs")
+	}
+	if _, err := nodes[0].Upload(ctx, u.ID); !errors.Is(err, storage.ErrUploadNotFound) {
+		t.Fatalf("status after commit on the other node = %v, want ErrUploadNotFound", err)
 	}
 	assertNoUploadObjects(t, a)
 }
@@ -94,8 +113,8 @@ func TestBlobsAcrossNodes(t *testing.T) {
 // never taken over.
 func TestBlobsClaimRenewed(t *testing.T) {
 	ctx := context.Background()
-	table := NewMemorySessions()
-	s := NewBlobs(newStore(t), table, BlobsOptions{ClaimTTL: 1500 * time.Millisecond})
+	md := newMeta(t)
+	s := NewBlobs(newStore(t), NewDBSessions(md, storage.UploadLimits{}), BlobsOptions{ClaimTTL: 1500 * time.Millisecond})
 	u, err := s.StartUpload(ctx, "r", "")
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +130,7 @@ func TestBlobsClaimRenewed(t *testing.T) {
 	// Several claim lifetimes pass while the request is still reading.
 	for range 4 {
 		time.Sleep(time.Second)
-		if _, err := table.Claim(ctx, u.ID, "other", time.Now().Add(time.Second)); !errors.Is(err, storage.ErrUploadBusy) {
+		if _, err := md.ClaimUpload(ctx, u.ID, "other", time.Second); !errors.Is(err, meta.ErrUploadBusy) {
 			t.Fatalf("a live request's session was claimed by another: %v", err)
 		}
 	}
@@ -121,6 +140,30 @@ func TestBlobsClaimRenewed(t *testing.T) {
 	}
 	if info, _ := s.Upload(ctx, u.ID); info.Size != int64(len("first bytes")) {
 		t.Fatalf("size = %d", info.Size)
+	}
+}
+
+// The caps on open sessions are counted in the database.
+func TestBlobsUploadCaps(t *testing.T) {
+	ctx := context.Background()
+	s := NewBlobs(newStore(t), NewDBSessions(newMeta(t), storage.UploadLimits{PerIdentity: 2}), BlobsOptions{})
+	var ids []string
+	for range 2 {
+		u, err := s.StartUpload(ctx, "r", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	var many *storage.TooManyUploadsError
+	if _, err := s.StartUpload(ctx, "r", "alice"); !errors.As(err, &many) {
+		t.Fatalf("third session = %v, want TooManyUploadsError", err)
+	}
+	if err := s.Cancel(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartUpload(ctx, "r", "alice"); err != nil {
+		t.Fatalf("session after a cancel = %v", err)
 	}
 }
 

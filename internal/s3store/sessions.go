@@ -2,11 +2,12 @@ package s3store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -29,154 +30,149 @@ var ErrClaimLost = errors.New("upload session claim lost")
 // for a while), and a state is saved only by the claim's holder and only
 // over the state it started from (compare-and-set on the size).
 type Sessions interface {
-	// Create adds a new session.
+	// Create adds a new session, or refuses it with a
+	// *storage.TooManyUploadsError.
 	Create(ctx context.Context, s Session) error
 	// Get returns session id, or storage.ErrUploadNotFound.
 	Get(ctx context.Context, id string) (Session, error)
-	// Claim takes session id for the holder of token until until. It
-	// fails with storage.ErrUploadBusy if another unexpired claim holds it,
+	// Claim takes session id for the holder of token for ttl. It fails
+	// with storage.ErrUploadBusy if another unexpired claim holds it,
 	// storage.ErrUploadNotFound if there is no such session.
-	Claim(ctx context.Context, id, token string, until time.Time) (Session, error)
-	// Renew extends token's claim, or fails with ErrClaimLost.
-	Renew(ctx context.Context, id, token string, until time.Time) error
+	Claim(ctx context.Context, id, token string, ttl time.Duration) (Session, error)
+	// Renew extends token's claim to ttl from now, or fails with
+	// ErrClaimLost.
+	Renew(ctx context.Context, id, token string, ttl time.Duration) error
 	// Save stores st as session id's state if token still holds the claim
 	// and the stored size is prev, and releases the claim; otherwise it
 	// fails with ErrClaimLost.
-	Save(ctx context.Context, id, token string, prev int64, st UploadState, now time.Time) error
+	Save(ctx context.Context, id, token string, prev int64, st UploadState) error
 	// Release gives up token's claim, leaving the state as it is.
 	Release(ctx context.Context, id, token string) error
 	// Delete removes session id if token holds its claim.
 	Delete(ctx context.Context, id, token string) error
-	// List returns every session.
-	List(ctx context.Context) ([]Session, error)
+	// List returns every session last updated before cutoff.
+	List(ctx context.Context, cutoff time.Time) ([]Session, error)
 }
 
-// MemorySessions keeps sessions in this process: the session table of a
-// single node. A cluster keeps them in its shared database instead.
-type MemorySessions struct {
-	mu sync.Mutex
-	m  map[string]*memSession
-	// Now is the clock (time.Now if nil).
-	Now func() time.Time
+// UploadTable is what DBSessions needs of the metadata store: its upload
+// session table, shared by every node.
+type UploadTable interface {
+	CreateUpload(ctx context.Context, u meta.Upload, limits storage.UploadLimits) error
+	Upload(ctx context.Context, id string) (meta.Upload, error)
+	ClaimUpload(ctx context.Context, id, token string, ttl time.Duration) (meta.Upload, error)
+	RenewUploadClaim(ctx context.Context, id, token string, ttl time.Duration) error
+	SaveClaimedUpload(ctx context.Context, id, token string, size, newSize int64, state []byte) error
+	ReleaseUploadClaim(ctx context.Context, id, token string) error
+	DeleteClaimedUpload(ctx context.Context, id, token string) error
+	UploadsBefore(ctx context.Context, cutoff time.Time) ([]meta.Upload, error)
 }
 
-type memSession struct {
-	s         Session
-	token     string
-	busyUntil time.Time
+// DBSessions keeps sessions in the metadata database, where the caps on
+// open sessions are counted too.
+type DBSessions struct {
+	db     UploadTable
+	limits storage.UploadLimits
 }
 
-// NewMemorySessions returns an empty session table.
-func NewMemorySessions() *MemorySessions { return &MemorySessions{m: map[string]*memSession{}} }
+// NewDBSessions returns the sessions in db, capped by limits.
+func NewDBSessions(db UploadTable, limits storage.UploadLimits) *DBSessions {
+	return &DBSessions{db: db, limits: limits}
+}
 
-func (m *MemorySessions) now() time.Time {
-	if m.Now != nil {
-		return m.Now()
+func sessionOf(u meta.Upload) (Session, error) {
+	var st UploadState
+	if err := json.Unmarshal(u.State, &st); err != nil {
+		return Session{}, fmt.Errorf("upload %s: bad state: %w", u.ID, err)
 	}
-	return time.Now()
+	return Session{
+		Info:      storage.UploadInfo{ID: u.ID, Repository: u.Repository, Owner: u.Owner, Size: st.Size, StartedAt: u.StartedAt},
+		State:     st,
+		UpdatedAt: u.UpdatedAt,
+	}, nil
+}
+
+func dbErr(err error) error {
+	switch {
+	case errors.Is(err, meta.ErrUploadNotFound):
+		return storage.ErrUploadNotFound
+	case errors.Is(err, meta.ErrUploadBusy):
+		return storage.ErrUploadBusy
+	case errors.Is(err, meta.ErrUploadClaimLost):
+		return ErrClaimLost
+	}
+	return err
 }
 
 // Create implements Sessions.
-func (m *MemorySessions) Create(_ context.Context, s Session) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.m[s.Info.ID]; ok {
-		return fmt.Errorf("upload %s exists", s.Info.ID)
+func (d *DBSessions) Create(ctx context.Context, s Session) error {
+	b, err := json.Marshal(s.State)
+	if err != nil {
+		return err
 	}
-	m.m[s.Info.ID] = &memSession{s: s}
-	return nil
+	return d.db.CreateUpload(ctx, meta.Upload{ID: s.Info.ID, Repository: s.Info.Repository, Owner: s.Info.Owner, State: b,
+		StartedAt: s.Info.StartedAt, UpdatedAt: s.UpdatedAt}, d.limits)
 }
 
 // Get implements Sessions.
-func (m *MemorySessions) Get(_ context.Context, id string) (Session, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.m[id]
-	if !ok {
-		return Session{}, storage.ErrUploadNotFound
+func (d *DBSessions) Get(ctx context.Context, id string) (Session, error) {
+	u, err := d.db.Upload(ctx, id)
+	if err != nil {
+		return Session{}, dbErr(err)
 	}
-	return e.s, nil
+	return sessionOf(u)
 }
 
 // Claim implements Sessions.
-func (m *MemorySessions) Claim(_ context.Context, id, token string, until time.Time) (Session, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.m[id]
-	if !ok {
-		return Session{}, storage.ErrUploadNotFound
+func (d *DBSessions) Claim(ctx context.Context, id, token string, ttl time.Duration) (Session, error) {
+	u, err := d.db.ClaimUpload(ctx, id, token, ttl)
+	if err != nil {
+		return Session{}, dbErr(err)
 	}
-	if e.token != "" && e.token != token && m.now().Before(e.busyUntil) {
-		return Session{}, storage.ErrUploadBusy
+	s, err := sessionOf(u)
+	if err != nil {
+		_ = d.db.ReleaseUploadClaim(context.WithoutCancel(ctx), id, token)
 	}
-	e.token, e.busyUntil = token, until
-	return e.s, nil
-}
-
-func (m *MemorySessions) held(id, token string) (*memSession, error) {
-	e, ok := m.m[id]
-	if !ok || e.token != token {
-		return nil, ErrClaimLost
-	}
-	return e, nil
+	return s, err
 }
 
 // Renew implements Sessions.
-func (m *MemorySessions) Renew(_ context.Context, id, token string, until time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, err := m.held(id, token)
-	if err != nil {
-		return err
-	}
-	e.busyUntil = until
-	return nil
+func (d *DBSessions) Renew(ctx context.Context, id, token string, ttl time.Duration) error {
+	return dbErr(d.db.RenewUploadClaim(ctx, id, token, ttl))
 }
 
 // Save implements Sessions.
-func (m *MemorySessions) Save(_ context.Context, id, token string, prev int64, st UploadState, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, err := m.held(id, token)
+func (d *DBSessions) Save(ctx context.Context, id, token string, prev int64, st UploadState) error {
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if e.s.State.Size != prev {
-		return ErrClaimLost
-	}
-	e.s.State, e.s.Info.Size, e.s.UpdatedAt = st, st.Size, now
-	e.token = ""
-	return nil
+	return dbErr(d.db.SaveClaimedUpload(ctx, id, token, prev, st.Size, b))
 }
 
 // Release implements Sessions.
-func (m *MemorySessions) Release(_ context.Context, id, token string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, err := m.held(id, token); err == nil {
-		e.token = ""
-	}
-	return nil
+func (d *DBSessions) Release(ctx context.Context, id, token string) error {
+	return dbErr(d.db.ReleaseUploadClaim(ctx, id, token))
 }
 
 // Delete implements Sessions.
-func (m *MemorySessions) Delete(_ context.Context, id, token string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.held(id, token); err != nil {
-		return err
-	}
-	delete(m.m, id)
-	return nil
+func (d *DBSessions) Delete(ctx context.Context, id, token string) error {
+	return dbErr(d.db.DeleteClaimedUpload(ctx, id, token))
 }
 
-// List implements Sessions.
-func (m *MemorySessions) List(context.Context) ([]Session, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Session, 0, len(m.m))
-	for _, e := range m.m {
-		out = append(out, e.s)
+// List implements Sessions. A session whose state does not parse is
+// listed with its size unknown (0), so that the purge removes it.
+func (d *DBSessions) List(ctx context.Context, cutoff time.Time) ([]Session, error) {
+	us, err := d.db.UploadsBefore(ctx, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Session, 0, len(us))
+	for _, u := range us {
+		s, err := sessionOf(u)
+		if err != nil {
+			s = Session{Info: storage.UploadInfo{ID: u.ID, Repository: u.Repository, Owner: u.Owner, StartedAt: u.StartedAt}, UpdatedAt: u.UpdatedAt}
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

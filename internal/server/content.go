@@ -64,10 +64,9 @@ func (s *Server) openContent(ctx context.Context) (func(context.Context, digest.
 	if err := st.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("storage %s: %w", cfg, err)
 	}
-	// Upload sessions live in this process: one node per bucket until
-	// they live in the shared database.
-	sessions := s3store.NewMemorySessions()
-	s.blobs = s3store.NewBlobs(st, sessions, s3store.BlobsOptions{Counter: storage.NewSessionCounter(limits, nil)})
+	// Upload sessions live in the metadata database, which counts them
+	// against the caps too.
+	s.blobs = s3store.NewBlobs(st, s3store.NewDBSessions(s.meta, limits), s3store.BlobsOptions{})
 	s.log.Info("content store on S3", "storage", cfg.String(), "redirect", cfg.Redirect)
 	if !cfg.Redirect {
 		return nil, nil

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"UploadCaps", testUploadCaps},
 		{"UploadCapsRacing", testUploadCapsRacing},
 		{"UploadCASRacing", testUploadCASRacing},
+		{"UploadClaims", testUploadClaims},
 		{"LeasesRacing", testLeasesRacing},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"ChangeLog", testChangeLog},
@@ -1070,5 +1071,56 @@ func testTagManifests(t *testing.T, e *env) {
 	}
 	if _, err := s.TagManifests(e.ctx, "none", "", -1); !errors.Is(err, meta.ErrRepositoryNotFound) {
 		t.Errorf("TagManifests of an unknown repository: %v", err)
+	}
+}
+
+// testUploadClaims: a claim on a session excludes other requests on any
+// node until it is released or expires; a request whose claim expired and
+// was taken over can neither save nor delete.
+func testUploadClaims(t *testing.T, e *env) {
+	must(t, e.s.CreateUpload(e.ctx, meta.Upload{ID: "u", Repository: "app", Owner: "a"}, storage.UploadLimits{}))
+	a, b := e.s, e.second()
+	const ttl = 30 * time.Second
+	if _, err := a.ClaimUpload(e.ctx, "u", "A", ttl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ClaimUpload(e.ctx, "u", "B", ttl); !errors.Is(err, meta.ErrUploadBusy) {
+		t.Fatalf("claim of a claimed session = %v, want ErrUploadBusy", err)
+	}
+	if err := b.SaveClaimedUpload(e.ctx, "u", "B", 0, 10, []byte("b")); !errors.Is(err, meta.ErrUploadClaimLost) {
+		t.Fatalf("save without the claim = %v, want ErrUploadClaimLost", err)
+	}
+	e.advance(ttl / 2)
+	must(t, a.RenewUploadClaim(e.ctx, "u", "A", ttl))
+	e.advance(ttl * 3 / 4) // past the first expiry, within the renewed one
+	if _, err := b.ClaimUpload(e.ctx, "u", "B", ttl); !errors.Is(err, meta.ErrUploadBusy) {
+		t.Fatalf("claim of a renewed session = %v, want ErrUploadBusy", err)
+	}
+	must(t, a.SaveClaimedUpload(e.ctx, "u", "A", 0, 10, []byte("a")))
+	u, err := b.ClaimUpload(e.ctx, "u", "B", ttl) // released by the save
+	if err != nil || u.Size != 10 || string(u.State) != "a" {
+		t.Fatalf("claim after save = %+v, %v", u, err)
+	}
+	// B's node dies; its claim expires and A takes the session over.
+	e.advance(ttl + time.Second)
+	if _, err := a.ClaimUpload(e.ctx, "u", "A", ttl); err != nil {
+		t.Fatalf("claim of an expired claim = %v", err)
+	}
+	for name, err := range map[string]error{
+		"save":   b.SaveClaimedUpload(e.ctx, "u", "B", 10, 20, []byte("late")),
+		"renew":  b.RenewUploadClaim(e.ctx, "u", "B", ttl),
+		"delete": b.DeleteClaimedUpload(e.ctx, "u", "B"),
+	} {
+		if !errors.Is(err, meta.ErrUploadClaimLost) {
+			t.Errorf("%s by a lost claim = %v, want ErrUploadClaimLost", name, err)
+		}
+	}
+	must(t, b.ReleaseUploadClaim(e.ctx, "u", "B")) // a lost claim releases nothing
+	if err := a.SaveClaimedUpload(e.ctx, "u", "A", 0, 5, nil); !errors.Is(err, meta.ErrUploadClaimLost) {
+		t.Errorf("save over a stale size = %v, want ErrUploadClaimLost", err)
+	}
+	must(t, a.DeleteClaimedUpload(e.ctx, "u", "A"))
+	if _, err := b.ClaimUpload(e.ctx, "u", "B", ttl); !errors.Is(err, meta.ErrUploadNotFound) {
+		t.Errorf("claim of a deleted session = %v, want ErrUploadNotFound", err)
 	}
 }
