@@ -1,0 +1,186 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/sqldb"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
+	"github.com/berth-registry/berth/internal/testutil"
+)
+
+type allowAll struct{}
+
+func (allowAll) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
+	return allowAll{}, nil
+}
+func (allowAll) Name() string                    { return "ci" }
+func (allowAll) Can(string, auth.Operation) bool { return true }
+func (allowAll) CanSee(string) bool              { return true }
+
+// Two registry nodes, each with its own S3 client and its own connections
+// to one PostgreSQL database, behind a load balancer that sends each
+// request to the next node: the chunks of one upload land on both nodes in
+// turn, and the blob commits with the right digest; a chunk sent while
+// another is still being written, wherever it lands, is refused.
+func TestUploadThroughLoadBalancer(t *testing.T) {
+	ctx := context.Background()
+	first := newStore(t)
+	url := testutil.StartPostgres(t).NewDatabase()
+	var mu sync.Mutex
+	served := map[string]map[int]int{} // method -> node -> requests
+	var backends []string
+	var tables []*meta.Store
+	for i := range 2 {
+		st := first
+		if i > 0 {
+			var err error
+			if st, err = New(ctx, first.Config()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		db, err := sqldb.OpenPostgres(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := meta.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { md.Close() })
+		tables = append(tables, md)
+		reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
+		node := i
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				w.Write([]byte("ready\n"))
+				return
+			}
+			mu.Lock()
+			if served[r.Method] == nil {
+				served[r.Method] = map[int]int{}
+			}
+			served[r.Method][node]++
+			mu.Unlock()
+			reg.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		backends = append(backends, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	lb := testutil.StartLoadBalancer(t, backends...)
+	base := "http://" + lb.Host
+
+	send := func(method, url string, body []byte, hdr ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	abs := func(loc string) string {
+		if strings.HasPrefix(loc, "/") {
+			return base + loc
+		}
+		return loc
+	}
+
+	content, d := storagetest.Random(t, 14<<20)
+	resp := send("POST", base+"/v2/app/blobs/uploads/", nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("start upload: %s", resp.Status)
+	}
+	loc := abs(resp.Header.Get("Location"))
+	const chunk = 3 << 20
+	for off := 0; off < len(content); off += chunk {
+		end := min(off+chunk, len(content))
+		resp := send("PATCH", loc, content[off:end], "Content-Range", fmt.Sprintf("%d-%d", off, end-1), "Content-Type", "application/octet-stream")
+		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != fmt.Sprintf("0-%d", end-1) {
+			t.Fatalf("chunk at %d: %s, Range %q", off, resp.Status, resp.Header.Get("Range"))
+		}
+		loc = abs(resp.Header.Get("Location"))
+	}
+	// Either node tells where the upload stands.
+	for range 2 {
+		if resp := send("GET", loc, nil); resp.StatusCode != http.StatusNoContent || resp.Header.Get("Range") != fmt.Sprintf("0-%d", len(content)-1) {
+			t.Fatalf("status: %s, Range %q", resp.Status, resp.Header.Get("Range"))
+		}
+	}
+	if resp := send("PUT", loc+"?digest="+d.String(), nil); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("final PUT: %s", resp.Status)
+	}
+	mu.Lock()
+	patches := served["PATCH"]
+	mu.Unlock()
+	if patches[0] == 0 || patches[1] == 0 {
+		t.Fatalf("PATCHes per node = %v: the chunks did not reach both nodes", patches)
+	}
+	for range 2 { // from each node
+		req, _ := http.NewRequest("GET", base+"/v2/app/blobs/"+d.String(), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || digest.FromBytes(got) != d {
+			t.Fatalf("GET blob: %s, %d bytes not hashing to %s", resp.Status, len(got), d)
+		}
+	}
+
+	// A chunk while another chunk of the same upload is still arriving
+	// (on whichever node) is refused at once, as out of order.
+	resp = send("POST", base+"/v2/app/blobs/uploads/", nil)
+	loc = abs(resp.Header.Get("Location"))
+	pr, pw := io.Pipe()
+	slow, _ := http.NewRequest("PATCH", loc, pr)
+	slow.Header.Set("Content-Type", "application/octet-stream")
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(slow)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	pw.Write(content[:1<<20])
+	// Wait until the first request holds the session.
+	id := loc[strings.LastIndex(loc, "/")+1:]
+	for claim := ""; claim == ""; {
+		if err := tables[0].DB().QueryRowContext(ctx, `SELECT claim FROM uploads WHERE id = $1`, id).Scan(&claim); err != nil {
+			t.Fatal(err)
+		}
+		if claim == "" {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for range 2 {
+		if resp := send("PATCH", loc, content[:100], "Content-Type", "application/octet-stream"); resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+			t.Errorf("concurrent chunk = %s, want 416", resp.Status)
+		}
+	}
+	pw.Close()
+	if resp := <-done; resp == nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("slow chunk = %v", resp)
+	}
+}
