@@ -89,7 +89,8 @@ func (r junitReport) counts() (passed, failed, skipped int) {
 
 // TestConformance runs the OCI distribution-spec conformance suite, built by
 // scripts/test from test/conformance, against a fresh server, once with
-// blobs on the filesystem and once on S3 (a real S3 gateway), and fails on
+// blobs on the filesystem, once on S3 (a real S3 gateway), and once against
+// a cluster of three nodes on PostgreSQL and S3, and fails on
 // any failed check. It prints the suite's counts. Set
 // BERTH_CONFORMANCE_RESULTS to a directory to keep the suite's reports
 // (report.html shows every request and response), one subdirectory per
@@ -102,8 +103,15 @@ func TestConformance(t *testing.T) {
 	if abs, err := filepath.Abs(bin); err == nil {
 		bin = abs
 	}
-	for _, storage := range []string{"filesystem", "s3"} {
+	for _, storage := range []string{"filesystem", "s3", "postgres+s3"} {
 		t.Run(storage, func(t *testing.T) {
+			if storage == "postgres+s3" {
+				// Three nodes behind the load balancer: the suite's
+				// requests, the chunks of its uploads among them, each
+				// go to the next node.
+				runConformance(t, bin, storage, startCluster(t, 3).Front)
+				return
+			}
 			var opts []testutil.Option
 			if storage == "s3" {
 				if r := os.Getenv("BERTH_E2E_REGISTRY"); r != "" && r != testutil.KindBerth {

@@ -84,8 +84,24 @@ type crashPush struct {
 // through a layer upload or a manifest PUT. The kill happens once the three
 // are acknowledged and the seven are stalled, which the test knows from its
 // own transport, not from timing.
+//
+// It runs on the defaults (the embedded database, blobs on the filesystem)
+// and on PostgreSQL with blobs on S3 (a cluster of one node), where the
+// bucket is checked instead of the data directory.
 func TestCrashDuringPushes(t *testing.T) {
-	srv := startRegistry(t)
+	t.Run("defaults", func(t *testing.T) {
+		srv := startRegistry(t)
+		crashDuringPushes(t, srv, srv.CheckBlobStore)
+	})
+	t.Run("postgres+s3", func(t *testing.T) {
+		c := startCluster(t, 1)
+		crashDuringPushes(t, c.Nodes[0], c.CheckBucket)
+	})
+}
+
+// crashDuringPushes is TestCrashDuringPushes on srv; checkStore checks that
+// its blob store holds only complete blobs.
+func crashDuringPushes(t *testing.T, srv *testutil.Server, checkStore func(testing.TB) int) {
 	ctx := t.Context()
 	const (
 		pushes    = 10
@@ -182,7 +198,7 @@ func TestCrashDuringPushes(t *testing.T) {
 	// Right after the crash, before the server can tidy up: a blob is
 	// renamed into place only once verified, so the store holds no partial
 	// blob even now.
-	n := srv.CheckBlobStore(t)
+	n := checkStore(t)
 	t.Logf("blob store after the crash: %d blobs, all complete", n)
 
 	srv.Restart()
@@ -234,6 +250,6 @@ func TestCrashDuringPushes(t *testing.T) {
 	}
 
 	srv.Stop()
-	n = srv.CheckBlobStore(t)
+	n = checkStore(t)
 	t.Logf("blob store at the end: %d blobs, all complete", n)
 }
