@@ -173,13 +173,13 @@ func TestCluster(t *testing.T) {
 		tok := cli.createToken("cluster-revoke", "--repository", "cluster/revoke", "content/read", "content/write")
 		pw := tok.password["password1"]
 		const scope = "repository:cluster/revoke:pull"
-		const path = "/v2/cluster/revoke/tags/list"
+		const path = "/v2/cluster/revoke/manifests/v1"
 		status, issued := bearer(t, c.Nodes[1], tok.name, pw, scope)
 		if status != http.StatusOK {
 			t.Fatalf("token from node 2 before the change: %d", status)
 		}
 		// A token issued by one node is good on another: the signing
-		// keys are shared. 404: the repository is empty.
+		// keys are shared. 404: the repository has no such manifest.
 		if got := withBearer(t, c.Nodes[2], issued, path); got != http.StatusNotFound {
 			t.Fatalf("node 3 with node 2's token before the change: %d, want 404", got)
 		}
@@ -339,7 +339,7 @@ func TestCluster(t *testing.T) {
 		tok := cli.createToken("cluster-outage", "--repository", "cluster/outage", "content/read")
 		pw := tok.password["password1"]
 		const scope = "repository:cluster/outage:pull"
-		const path = "/v2/cluster/outage/tags/list"
+		const path = "/v2/cluster/outage/manifests/v1"
 		status, issued := bearer(t, c.Nodes[0], tok.name, pw, scope)
 		if status != http.StatusOK {
 			t.Fatalf("token before the outage: %d", status)
@@ -377,7 +377,7 @@ func TestCluster(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			if got := withBearer(t, node, issued, path); got != http.StatusNotFound {
-				t.Errorf("node %d, the issued token after the outage: %d, want 404 (an empty repository)", i+1, got)
+				t.Errorf("node %d, the issued token after the outage: %d, want 404 (no such manifest)", i+1, got)
 			}
 		}
 	})
