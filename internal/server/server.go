@@ -58,6 +58,9 @@ type Server struct {
 	writes writeFailures
 	// conns is the connection limiter of the listener being served.
 	conns atomic.Pointer[connLimiter]
+
+	// holder names this process in job leases.
+	holder string
 }
 
 // Secrets are settings that never come from the configuration file.
@@ -83,7 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, meta: md, urls: urls, metrics: metrics.New()}
+	s := &Server{cfg: cfg, log: log, meta: md, urls: urls, metrics: metrics.New(), holder: newHolder()}
 	s.integrity = s.metrics.NewIntegrity()
 	redirect, err := s.openContent(ctx)
 	if err != nil {
@@ -371,10 +374,18 @@ func (s *Server) purgeUploads(ctx context.Context) {
 	t := time.NewTicker(s.purgeInterval())
 	defer t.Stop()
 	for {
-		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL, s.cfg.UploadIdleTTL); err != nil {
+		purge := func(context.Context) error {
+			if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL, s.cfg.UploadIdleTTL); err != nil {
+				s.log.Warn("purge uploads", "err", err)
+			} else if n > 0 {
+				s.log.Info("purged stale uploads", "count", n)
+			}
+			return nil
+		}
+		if s.cfg.Storage == "" {
+			purge(ctx) // sessions under this node's data directory: its own to purge
+		} else if err := s.underLease(ctx, "upload-purge", purge); err != nil && !errors.Is(err, errLeaseHeld) {
 			s.log.Warn("purge uploads", "err", err)
-		} else if n > 0 {
-			s.log.Info("purged stale uploads", "count", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -568,7 +579,17 @@ func (s *Server) collect(ctx context.Context, o gc.Options) (gc.Report, error) {
 	if !ok {
 		return gc.Report{}, errors.New("this content store cannot collect garbage")
 	}
-	r, err := gc.Collect(ctx, s.meta, blobs, o)
+	// A lease, not only gcMu: nodes sharing a database must not collect at
+	// once (one would delete blobs the other's re-check just spared).
+	var r gc.Report
+	err := s.underLease(ctx, "gc", func(ctx context.Context) error {
+		var err error
+		r, err = gc.Collect(ctx, s.meta, blobs, o)
+		return err
+	})
+	if errors.Is(err, errLeaseHeld) {
+		return r, newLeaseHeldError("garbage collection")
+	}
 	if err == nil && !o.DryRun {
 		s.log.Info("garbage collected", "unlinked", len(r.UnlinkedBlobs), "deleted", len(r.DeletedBlobs), "freed_bytes", r.FreedBytes, "duration", r.Duration)
 	}
@@ -622,7 +643,8 @@ func (s *Server) collectEvery(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := s.collect(ctx, gc.Options{}); err != nil && ctx.Err() == nil {
+			// Another node collecting is no failure: that node does the work.
+			if _, err := s.collect(ctx, gc.Options{}); err != nil && ctx.Err() == nil && !errors.Is(err, errLeaseHeld) {
 				s.log.Warn("garbage collection failed", "err", err)
 			}
 		}

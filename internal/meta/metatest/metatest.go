@@ -53,6 +53,7 @@ func Run(t *testing.T, open Open) {
 		{"UploadCapsRacing", testUploadCapsRacing},
 		{"UploadCASRacing", testUploadCASRacing},
 		{"UploadClaims", testUploadClaims},
+		{"UploadClaimsRacing", testUploadClaimsRacing},
 		{"LeasesRacing", testLeasesRacing},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"ChangeLog", testChangeLog},
@@ -1122,5 +1123,33 @@ func testUploadClaims(t *testing.T, e *env) {
 	must(t, a.DeleteClaimedUpload(e.ctx, "u", "A"))
 	if _, err := b.ClaimUpload(e.ctx, "u", "B", ttl); !errors.Is(err, meta.ErrUploadNotFound) {
 		t.Errorf("claim of a deleted session = %v, want ErrUploadNotFound", err)
+	}
+}
+
+// testUploadClaimsRacing claims one session from many goroutines on two
+// nodes at once: exactly one holds it.
+func testUploadClaimsRacing(t *testing.T, e *env) {
+	must(t, e.s.CreateUpload(e.ctx, meta.Upload{ID: "u", Repository: "app", Owner: "a"}, storage.UploadLimits{}))
+	nodes := []*meta.Store{e.s, e.second()}
+	var won, busy atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := nodes[i%2].ClaimUpload(e.ctx, "u", fmt.Sprint("t", i), time.Minute)
+			switch {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, meta.ErrUploadBusy):
+				busy.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 || busy.Load() != 9 {
+		t.Errorf("%d claims won, %d busy; want 1, 9", won.Load(), busy.Load())
 	}
 }
