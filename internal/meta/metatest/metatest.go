@@ -58,6 +58,7 @@ func Run(t *testing.T, open Open) {
 		{"LeaseExpiry", testLeaseExpiry},
 		{"ChangeLog", testChangeLog},
 		{"ChangeLogFailedWrites", testChangeLogFailedWrites},
+		{"ChangeLogAtomic", testChangeLogAtomic},
 		{"ConcurrentTagPushes", testConcurrentTagPushes},
 		{"ConcurrentRepositoryCreation", testConcurrentRepositoryCreation},
 		{"OtherNodeSeesWrites", testOtherNodeSeesWrites},
@@ -1151,5 +1152,51 @@ func testUploadClaimsRacing(t *testing.T, e *env) {
 	wg.Wait()
 	if won.Load() != 1 || busy.Load() != 9 {
 		t.Errorf("%d claims won, %d busy; want 1, 9", won.Load(), busy.Load())
+	}
+}
+
+// testChangeLogAtomic makes appending to the change log fail: every write
+// that logs must then fail whole, changing nothing, since the change and
+// its log entry are one transaction.
+func testChangeLogAtomic(t *testing.T, e *env) {
+	s := e.s
+	m1, m2 := image(blob("c1"), nil, ""), image(blob("c2"), nil, "")
+	e.push(t, s, "app", m1, "v1")
+	must(t, s.LinkBlob(e.ctx, "app", blob("c2"), 1))
+	db := s.Database()
+	refuse := []string{`CREATE TRIGGER refuse_changes BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'change log refused'); END`}
+	if db.Engine() == sqldb.Postgres {
+		refuse = []string{
+			`CREATE FUNCTION refuse_changes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'change log refused'; END $$`,
+			`CREATE TRIGGER refuse_changes BEFORE INSERT ON changes FOR EACH ROW EXECUTE FUNCTION refuse_changes()`,
+		}
+	}
+	for _, q := range refuse {
+		if _, err := db.W().SQL().ExecContext(e.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, err := range map[string]error{
+		"push":       s.PutManifest(e.ctx, meta.PutManifestRequest{Repository: "app", Manifest: m2, Tags: []string{"v1", "v2"}}),
+		"tag delete": s.DeleteTag(e.ctx, "app", "v1"),
+		"attribute change": func() error {
+			_, err := s.UpdateRepositoryAttributes(e.ctx, "app", func(a meta.Attributes) meta.Attributes { a.ListEnabled = false; return a })
+			return err
+		}(),
+		"manifest delete":   s.DeleteManifest(e.ctx, "app", m1.Digest),
+		"repository delete": s.DeleteRepository(e.ctx, "app"),
+	} {
+		if err == nil {
+			t.Errorf("%s succeeded though its change could not be logged", name)
+		}
+	}
+	if _, err := s.Manifest(e.ctx, "app", m2.Digest.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("the refused push stored its manifest: %v", err)
+	}
+	if got, err := s.Manifest(e.ctx, "app", "v1"); err != nil || got.Digest != m1.Digest {
+		t.Errorf("v1 = %v, %v after refused writes; want %s", got.Digest, err, m1.Digest)
+	}
+	if r, err := s.Repository(e.ctx, "app"); err != nil || !r.Attributes.ListEnabled {
+		t.Errorf("repository after refused writes: %+v, %v", r, err)
 	}
 }
