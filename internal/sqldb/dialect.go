@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,10 +22,17 @@ import (
 // Queries are written once, for both, with ? placeholders.
 type Dialect struct {
 	engine Engine
-	// rebound caches each query string's PostgreSQL form: queries are
-	// constants, so the cache is bounded by the program's text.
+	// rebound caches each query string's PostgreSQL form. Queries are
+	// constants or built from a few parts, so the program's text bounds
+	// the cache; cached caps it all the same, should a caller build
+	// queries with values in them (which it must not: values go in
+	// arguments).
 	rebound sync.Map // string → string
+	cached  atomic.Int64
 }
+
+// maxRebound bounds the queries whose PostgreSQL form is cached.
+const maxRebound = 4096
 
 // indexedBy matches SQLite's index hint, which PostgreSQL's planner does
 // without.
@@ -51,7 +59,11 @@ func (d *Dialect) Rebind(query string) string {
 		return q.(string)
 	}
 	q := rebindDollar(query)
-	d.rebound.Store(query, q)
+	if d.cached.Load() < maxRebound {
+		if _, loaded := d.rebound.LoadOrStore(query, q); !loaded {
+			d.cached.Add(1)
+		}
+	}
 	return q
 }
 
@@ -82,6 +94,9 @@ func rebindDollar(query string) string {
 	}
 	return b.String()
 }
+
+// Cached returns how many queries' rewritten forms are cached.
+func (d *Dialect) Cached() int { return int(d.cached.Load()) }
 
 // ForUpdate is the clause that locks the rows a SELECT reads until the
 // transaction ends: " FOR UPDATE" on PostgreSQL, where several nodes write at

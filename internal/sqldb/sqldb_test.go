@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,21 @@ func TestRebind(t *testing.T) {
 				t.Errorf("PostgreSQL Rebind(%q) = %q, want %q", tc.in, got, tc.postgres)
 			}
 		}
+	}
+}
+
+// TestRebindCacheIsBounded: queries built with values in them (a mistake)
+// cannot grow the cache without end, and are still rewritten right.
+func TestRebindCacheIsBounded(t *testing.T) {
+	d := sqldb.NewDialect(sqldb.Postgres)
+	for i := range 10000 {
+		q := fmt.Sprintf("SELECT a FROM t WHERE b = ? LIMIT %d", i)
+		if got, want := d.Rebind(q), fmt.Sprintf("SELECT a FROM t WHERE b = $1 LIMIT %d", i); got != want {
+			t.Fatalf("Rebind = %q, want %q", got, want)
+		}
+	}
+	if n := d.Cached(); n > 4096 {
+		t.Errorf("%d queries cached, want at most 4096", n)
 	}
 }
 
