@@ -23,7 +23,7 @@ import (
 // pushDuringCollect is the metadata store as collection sees it, with a
 // push of blob target by another client right after collection found
 // target unreferenced: the push finds the content stored, so it does not
-// write it again, and links it.
+// write it again.
 type pushDuringCollect struct {
 	gc.Metadata
 	target digest.Digest
@@ -68,7 +68,7 @@ func TestCollectOnS3(t *testing.T) {
 	}
 	defer md.Close()
 	md.SetClock(now)
-	blobs := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), s3store.BlobsOptions{Now: now})
+	blobs := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{Now: now})
 	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allowAll{}}))
 	defer srv.Close()
 	send := func(method, path, body string, want int) {
@@ -105,7 +105,14 @@ func TestCollectOnS3(t *testing.T) {
 	}
 
 	clock.Add(int64(2 * time.Hour))
-	during := &pushDuringCollect{Metadata: md, target: repushed, push: func() { push("layer pushed again") }}
+	// The push is a monolithic upload caught between storing (finding)
+	// the content and linking it, the moment a collection could take the
+	// content from under it.
+	during := &pushDuringCollect{Metadata: md, target: repushed, push: func() {
+		if _, err := blobs.PutSized(ctx, repushed, 18, strings.NewReader("layer pushed again")); err != nil {
+			t.Error(err)
+		}
+	}}
 	r, err = gc.Collect(ctx, during, blobs, gc.Options{Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +132,9 @@ func TestCollectOnS3(t *testing.T) {
 			t.Errorf("blob %s: stored = %v, want %v", d, err == nil, want)
 		}
 	}
-	// The re-pushed blob is whole, linked and pullable.
+	// The push links the content it stored; the blob is whole and pullable.
+	if err := md.LinkBlob(ctx, "app", repushed, 18); err != nil {
+		t.Fatal(err)
+	}
 	send("GET", "/v2/app/blobs/"+repushed.String(), "", http.StatusOK)
 }

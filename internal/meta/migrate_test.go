@@ -58,6 +58,10 @@ var migrationFixtures = []func(v int) []string{
 	},
 	// 8: claims on upload sessions (1's session is unclaimed).
 	func(int) []string { return nil },
+	// 9: blob content references.
+	func(int) []string {
+		return []string{`INSERT INTO blobs(digest, referenced_at) VALUES ('` + fixtureBlob + `', 5000)`}
+	},
 }
 
 var (

@@ -229,6 +229,13 @@ var sqliteMigrations = []string{
 	// A request's claim on an upload session (see ClaimUpload).
 	`ALTER TABLE uploads ADD COLUMN claim TEXT NOT NULL DEFAULT '';
 	ALTER TABLE uploads ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;`,
+	// Blob content on shared storage: when a push last referred to it,
+	// and whether garbage collection is deleting it (see content.go).
+	`CREATE TABLE blobs (
+		digest TEXT PRIMARY KEY,
+		referenced_at INTEGER NOT NULL DEFAULT 0,
+		deleting_at INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 // postgresMigrations start from the SQLite schema as it is at version 7
@@ -296,6 +303,11 @@ var postgresMigrations = []string{
 	CREATE INDEX uploads_updated ON uploads(updated_at);`,
 	`ALTER TABLE uploads ADD COLUMN claim TEXT NOT NULL DEFAULT '';
 	ALTER TABLE uploads ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;`,
+	`CREATE TABLE blobs (
+		digest TEXT COLLATE "C" PRIMARY KEY,
+		referenced_at BIGINT NOT NULL DEFAULT 0,
+		deleting_at BIGINT NOT NULL DEFAULT 0
+	);`,
 }
 
 // SchemaVersion is the version of the metadata store's schema on engine e.

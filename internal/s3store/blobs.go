@@ -11,13 +11,13 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -32,15 +32,17 @@ type Blobs struct {
 	claimTTL time.Duration
 	now      func() time.Time
 
-	// gcMu orders garbage collection's deletes against pushes that find
-	// their content already stored, as the filesystem store's does: a push
-	// marks the blob touched (under the read lock) before it looks, and a
-	// delete (under the write lock) spares a blob touched since its cutoff.
-	// The marks live in this process, which is enough while one process
-	// serves the bucket (see MemorySessions).
-	gcMu    sync.RWMutex
-	touchMu sync.Mutex // guards touched
-	touched map[digest.Digest]time.Time
+	// refs is the database's bookkeeping of blob content, which orders
+	// garbage collection's deletes against pushes on every node.
+	refs ContentRefs
+}
+
+// ContentRefs is the metadata database's bookkeeping of blob content (see
+// meta.ReferenceContent).
+type ContentRefs interface {
+	ReferenceContent(ctx context.Context, d digest.Digest) error
+	MarkContentDeleting(ctx context.Context, d digest.Digest, cutoff time.Time) (time.Time, bool, error)
+	ForgetContent(ctx context.Context, d digest.Digest, mark time.Time) error
 }
 
 // BlobsOptions configure Blobs.
@@ -53,28 +55,33 @@ type BlobsOptions struct {
 }
 
 // NewBlobs returns the registry's content store on s with sessions kept in
-// sessions.
-func NewBlobs(s *Store, sessions Sessions, o BlobsOptions) *Blobs {
+// sessions and content references in refs.
+func NewBlobs(s *Store, sessions Sessions, refs ContentRefs, o BlobsOptions) *Blobs {
 	if o.ClaimTTL <= 0 {
 		o.ClaimTTL = 30 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Blobs{Store: s, sessions: sessions, claimTTL: o.ClaimTTL, now: o.Now, touched: map[digest.Digest]time.Time{}}
+	return &Blobs{Store: s, sessions: sessions, refs: refs, claimTTL: o.ClaimTTL, now: o.Now}
 }
 
-// mark records that a push refers to blob d now: garbage collection spares
-// it for its grace period from now.
-func (b *Blobs) mark(d digest.Digest) {
-	// The read lock waits for a delete in progress, which then either
-	// has happened (the push's look finds nothing and writes the blob
-	// again) or will see the mark.
-	b.gcMu.RLock()
-	defer b.gcMu.RUnlock()
-	b.touchMu.Lock()
-	b.touched[d] = b.now()
-	b.touchMu.Unlock()
+// mark records that a push refers to blob d now, before it looks whether
+// the content is stored: garbage collection on any node then spares it for
+// its grace period. While a collection deletes the content, it waits for
+// the deletion to end (the push then stores the content again).
+func (b *Blobs) mark(ctx context.Context, d digest.Digest) error {
+	for {
+		err := b.refs.ReferenceContent(ctx, d)
+		if !errors.Is(err, meta.ErrContentDeleting) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Touch marks blob d as just used, or says it is not stored.
@@ -82,7 +89,9 @@ func (b *Blobs) Touch(ctx context.Context, d digest.Digest) error {
 	if err := validate(d); err != nil {
 		return err
 	}
-	b.mark(d)
+	if err := b.mark(ctx, d); err != nil {
+		return err
+	}
 	_, err := b.Stat(ctx, d)
 	return err
 }
@@ -92,39 +101,42 @@ func (b *Blobs) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Rea
 	if err := validate(d); err != nil {
 		return 0, err
 	}
-	b.mark(d)
+	if err := b.mark(ctx, d); err != nil {
+		return 0, err
+	}
 	return b.Put(ctx, d, r)
 }
 
-// WalkBlobs calls fn for every stored blob with when it was last written or
-// touched.
+// WalkBlobs calls fn for every stored blob with when it was written.
 func (b *Blobs) WalkBlobs(fn func(d digest.Digest, touched time.Time) error) error {
-	return b.Walk(context.Background(), func(info storage.BlobInfo) error {
-		b.touchMu.Lock()
-		t := b.touched[info.Digest]
-		b.touchMu.Unlock()
-		if t.After(info.Touched) {
-			info.Touched = t
-		}
-		return fn(info.Digest, info.Touched)
-	})
+	return b.Walk(context.Background(), func(info storage.BlobInfo) error { return fn(info.Digest, info.Touched) })
 }
 
-// DeleteIfUntouched removes blob d unless it was written or touched at or
-// after cutoff, and reports whether it did.
+// DeleteIfUntouched removes blob d unless a repository links it or a push
+// referred to it at or after cutoff, and reports whether it did. The
+// database's row goes first (marked as being deleted), then the object.
 func (b *Blobs) DeleteIfUntouched(d digest.Digest, cutoff time.Time) (bool, error) {
 	if err := validate(d); err != nil {
 		return false, err
 	}
 	ctx := context.Background()
-	b.gcMu.Lock()
-	defer b.gcMu.Unlock()
-	b.touchMu.Lock()
-	t := b.touched[d]
-	b.touchMu.Unlock()
-	if !t.Before(cutoff) {
-		return false, nil
+	mark, ok, err := b.refs.MarkContentDeleting(ctx, d, cutoff)
+	if err != nil || !ok {
+		return false, err
 	}
+	deleted, err := b.deleteMarked(ctx, d, cutoff, mark)
+	if ferr := b.refs.ForgetContent(ctx, d, mark); err == nil {
+		err = ferr
+	}
+	return deleted, err
+}
+
+// deleteMarked deletes blob d's object, marked at mark, if it is older
+// than cutoff and the mark is young enough that no push has taken the
+// content back.
+func (b *Blobs) deleteMarked(ctx context.Context, d digest.Digest, cutoff, mark time.Time) (bool, error) {
+	ctx, cancel := context.WithDeadline(ctx, mark.Add(meta.ContentDeleteWindow))
+	defer cancel()
 	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.blobKey(d))})
 	if isNotFound(err) {
 		return false, nil
@@ -132,15 +144,12 @@ func (b *Blobs) DeleteIfUntouched(d digest.Digest, cutoff time.Time) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("stat blob %s: %w", d, err)
 	}
-	if !aws.ToTime(out.LastModified).Before(cutoff) {
+	if !aws.ToTime(out.LastModified).Before(cutoff) || ctx.Err() != nil {
 		return false, nil
 	}
 	if err := b.Delete(ctx, d); err != nil {
 		return false, err
 	}
-	b.touchMu.Lock()
-	delete(b.touched, d)
-	b.touchMu.Unlock()
 	return true, nil
 }
 
@@ -277,7 +286,10 @@ func (b *Blobs) Commit(ctx context.Context, id string, d digest.Digest, r io.Rea
 		return 0, err
 	}
 	// Commit skips writing content already stored: mark it first.
-	b.mark(d)
+	if err := b.mark(c.ctx, d); err != nil {
+		c.release(ctx)
+		return 0, err
+	}
 	n, err := b.Store.Commit(c.ctx, s.State, d, r)
 	c.stop()
 	var ended *endedError

@@ -27,9 +27,16 @@ func newMeta(t *testing.T) *meta.Store {
 	return md
 }
 
+// newBlobs is the registry's content store on s with its sessions and
+// content references in a fresh embedded database.
+func newBlobs(t *testing.T, s *Store, limits storage.UploadLimits) *Blobs {
+	md := newMeta(t)
+	return NewBlobs(s, NewDBSessions(md, limits), md, BlobsOptions{})
+}
+
 func TestBlobsConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Options{LargeSize: 12 << 20}, func(t *testing.T) storagetest.Store {
-		return NewBlobs(newStore(t), NewDBSessions(newMeta(t), storage.UploadLimits{}), BlobsOptions{})
+		return newBlobs(t, newStore(t), storage.UploadLimits{})
 	})
 }
 
@@ -63,8 +70,8 @@ func TestBlobsAcrossNodes(t *testing.T) {
 		tables = append(tables, md)
 	}
 	nodes := []*Blobs{
-		NewBlobs(a, NewDBSessions(tables[0], storage.UploadLimits{}), BlobsOptions{Now: now}),
-		NewBlobs(b, NewDBSessions(tables[1], storage.UploadLimits{}), BlobsOptions{Now: now}),
+		NewBlobs(a, NewDBSessions(tables[0], storage.UploadLimits{}), tables[0], BlobsOptions{Now: now}),
+		NewBlobs(b, NewDBSessions(tables[1], storage.UploadLimits{}), tables[1], BlobsOptions{Now: now}),
 	}
 
 	content, d := storagetest.Random(t, 13<<20)
@@ -114,7 +121,7 @@ func TestBlobsAcrossNodes(t *testing.T) {
 func TestBlobsClaimRenewed(t *testing.T) {
 	ctx := context.Background()
 	md := newMeta(t)
-	s := NewBlobs(newStore(t), NewDBSessions(md, storage.UploadLimits{}), BlobsOptions{ClaimTTL: 1500 * time.Millisecond})
+	s := NewBlobs(newStore(t), NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{ClaimTTL: 1500 * time.Millisecond})
 	u, err := s.StartUpload(ctx, "r", "")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +153,7 @@ func TestBlobsClaimRenewed(t *testing.T) {
 // The caps on open sessions are counted in the database.
 func TestBlobsUploadCaps(t *testing.T) {
 	ctx := context.Background()
-	s := NewBlobs(newStore(t), NewDBSessions(newMeta(t), storage.UploadLimits{PerIdentity: 2}), BlobsOptions{})
+	s := newBlobs(t, newStore(t), storage.UploadLimits{PerIdentity: 2})
 	var ids []string
 	for range 2 {
 		u, err := s.StartUpload(ctx, "r", "alice")
@@ -182,4 +189,59 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 	}
 	<-g.gate
 	return 0, io.EOF
+}
+
+// A push that arrives while garbage collection (on any node) is deleting
+// its content waits for the deletion to end, then stores the content
+// again, instead of finding the doomed object and linking it.
+func TestPushWaitsForCollection(t *testing.T) {
+	ctx := context.Background()
+	md := newMeta(t)
+	s := NewBlobs(newStore(t), NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{})
+	content, d := storagetest.Random(t, 1000)
+	if _, err := s.Store.Put(ctx, d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	// blocked runs push while a collection holds its mark on the
+	// content, checks that it waits, then lets the collection finish.
+	blocked := func(name string, push func() error, finish func(mark time.Time)) {
+		t.Helper()
+		mark, ok, err := md.MarkContentDeleting(ctx, d, time.Now().Add(time.Hour))
+		if err != nil || !ok {
+			t.Fatalf("mark = %v, %v", ok, err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- push() }()
+		select {
+		case err := <-done:
+			t.Fatalf("%s went ahead while the content was being deleted: %v", name, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		finish(mark)
+		if err := <-done; err != nil {
+			t.Fatalf("%s after the collection: %v", name, err)
+		}
+	}
+	// The collection deletes the object: the push stores it again.
+	blocked("monolithic push", func() error {
+		_, err := s.PutSized(ctx, d, 1000, bytes.NewReader(content))
+		return err
+	}, func(mark time.Time) {
+		if err := s.Delete(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := md.ForgetContent(ctx, d, mark); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := readAll(t, s.Store, d); !bytes.Equal(got, content) {
+		t.Fatal("the push did not store the content again")
+	}
+	// The collection spares the object (found it young): the mount
+	// goes ahead and finds it.
+	blocked("mount", func() error { return s.Touch(ctx, d) }, func(mark time.Time) {
+		if err := md.ForgetContent(ctx, d, mark); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -63,7 +63,7 @@ func TestUploadThroughLoadBalancer(t *testing.T) {
 		}
 		t.Cleanup(func() { md.Close() })
 		tables = append(tables, md)
-		reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
+		reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
 		node := i
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/readyz" {

@@ -66,7 +66,7 @@ func (s *Server) openContent(ctx context.Context) (func(context.Context, digest.
 	}
 	// Upload sessions live in the metadata database, which counts them
 	// against the caps too.
-	s.blobs = s3store.NewBlobs(st, s3store.NewDBSessions(s.meta, limits), s3store.BlobsOptions{})
+	s.blobs = s3store.NewBlobs(st, s3store.NewDBSessions(s.meta, limits), s.meta, s3store.BlobsOptions{})
 	s.log.Info("content store on S3", "storage", cfg.String(), "redirect", cfg.Redirect)
 	if !cfg.Redirect {
 		return nil, nil

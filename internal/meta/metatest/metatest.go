@@ -54,6 +54,7 @@ func Run(t *testing.T, open Open) {
 		{"UploadCASRacing", testUploadCASRacing},
 		{"UploadClaims", testUploadClaims},
 		{"UploadClaimsRacing", testUploadClaimsRacing},
+		{"ContentRefs", testContentRefs},
 		{"LeasesRacing", testLeasesRacing},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"ChangeLog", testChangeLog},
@@ -1198,5 +1199,59 @@ func testChangeLogAtomic(t *testing.T, e *env) {
 	}
 	if r, err := s.Repository(e.ctx, "app"); err != nil || !r.Attributes.ListEnabled {
 		t.Errorf("repository after refused writes: %+v, %v", r, err)
+	}
+}
+
+// testContentRefs: garbage collection marks content for deletion only if
+// nothing links it and no push referred to it since the cutoff; a push
+// meets the mark until the collection is done, or takes the content back
+// from a collection that died.
+func testContentRefs(t *testing.T, e *env) {
+	a, b := e.s, e.second()
+	used, linked, stray, abandoned := blob("used"), blob("linked"), blob("stray"), blob("abandoned")
+	for _, d := range []digest.Digest{used, abandoned} {
+		must(t, a.ReferenceContent(e.ctx, d))
+	}
+	must(t, a.LinkBlob(e.ctx, "app", linked, 1))
+	if _, ok, err := b.MarkContentDeleting(e.ctx, used, e.now().Add(-time.Hour)); err != nil || ok {
+		t.Fatalf("mark of content referenced since the cutoff = %v, %v", ok, err)
+	}
+	e.advance(2 * time.Hour)
+	cutoff := e.now().Add(-time.Hour)
+	mark, ok, err := b.MarkContentDeleting(e.ctx, used, cutoff)
+	if err != nil || !ok {
+		t.Fatalf("mark of unreferenced content = %v, %v", ok, err)
+	}
+	if err := a.ReferenceContent(e.ctx, used); !errors.Is(err, meta.ErrContentDeleting) {
+		t.Fatalf("reference during deletion = %v, want ErrContentDeleting", err)
+	}
+	if _, ok, _ := a.MarkContentDeleting(e.ctx, used, cutoff); ok {
+		t.Fatal("content marked twice")
+	}
+	must(t, b.ForgetContent(e.ctx, used, mark))
+	must(t, a.ReferenceContent(e.ctx, used)) // pushed again
+	for name, d := range map[string]digest.Digest{"linked content": linked} {
+		if _, ok, err := b.MarkContentDeleting(e.ctx, d, cutoff); err != nil || ok {
+			t.Errorf("mark of %s = %v, %v", name, ok, err)
+		}
+	}
+	if _, ok, err := b.MarkContentDeleting(e.ctx, stray, cutoff); err != nil || !ok {
+		t.Errorf("mark of content never referenced = %v, %v", ok, err)
+	}
+	if err := a.ReferenceContent(e.ctx, stray); !errors.Is(err, meta.ErrContentDeleting) {
+		t.Errorf("reference of marked stray content = %v", err)
+	}
+	// A collection that died leaves its mark; after twice the window a
+	// push takes the content back, and the late collection's forget
+	// changes nothing.
+	mark, ok, err = b.MarkContentDeleting(e.ctx, abandoned, cutoff)
+	if err != nil || !ok {
+		t.Fatalf("mark = %v, %v", ok, err)
+	}
+	e.advance(2*meta.ContentDeleteWindow + time.Second)
+	must(t, a.ReferenceContent(e.ctx, abandoned))
+	must(t, b.ForgetContent(e.ctx, abandoned, mark))
+	if _, ok, _ := b.MarkContentDeleting(e.ctx, abandoned, e.now().Add(-time.Hour)); ok {
+		t.Error("content taken back was marked again within the grace period")
 	}
 }
