@@ -172,3 +172,31 @@ func testPostgresFrom(t *testing.T, url string, k int) {
 		t.Errorf("CreateUpload: %v", err)
 	}
 }
+
+// BenchmarkManifestPostgres reads a manifest by tag from PostgreSQL, the
+// pull path's query when a node has no cache.
+func BenchmarkManifestPostgres(b *testing.B) {
+	ctx := context.Background()
+	pg := testutil.StartPostgres(b)
+	db, err := sqldb.OpenPostgres(ctx, pg.NewDatabase())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := meta.Open(ctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	content := []byte(`{"schemaVersion":2}`)
+	d := digest.FromBytes(content)
+	if err := s.PutManifest(ctx, meta.PutManifestRequest{Repository: "team/app", Tags: []string{"latest"},
+		Manifest: meta.Manifest{Digest: d, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: int64(len(content)), Content: content}}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Manifest(ctx, "team/app", "latest"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
