@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // Event kinds.
@@ -125,7 +127,7 @@ const (
 
 // Log is the audit log.
 type Log struct {
-	db   *sql.DB
+	db   *sqldb.Conn
 	log  *slog.Logger
 	opts Options
 	now  func() time.Time
@@ -163,15 +165,15 @@ type foldRow struct {
 	first time.Time
 }
 
-// New starts a Log writing to db (which holds the audit table), without
-// retention.
-func New(db *sql.DB, log *slog.Logger) *Log {
+// New starts a Log writing to db (whose audit table Migrate has brought up
+// to date), without retention.
+func New(db *sqldb.DB, log *slog.Logger) *Log {
 	return Open(db, Options{Logger: log})
 }
 
-// Open starts a Log writing to db (which holds the audit table) and, if
-// opts sets a limit, its retention.
-func Open(db *sql.DB, opts Options) *Log {
+// Open starts a Log writing to db (whose audit table Migrate has brought up
+// to date) and, if opts sets a limit, its retention.
+func Open(db *sqldb.DB, opts Options) *Log {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -181,7 +183,7 @@ func Open(db *sql.DB, opts Options) *Log {
 	if opts.PruneInterval <= 0 {
 		opts.PruneInterval = time.Hour
 	}
-	l := &Log{db: db, log: opts.Logger, opts: opts, now: opts.Now,
+	l := &Log{db: db.W(), log: opts.Logger, opts: opts, now: opts.Now,
 		kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 		folds: map[foldKey]foldRow{}}
 	l.space = sync.NewCond(&l.mu)
@@ -240,7 +242,7 @@ func (l *Log) Write(ctx context.Context, e Event) error {
 
 // InsertTx writes e in tx, the transaction of the change it records, so
 // that both are committed or neither is. Time defaults to now.
-func (l *Log) InsertTx(ctx context.Context, tx *sql.Tx, e Event) error {
+func (l *Log) InsertTx(ctx context.Context, tx *sqldb.Tx, e Event) error {
 	e = l.prepare(e)
 	if _, err := tx.ExecContext(ctx, insertSQL, insertArgs(e, max(e.Count, 1), time.Time{})...); err != nil {
 		return fmt.Errorf("write audit record: %w", err)
@@ -508,12 +510,12 @@ func (l *Log) write(batch []entry) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	tx, err := l.db.Begin()
+	tx, err := l.db.BeginTx(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	ins, err := tx.Prepare(insertSQL)
+	ins, err := tx.SQL().Prepare(tx.Dialect().Rebind(insertSQL + ` RETURNING id`))
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
@@ -522,7 +524,7 @@ func (l *Log) write(batch []entry) error {
 	for i, o := range ops {
 		if o.id > 0 {
 			last := o.last.UnixMilli()
-			res, err := tx.Exec(`UPDATE audit SET count = count + ?, last_time = CASE WHEN last_time < ? THEN ? ELSE last_time END WHERE id = ?`, o.count, last, last, o.id)
+			res, err := tx.ExecContext(context.Background(), `UPDATE audit SET count = count + ?, last_time = CASE WHEN last_time < ? THEN ? ELSE last_time END WHERE id = ?`, o.count, last, last, o.id)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
@@ -533,11 +535,7 @@ func (l *Log) write(batch []entry) error {
 			// Retention deleted the row meanwhile: start a new one.
 			o.first = o.e.Time
 		}
-		res, err := ins.Exec(insertArgs(o.e, o.count, o.last)...)
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		if ids[i], err = res.LastInsertId(); err != nil {
+		if err := ins.QueryRow(insertArgs(o.e, o.count, o.last)...).Scan(&ids[i]); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
@@ -716,4 +714,76 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// Migrate brings the audit table in db up to date. On SQLite it follows the
+// metadata store's migrations, which created the table before components
+// kept their own schema versions: open the metadata store first.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	steps := sqliteMigrations
+	if db.Engine() == sqldb.Postgres {
+		steps = postgresMigrations
+	}
+	return db.Migrate(ctx, "audit", steps)
+}
+
+// SchemaVersion is the version of the audit table's schema on engine e.
+func SchemaVersion(e sqldb.Engine) int {
+	if e == sqldb.Postgres {
+		return len(postgresMigrations)
+	}
+	return len(sqliteMigrations)
+}
+
+// sqliteMigrations start from the table as the metadata store's
+// migrations left it (they made it part of the one schema), or create it
+// where they did not run.
+var sqliteMigrations = []string{
+	`CREATE TABLE IF NOT EXISTS audit (
+		id INTEGER PRIMARY KEY,
+		time INTEGER NOT NULL,
+		kind TEXT NOT NULL,
+		result TEXT NOT NULL,
+		identity TEXT NOT NULL DEFAULT '',
+		identity_kind TEXT NOT NULL DEFAULT '',
+		slot TEXT NOT NULL DEFAULT '',
+		reason TEXT NOT NULL DEFAULT '',
+		caller_ip TEXT NOT NULL DEFAULT '',
+		user_agent TEXT NOT NULL DEFAULT '',
+		repository TEXT NOT NULL DEFAULT '',
+		tag TEXT NOT NULL DEFAULT '',
+		digest TEXT NOT NULL DEFAULT '',
+		target TEXT NOT NULL DEFAULT '',
+		jti TEXT NOT NULL DEFAULT '',
+		duration_ms INTEGER NOT NULL DEFAULT 0,
+		count INTEGER NOT NULL DEFAULT 1,
+		last_time INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
+	CREATE INDEX IF NOT EXISTS audit_identity ON audit(identity, time);`,
+}
+
+var postgresMigrations = []string{
+	`CREATE TABLE audit (
+		id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		time BIGINT NOT NULL,
+		kind TEXT NOT NULL,
+		result TEXT NOT NULL,
+		identity TEXT COLLATE "C" NOT NULL DEFAULT '',
+		identity_kind TEXT NOT NULL DEFAULT '',
+		slot TEXT NOT NULL DEFAULT '',
+		reason TEXT NOT NULL DEFAULT '',
+		caller_ip TEXT NOT NULL DEFAULT '',
+		user_agent TEXT NOT NULL DEFAULT '',
+		repository TEXT NOT NULL DEFAULT '',
+		tag TEXT NOT NULL DEFAULT '',
+		digest TEXT NOT NULL DEFAULT '',
+		target TEXT NOT NULL DEFAULT '',
+		jti TEXT NOT NULL DEFAULT '',
+		duration_ms BIGINT NOT NULL DEFAULT 0,
+		count BIGINT NOT NULL DEFAULT 1,
+		last_time BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX audit_time ON audit(time);
+	CREATE INDEX audit_identity ON audit(identity, time);`,
 }

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,24 +10,28 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // openDB returns berth's database, with the audit table, in a fresh
 // directory.
-func openDB(t *testing.T) *sql.DB {
+func openDB(t *testing.T) *sqldb.DB {
 	t.Helper()
 	md, err := meta.OpenSQLite(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { md.Close() })
-	return md.DB()
+	if err := Migrate(t.Context(), md.Database()); err != nil {
+		t.Fatal(err)
+	}
+	return md.Database()
 }
 
-func rows(t *testing.T, db *sql.DB) int {
+func rows(t *testing.T, db *sqldb.DB) int {
 	t.Helper()
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM audit`).Scan(&n); err != nil {
+	if err := db.W().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM audit`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -137,7 +140,7 @@ func TestFoldAfterRetention(t *testing.T) {
 	defer l.Close()
 	l.Record(rateLimited("192.0.2.1", t0))
 	l.Flush()
-	if _, err := db.Exec(`DELETE FROM audit`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `DELETE FROM audit`); err != nil {
 		t.Fatal(err)
 	}
 	l.Record(rateLimited("192.0.2.1", t0.Add(time.Second)))
@@ -180,7 +183,7 @@ func TestPrune(t *testing.T) {
 			}
 			// What is left is the newest.
 			var oldest string
-			if err := db.QueryRow(`SELECT repository FROM audit ORDER BY id LIMIT 1`).Scan(&oldest); err != nil {
+			if err := db.W().QueryRowContext(t.Context(), `SELECT repository FROM audit ORDER BY id LIMIT 1`).Scan(&oldest); err != nil {
 				t.Fatal(err)
 			}
 			if oldest != fmt.Sprint(5000-tt.want) {
@@ -229,7 +232,7 @@ func TestWriteIsCommittedOnReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer md.Close()
-	l := New(md.DB(), nil)
+	l := New(md.Database(), nil)
 	defer l.Close()
 	const writers = 20
 	var wg sync.WaitGroup
@@ -261,7 +264,7 @@ func TestInsertTx(t *testing.T) {
 	l := New(db, nil)
 	defer l.Close()
 	for _, commit := range []bool{false, true} {
-		tx, err := db.Begin()
+		tx, err := db.W().BeginTx(t.Context(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,7 +335,7 @@ func TestFailedBatchIsRetried(t *testing.T) {
 	failed := make(chan string, 1)
 	l := New(db, slog.New(failures{Handler: slog.DiscardHandler, c: failed}))
 	defer l.Close()
-	if _, err := db.Exec(`ALTER TABLE audit RENAME TO audit_away`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit RENAME TO audit_away`); err != nil {
 		t.Fatal(err)
 	}
 	l.Record(Event{Kind: KindPull, Result: ResultSuccess, Repository: "queued"})
@@ -342,7 +345,7 @@ func TestFailedBatchIsRetried(t *testing.T) {
 	}()
 	<-failed
 	l.Record(Event{Kind: KindPull, Result: ResultSuccess, Repository: "during"})
-	if _, err := db.Exec(`ALTER TABLE audit_away RENAME TO audit`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit_away RENAME TO audit`); err != nil {
 		t.Fatal(err)
 	}
 	err := <-wrote // nil, or the failure if the table came back late; either way retried
@@ -362,13 +365,13 @@ func TestWriteReportsLastingFailure(t *testing.T) {
 	db := openDB(t)
 	l := New(db, nil)
 	defer l.Close()
-	if _, err := db.Exec(`ALTER TABLE audit RENAME TO audit_away`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit RENAME TO audit_away`); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Write(t.Context(), Event{Kind: KindPush, Result: ResultSuccess, Repository: "late"}); err == nil {
 		t.Fatal("Write succeeded without an audit table")
 	}
-	if _, err := db.Exec(`ALTER TABLE audit_away RENAME TO audit`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit_away RENAME TO audit`); err != nil {
 		t.Fatal(err)
 	}
 	got := list(t, l, Filter{})
@@ -401,7 +404,7 @@ func TestNothingDroppedWhileTheDatabaseIsDown(t *testing.T) {
 	failed := make(chan string, 1)
 	l := New(db, slog.New(failures{Handler: slog.DiscardHandler, c: failed}))
 	defer l.Close()
-	if _, err := db.Exec(`ALTER TABLE audit RENAME TO audit_away`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit RENAME TO audit_away`); err != nil {
 		t.Fatal(err)
 	}
 	const n = 3 * maxQueue
@@ -413,7 +416,7 @@ func TestNothingDroppedWhileTheDatabaseIsDown(t *testing.T) {
 		}
 	}()
 	<-failed
-	if _, err := db.Exec(`ALTER TABLE audit_away RENAME TO audit`); err != nil {
+	if _, err := db.W().ExecContext(t.Context(), `ALTER TABLE audit_away RENAME TO audit`); err != nil {
 		t.Fatal(err)
 	}
 	<-done

@@ -41,6 +41,9 @@ func (s *Service) Authenticate(username, password string) (Login, error) {
 	if username == "" || password == "" {
 		return Login{}, authErr("empty username or password")
 	}
+	if err := s.feed.current(); err != nil {
+		return Login{}, err
+	}
 	s.mu.RLock()
 	var p *principal
 	isAdmin := username == s.admin.name
@@ -180,6 +183,9 @@ func (s *Service) markUsed(p *principal, sl *slot) {
 // the identity as it is now: a token or user deleted or disabled since, a
 // password deleted, regenerated or expired since, yields an error.
 func (s *Service) ResolveClaims(c *auth.Claims) (auth.Identity, error) {
+	if err := s.feed.current(); err != nil {
+		return auth.Identity{}, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var p *principal

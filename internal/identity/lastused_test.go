@@ -27,13 +27,13 @@ func TestLastUsedSurvivesAFailedFlush(t *testing.T) {
 	}
 	// Every last-used write fails while the trigger exists.
 	for _, table := range []string{"tokens", "users", "passwords"} {
-		if _, err := s.db.Exec(`CREATE TRIGGER fail_` + table + ` BEFORE UPDATE OF last_used ON ` + table + ` BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		if _, err := s.db.W().ExecContext(context.Background(), `CREATE TRIGGER fail_`+table+` BEFORE UPDATE OF last_used ON `+table+` BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.FlushLastUsed()
 	for _, table := range []string{"tokens", "users", "passwords"} {
-		if _, err := s.db.Exec(`DROP TRIGGER fail_` + table); err != nil {
+		if _, err := s.db.W().ExecContext(context.Background(), `DROP TRIGGER fail_`+table); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,7 +46,7 @@ func TestLastUsedSurvivesAFailedFlush(t *testing.T) {
 		`SELECT last_used FROM users WHERE name = 'owner'`,
 	} {
 		var got sql.NullInt64
-		if err := s.db.QueryRow(q).Scan(&got); err != nil {
+		if err := s.db.W().QueryRowContext(context.Background(), q).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got.Int64 != want {

@@ -40,7 +40,7 @@ func seedIdentities(tb testing.TB, n int) *Service {
 	if err := tx.Commit(); err != nil {
 		tb.Fatal(err)
 	}
-	s, err := Open(ctx, store.DB(), Options{OwnerPassword: "owner-password-1", Console: io.Discard})
+	s, err := Open(ctx, store.Database(), Options{OwnerPassword: "owner-password-1", Console: io.Discard})
 	if err != nil {
 		tb.Fatal(err)
 	}

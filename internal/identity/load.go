@@ -9,45 +9,107 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
+// state is everything identity holds in memory.
+type state struct {
+	scopeMaps map[string]*scopeMap
+	tokens    map[string]*principal
+	users     map[string]*principal
+	admin     *principal
+	// version is the identity version the state is at: every change
+	// increments it in its transaction.
+	version int64
+}
+
+// load reads the whole state from the database, in one snapshot, and
+// puts it into memory. Call it with s.writeMu held (or before the service
+// is shared).
 func (s *Service) load(ctx context.Context) error {
-	s.scopeMaps = make(map[string]*scopeMap)
-	for _, b := range auth.BuiltinScopeMaps() {
-		s.scopeMaps[b.Name] = &scopeMap{def: b, policy: auth.MustCompile(b)}
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT name, description, actions, created_at, updated_at FROM scope_maps`)
+	tx, err := s.db.R().BeginTx(ctx, s.db.Dialect().SnapshotTx())
 	if err != nil {
-		return fmt.Errorf("load scope maps: %w", err)
+		return fmt.Errorf("load identities: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := s.read(ctx, tx)
+	if err != nil {
+		return err
+	}
+	s.install(st)
+	return nil
+}
+
+// install replaces memory with st, keeping the last-used times not yet
+// written of the credentials that st still holds.
+func (s *Service) install(st *state) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := func(old, p *principal) {
+		if old == nil || old.generation != p.generation {
+			return
+		}
+		if v := old.lastUsed.Load(); v > p.lastUsed.Load() {
+			p.lastUsed.Store(v)
+		}
+		for n, sl := range p.slots {
+			if o := old.slots[n]; o != nil && o.serial == sl.serial {
+				if v := o.lastUsed.Load(); v > sl.lastUsed.Load() {
+					sl.lastUsed.Store(v)
+				}
+			}
+		}
+	}
+	for n, p := range st.tokens {
+		keep(s.tokens[n], p)
+	}
+	for n, p := range st.users {
+		keep(s.users[n], p)
+	}
+	keep(s.admin, st.admin)
+	s.scopeMaps, s.tokens, s.users, s.admin = st.scopeMaps, st.tokens, st.users, st.admin
+	s.version = st.version
+}
+
+func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
+	st := &state{scopeMaps: make(map[string]*scopeMap), tokens: make(map[string]*principal), users: make(map[string]*principal)}
+	if err := tx.QueryRowContext(ctx, `SELECT version FROM identity_state WHERE id = 1`).Scan(&st.version); err != nil {
+		return nil, fmt.Errorf("load identity version: %w", err)
+	}
+	for _, b := range auth.BuiltinScopeMaps() {
+		st.scopeMaps[b.Name] = &scopeMap{def: b, policy: auth.MustCompile(b)}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, description, actions, created_at, updated_at FROM scope_maps`)
+	if err != nil {
+		return nil, fmt.Errorf("load scope maps: %w", err)
 	}
 	for rows.Next() {
 		var name, desc, actions string
 		var created, updated int64
 		if err := rows.Scan(&name, &desc, &actions, &created, &updated); err != nil {
 			rows.Close()
-			return fmt.Errorf("load scope maps: %w", err)
+			return nil, fmt.Errorf("load scope maps: %w", err)
 		}
 		def := auth.ScopeMap{Name: name, Description: desc, Type: auth.UserDefined}
 		if err := json.Unmarshal([]byte(actions), &def.Actions); err != nil {
 			rows.Close()
-			return fmt.Errorf("load scope map %q: %w", name, err)
+			return nil, fmt.Errorf("load scope map %q: %w", name, err)
 		}
 		pol, err := auth.Compile(def)
 		if err != nil {
 			rows.Close()
-			return fmt.Errorf("load scope map %q: %w", name, err)
+			return nil, fmt.Errorf("load scope map %q: %w", name, err)
 		}
-		s.scopeMaps[name] = &scopeMap{def: def, policy: pol, createdAt: time.UnixMilli(created).UTC(), updatedAt: time.UnixMilli(updated).UTC()}
+		st.scopeMaps[name] = &scopeMap{def: def, policy: pol, createdAt: time.UnixMilli(created).UTC(), updatedAt: time.UnixMilli(updated).UTC()}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load scope maps: %w", err)
+		return nil, fmt.Errorf("load scope maps: %w", err)
 	}
 
-	s.tokens = make(map[string]*principal)
-	rows, err = s.db.QueryContext(ctx, `SELECT name, scope_map, enabled, generation, created_at, last_used FROM tokens`)
+	rows, err = tx.QueryContext(ctx, `SELECT name, scope_map, enabled, generation, created_at, last_used FROM tokens`)
 	if err != nil {
-		return fmt.Errorf("load tokens: %w", err)
+		return nil, fmt.Errorf("load tokens: %w", err)
 	}
 	for rows.Next() {
 		p := &principal{kind: auth.KindToken, slots: map[string]*slot{}}
@@ -55,22 +117,21 @@ func (s *Service) load(ctx context.Context) error {
 		var last sql.NullInt64
 		if err := rows.Scan(&p.name, &p.scopeMap, &p.enabled, &p.generation, &created, &last); err != nil {
 			rows.Close()
-			return fmt.Errorf("load tokens: %w", err)
+			return nil, fmt.Errorf("load tokens: %w", err)
 		}
 		p.createdAt = time.UnixMilli(created).UTC()
 		p.lastUsed.Store(last.Int64)
 		p.flushed.Store(last.Int64)
-		s.tokens[p.name] = p
+		st.tokens[p.name] = p
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load tokens: %w", err)
+		return nil, fmt.Errorf("load tokens: %w", err)
 	}
 
-	s.users = make(map[string]*principal)
-	rows, err = s.db.QueryContext(ctx, `SELECT name, role, password_hash, enabled, generation, created_at, last_used FROM users`)
+	rows, err = tx.QueryContext(ctx, `SELECT name, role, password_hash, enabled, generation, created_at, last_used FROM users`)
 	if err != nil {
-		return fmt.Errorf("load users: %w", err)
+		return nil, fmt.Errorf("load users: %w", err)
 	}
 	for rows.Next() {
 		p := &principal{kind: auth.KindUser}
@@ -79,43 +140,43 @@ func (s *Service) load(ctx context.Context) error {
 		var role string
 		if err := rows.Scan(&p.name, &role, &p.userHash, &p.enabled, &p.generation, &created, &last); err != nil {
 			rows.Close()
-			return fmt.Errorf("load users: %w", err)
+			return nil, fmt.Errorf("load users: %w", err)
 		}
 		p.role = auth.Role(role)
 		p.createdAt = time.UnixMilli(created).UTC()
 		p.lastUsed.Store(last.Int64)
 		p.flushed.Store(last.Int64)
-		s.users[p.name] = p
+		st.users[p.name] = p
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load users: %w", err)
+		return nil, fmt.Errorf("load users: %w", err)
 	}
 
-	s.admin = &principal{kind: auth.KindAdmin, name: s.opts.RegistryName, slots: map[string]*slot{}}
+	st.admin = &principal{kind: auth.KindAdmin, name: s.opts.RegistryName, slots: map[string]*slot{}}
 	settings := map[string]string{}
-	rows, err = s.db.QueryContext(ctx, `SELECT key, value FROM settings WHERE key IN ('admin_enabled', 'admin_generation')`)
+	rows, err = tx.QueryContext(ctx, `SELECT key, value FROM settings WHERE key IN ('admin_enabled', 'admin_generation')`)
 	if err != nil {
-		return fmt.Errorf("load settings: %w", err)
+		return nil, fmt.Errorf("load settings: %w", err)
 	}
 	for rows.Next() {
 		var k, v string
 		if err := rows.Scan(&k, &v); err != nil {
 			rows.Close()
-			return fmt.Errorf("load settings: %w", err)
+			return nil, fmt.Errorf("load settings: %w", err)
 		}
 		settings[k] = v
 	}
 	rows.Close()
-	s.admin.enabled = settings["admin_enabled"] == "true"
-	s.admin.generation, _ = strconv.ParseUint(settings["admin_generation"], 10, 64)
-	if s.admin.generation == 0 {
-		s.admin.generation = 1
+	st.admin.enabled = settings["admin_enabled"] == "true"
+	st.admin.generation, _ = strconv.ParseUint(settings["admin_generation"], 10, 64)
+	if st.admin.generation == 0 {
+		st.admin.generation = 1
 	}
 
-	rows, err = s.db.QueryContext(ctx, `SELECT owner_kind, owner, slot, hash, serial, created_at, expires_at, last_used FROM passwords`)
+	rows, err = tx.QueryContext(ctx, `SELECT owner_kind, owner, slot, hash, serial, created_at, expires_at, last_used FROM passwords`)
 	if err != nil {
-		return fmt.Errorf("load passwords: %w", err)
+		return nil, fmt.Errorf("load passwords: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -124,7 +185,7 @@ func (s *Service) load(ctx context.Context) error {
 		var created int64
 		var exp, last sql.NullInt64
 		if err := rows.Scan(&kind, &owner, &sl.name, &sl.hash, &sl.serial, &created, &exp, &last); err != nil {
-			return fmt.Errorf("load passwords: %w", err)
+			return nil, fmt.Errorf("load passwords: %w", err)
 		}
 		sl.createdAt = time.UnixMilli(created).UTC()
 		sl.expiresAt = fromMs(exp)
@@ -132,14 +193,17 @@ func (s *Service) load(ctx context.Context) error {
 		sl.flushed.Store(last.Int64)
 		switch kind {
 		case "token":
-			if p := s.tokens[owner]; p != nil {
+			if p := st.tokens[owner]; p != nil {
 				p.slots[sl.name] = sl
 			}
 		case "admin":
-			s.admin.slots[sl.name] = sl
+			st.admin.slots[sl.name] = sl
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load passwords: %w", err)
+	}
+	return st, nil
 }
 
 // bootstrapOwner creates the first owner user when there are no users.

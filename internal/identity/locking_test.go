@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func openService(t *testing.T, dir string, clk *clock, inTx func()) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(context.Background(), store.DB(), Options{OwnerPassword: "owner-password-1", Now: clk.now, Console: io.Discard, inTx: inTx})
+	s, err := Open(context.Background(), store.Database(), Options{OwnerPassword: "owner-password-1", Now: clk.now, Console: io.Discard, inTx: inTx})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,54 +202,5 @@ func TestRequestsDoNotWaitForChanges(t *testing.T) {
 				t.Error(err)
 			}
 		})
-	}
-}
-
-// TestConcurrentChangesMatchDatabase runs changes to the same tokens at
-// once and checks that memory ends as the database does: changes must be
-// applied to memory in the order they committed.
-func TestConcurrentChangesMatchDatabase(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	clk := &clock{t: time.Now()}
-	s := openService(t, dir, clk, nil)
-	for _, n := range []string{"a", "b"} {
-		if _, _, err := s.CreateToken(ctx, owner, TokenSpec{Name: "token-" + n, ScopeMap: auth.ScopeMapPull}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var wg sync.WaitGroup
-	var failed atomic.Bool
-	maps := []string{auth.ScopeMapPull, auth.ScopeMapPush}
-	statuses := []string{StatusEnabled, StatusDisabled}
-	for w := range 6 {
-		wg.Go(func() {
-			for i := range 20 {
-				m, st := maps[(w+i)%2], statuses[(w*i)%2]
-				for _, name := range []string{"token-a", "token-b"} {
-					if _, err := s.UpdateToken(ctx, owner, name, TokenUpdate{ScopeMap: &m, Status: &st}); err != nil {
-						failed.Store(true)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if failed.Load() {
-		t.Fatal("an update failed")
-	}
-	inMemory, err := s.ListTokens(owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaded, err := openService(t, dir, clk, nil).ListTokens(owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range inMemory {
-		m, d := inMemory[i], loaded[i]
-		if m.Name != d.Name || m.ScopeMap != d.ScopeMap || m.Status != d.Status {
-			t.Errorf("memory has %s %s %s, the database %s %s %s", m.Name, m.ScopeMap, m.Status, d.Name, d.ScopeMap, d.Status)
-		}
 	}
 }

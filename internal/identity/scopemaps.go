@@ -2,9 +2,9 @@ package identity
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"slices"
 	"sort"
 	"strings"
@@ -148,7 +148,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	var m *scopeMap
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		var err error
 		if m, err = s.createScopeMapLocked(ctx, tx, spec); err != nil {
 			return err
@@ -164,7 +164,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 
 // createScopeMapLocked validates and stores a scope map in tx; the caller
 // puts it into memory once tx commits. Call it with s.writeMu held.
-func (s *Service) createScopeMapLocked(ctx context.Context, tx *sql.Tx, spec ScopeMapSpec) (*scopeMap, error) {
+func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec ScopeMapSpec) (*scopeMap, error) {
 	if strings.HasPrefix(spec.Name, "_") {
 		if _, ok := auth.BuiltinScopeMap(spec.Name); ok {
 			return nil, errf(ErrConflict, "scope map %q is built in and cannot be created or changed", spec.Name)
@@ -256,7 +256,7 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
 	b, _ := json.Marshal(m.def.Actions)
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
 			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
 			return fmt.Errorf("update scope map: %w", err)
@@ -291,18 +291,38 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		return users, errf(ErrInUse, "scope map %q is used by %d token(s): %s; assign them another scope map first, or force the deletion (CLI --force, API ?force=true): they then lose all permissions",
 			name, len(users), strings.Join(users, ", "))
 	}
-	reason := "deleted"
-	if len(users) > 0 {
-		reason += "; tokens left without permissions: " + strings.Join(users, ", ")
-	}
 	// Tokens that used it are left with no scope map, so that a new map
 	// with the same name never silently gives them permissions back.
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = '' WHERE scope_map = ?`, name); err != nil {
-			return fmt.Errorf("detach tokens: %w", err)
+	// Without force none are detached, and the database refuses to delete
+	// a map that tokens use, whatever memory says (another node may have
+	// given it a token a moment ago).
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		if force {
+			rows, err := tx.QueryContext(ctx, `UPDATE tokens SET scope_map = '' WHERE scope_map = ? RETURNING name`, name)
+			if err != nil {
+				return fmt.Errorf("detach tokens: %w", err)
+			}
+			users = users[:0]
+			for rows.Next() {
+				var n string
+				if err := rows.Scan(&n); err != nil {
+					rows.Close()
+					return fmt.Errorf("detach tokens: %w", err)
+				}
+				users = append(users, n)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("detach tokens: %w", err)
+			}
+			slices.Sort(users)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete scope map: %w", err)
+		}
+		reason := "deleted"
+		if len(users) > 0 {
+			reason += "; tokens left without permissions: " + strings.Join(users, ", ")
 		}
 		return s.record(ctx, tx, actor, "scope map "+name, reason)
 	})

@@ -25,12 +25,14 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // Errors the faces map to status codes.
@@ -83,14 +85,33 @@ type Options struct {
 	// password; nil means os.Stderr.
 	Console io.Writer
 
+	// Feed says whether to follow the changes other nodes make: FeedAuto
+	// (the default) follows them on PostgreSQL, where several nodes share
+	// the database; on SQLite this process makes every change.
+	Feed Feed
+	// Node names this process among the nodes sharing a PostgreSQL
+	// database; empty means the host name and process id.
+	Node string
+
 	// inTx, when set (tests), runs inside every transaction before it
 	// commits.
 	inTx func()
 }
 
+// Feed chooses whether a Service follows other nodes' changes.
+type Feed int
+
+const (
+	// FeedAuto follows other nodes' changes on PostgreSQL.
+	FeedAuto Feed = iota
+	// FeedOff follows none: memory changes only through this Service and
+	// Sync (tests of a node that has not yet seen a change).
+	FeedOff
+)
+
 // Service is the identity service.
 type Service struct {
-	db    *sql.DB
+	db    *sqldb.DB
 	opts  Options
 	log   *slog.Logger
 	audit *audit.Log
@@ -111,6 +132,14 @@ type Service struct {
 	tokens    map[string]*principal
 	users     map[string]*principal
 	admin     *principal
+	// version is the identity version memory is at (see state).
+	version int64
+	// committed is the version the last change of this node committed,
+	// for apply; its holder is writeMu's.
+	committed int64
+
+	// feed follows other nodes' changes; nil where there is no need.
+	feed *feed
 
 	// userLogins caches verified user passwords: [32]byte → cachedLogin.
 	userLogins sync.Map
@@ -165,9 +194,10 @@ func (s *slot) expired(now time.Time) bool {
 	return !s.expiresAt.IsZero() && !now.Before(s.expiresAt)
 }
 
-// Open loads the identity state from db (which must already have berth's
-// schema), creating the signing key and the first owner user if needed.
-func Open(ctx context.Context, db *sql.DB, opts Options) (*Service, error) {
+// Open brings the identity tables in db up to date (on SQLite, open the
+// metadata store first: its early migrations created them) and loads them,
+// creating the signing key and the first owner user if needed.
+func Open(ctx context.Context, db *sqldb.DB, opts Options) (*Service, error) {
 	if opts.RegistryName == "" {
 		opts.RegistryName = "berth"
 	}
@@ -182,6 +212,9 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Service, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if err := Migrate(ctx, db); err != nil {
+		return nil, err
 	}
 	s := &Service{db: db, opts: opts, log: opts.Logger, audit: opts.Audit, now: opts.Now,
 		argon: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
@@ -200,7 +233,13 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Service, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
+	if db.Engine() == sqldb.Postgres && opts.Feed == FeedAuto {
+		if s.feed, err = s.startFeed(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.bootstrapOwner(ctx); err != nil {
+		s.stopFeed()
 		return nil, err
 	}
 	go s.flushLoop()
@@ -216,6 +255,7 @@ func (s *Service) Close() {
 	}
 	close(s.stop)
 	<-s.done
+	s.stopFeed()
 }
 
 // Signer and Verifier issue and check access tokens.
@@ -227,7 +267,7 @@ func (s *Service) RegistryName() string { return s.opts.RegistryName }
 
 func (s *Service) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 	var enc string
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc)
+	err := s.db.W().QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc)
 	if err == nil {
 		return auth.DecodeSigningKey(enc)
 	}
@@ -240,10 +280,10 @@ func (s *Service) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 	}
 	// Two nodes starting at once must agree on one key: insert only if
 	// absent, then read back whichever won.
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('signing_key', ?) ON CONFLICT(key) DO NOTHING`, enc); err != nil {
+	if _, err := s.db.W().ExecContext(ctx, `INSERT INTO settings(key, value) VALUES ('signing_key', ?) ON CONFLICT(key) DO NOTHING`, enc); err != nil {
 		return nil, fmt.Errorf("store signing key: %w", err)
 	}
-	if err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc); err != nil {
+	if err := s.db.W().QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'signing_key'`).Scan(&enc); err != nil {
 		return nil, fmt.Errorf("read signing key: %w", err)
 	}
 	return auth.DecodeSigningKey(enc)
@@ -263,21 +303,77 @@ func fromMs(v sql.NullInt64) time.Time {
 	return time.UnixMilli(v.Int64).UTC()
 }
 
-// apply puts a committed change into memory. Call it with s.writeMu held.
+// apply puts a committed change into memory. Call it with s.writeMu held,
+// after s.tx. If another node committed a change that memory has not
+// applied yet, so that this change's version is not the next, memory is
+// loaded anew instead: applying this change alone would leave out the
+// other.
 func (s *Service) apply(change func()) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	change()
+	next := s.committed == s.version+1
+	if next {
+		change()
+		s.version = s.committed
+	}
+	s.mu.Unlock()
+	if !next {
+		if err := s.load(context.Background()); err != nil {
+			// Memory stays behind: the feed (or the next change) loads it
+			// again, and until then credential checks fail closed.
+			s.log.Warn("load identities after a change", "err", err)
+			s.feed.lost()
+		}
+	}
+	s.feed.applied()
 }
 
-// tx runs fn in a database transaction. Call it with s.writeMu held and
-// s.mu not held.
-func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// Sync brings memory up to date with the database, if another node has
+// changed it since (the feed does this by itself; tests call it).
+func (s *Service) Sync(ctx context.Context) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.syncLocked(ctx)
+}
+
+// syncLocked loads memory anew if the database's identity version is not
+// memory's. Call it with s.writeMu held.
+func (s *Service) syncLocked(ctx context.Context) error {
+	var v int64
+	if err := s.db.R().QueryRowContext(ctx, `SELECT version FROM identity_state WHERE id = 1`).Scan(&v); err != nil {
+		return fmt.Errorf("read identity version: %w", err)
+	}
+	if v == s.version {
+		return nil
+	}
+	return s.load(ctx)
+}
+
+// tx runs fn in a database transaction, as one identity change: the
+// identity version goes up by one, and on PostgreSQL the other nodes are
+// notified when it commits. Call it with s.writeMu held and s.mu not held,
+// and s.apply after it.
+func (s *Service) tx(ctx context.Context, fn func(*sqldb.Tx) error) error {
+	tx, err := s.db.W().BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return dbRule(err)
+	}
+	var v int64
+	if err := tx.QueryRowContext(ctx, `UPDATE identity_state SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("bump identity version: %w", err)
+	}
+	if s.db.Engine() == sqldb.Postgres {
+		// Delivered to every listening node when (and only if) tx commits.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+notifyChannel+`', ?)`, strconv.FormatInt(v, 10)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("notify identity change: %w", err)
+		}
+	}
+	if err := sqldb.AppendChange(ctx, tx, sqldb.Change{Time: s.now(), Kind: ChangeKind, Detail: `{"version":` + strconv.FormatInt(v, 10) + `}`}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -285,14 +381,18 @@ func (s *Service) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		s.opts.inTx()
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return dbRule(fmt.Errorf("commit: %w", err))
 	}
+	s.committed = v
 	return nil
 }
 
+// ChangeKind is the kind of the change-log entries of identity changes.
+const ChangeKind = "identity"
+
 // record writes a permission-change audit event in tx, the change's own
 // transaction: no change is committed without its record.
-func (s *Service) record(ctx context.Context, tx *sql.Tx, actor auth.Identity, target, reason string) error {
+func (s *Service) record(ctx context.Context, tx *sqldb.Tx, actor auth.Identity, target, reason string) error {
 	if s.audit == nil {
 		return nil
 	}
@@ -357,9 +457,10 @@ func (s *Service) flushLastUsed() {
 	if len(work) == 0 {
 		return
 	}
-	err := s.tx(context.Background(), func(tx *sql.Tx) error {
+	// Not an identity change (s.tx): no other node needs to hear of it.
+	err := s.db.InTx(context.Background(), func(tx *sqldb.Tx) error {
 		for _, u := range work {
-			if _, err := tx.Exec(u.q, u.args...); err != nil {
+			if _, err := tx.ExecContext(context.Background(), u.q, u.args...); err != nil {
 				return err
 			}
 		}

@@ -2,8 +2,8 @@ package identity
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"maps"
 	"sort"
 	"strings"
@@ -204,7 +204,7 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 		createdAt: now, scopeMap: spec.ScopeMap, slots: map[string]*slot{}}
 	var creds *Credentials
 	var fresh map[string]*slot
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		if len(spec.Actions) > 0 {
 			m, err := s.createScopeMapLocked(ctx, tx, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions})
 			if err != nil {
@@ -304,7 +304,7 @@ func (s *Service) tokenNamedLocked(name string) string {
 // them (the caller commits, then applies them to p). Regenerating a slot
 // revokes access tokens issued through it, because the slot's serial
 // changes. Call it with s.writeMu held.
-func (s *Service) generateLocked(ctx context.Context, tx *sql.Tx, p *principal, slots []string, expiry time.Time) (*Credentials, map[string]*slot, error) {
+func (s *Service) generateLocked(ctx context.Context, tx *sqldb.Tx, p *principal, slots []string, expiry time.Time) (*Credentials, map[string]*slot, error) {
 	if len(slots) == 0 {
 		return nil, nil, nil
 	}
@@ -336,10 +336,10 @@ func (s *Service) generateLocked(ctx context.Context, tx *sql.Tx, p *principal, 
 	return creds, fresh, nil
 }
 
-func nextSerial(ctx context.Context, tx *sql.Tx) (uint64, error) {
+func nextSerial(ctx context.Context, tx *sqldb.Tx) (uint64, error) {
 	var v uint64
 	err := tx.QueryRowContext(ctx, `INSERT INTO settings(key, value) VALUES ('password_serial', '1')
-		ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING CAST(value AS INTEGER)`).Scan(&v)
+		ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT) RETURNING CAST(settings.value AS BIGINT)`).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("allocate password serial: %w", err)
 	}
@@ -383,7 +383,7 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 	}
 	// Disabling needs no new generation: every request checks the status,
 	// so re-enabling restores the clients' existing logins.
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
 			return fmt.Errorf("update token: %w", err)
 		}
@@ -409,7 +409,7 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 	if s.tokens[name] == nil {
 		return errf(ErrNotFound, "token %q not found", name)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ?`, name); err != nil {
 			return fmt.Errorf("delete token passwords: %w", err)
 		}
@@ -449,7 +449,7 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	}
 	var creds *Credentials
 	var fresh map[string]*slot
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		var err error
 		if creds, fresh, err = s.generateLocked(ctx, tx, p, slots, expiry); err != nil {
 			return err
@@ -481,7 +481,7 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 	if p.slots[slotName] == nil {
 		return Token{}, errf(ErrNotFound, "token %q has no %s", name, slotName)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ? AND slot = ?`, name, slotName); err != nil {
 			return fmt.Errorf("delete password: %w", err)
 		}

@@ -2,8 +2,8 @@ package identity
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"maps"
 	"regexp"
 	"sort"
@@ -134,14 +134,14 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 	}
 	now := s.now().UTC()
 	var gen uint64
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		// A registry-wide serial, so that tokens issued to a deleted user
 		// never match a new user of the same name.
 		var err error
 		if gen, err = nextSerial(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, 1, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, TRUE, ?, ?)`,
 			spec.Name, string(role), hash, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store user: %w", err)
 		}
@@ -212,7 +212,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 	if p.role == auth.RoleOwner && p.enabled && (role != auth.RoleOwner || !enabled) && s.enabledOwnersLocked() == 1 {
 		return User{}, errf(ErrForbidden, "user %q is the last enabled owner: make another user owner first", name)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		// A new password or a disable revokes the access and refresh tokens
 		// and sessions issued before. The new generation comes from the
 		// registry-wide serial, never gen+1, which a later user of the same
@@ -272,7 +272,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 	if p.role == auth.RoleOwner && p.enabled && s.enabledOwnersLocked() == 1 {
 		return errf(ErrForbidden, "user %q is the last enabled owner and cannot be deleted", name)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete user: %w", err)
 		}
@@ -324,7 +324,7 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	}
 	var creds *Credentials
 	var fresh map[string]*slot
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		for k, v := range map[string]string{"admin_enabled": strconv.FormatBool(enabled), "admin_generation": strconv.FormatUint(gen, 10)} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
 				return fmt.Errorf("store admin setting: %w", err)
@@ -361,7 +361,7 @@ func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, s
 	defer s.writeMu.Unlock()
 	var creds *Credentials
 	var fresh map[string]*slot
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		var err error
 		if creds, fresh, err = s.generateLocked(ctx, tx, s.admin, []string{slotName}, time.Time{}); err != nil {
 			return err

@@ -114,8 +114,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		}
 		return 0
 	})
-	s.audit = audit.Open(md.DB(), audit.Options{Logger: log, MaxAge: cfg.AuditRetention, MaxRecords: int64(cfg.AuditMaxRecords)})
-	s.identity, err = identity.Open(ctx, md.DB(), identity.Options{
+	if err := audit.Migrate(ctx, md.Database()); err != nil {
+		md.Close()
+		return nil, err
+	}
+	s.audit = audit.Open(md.Database(), audit.Options{Logger: log, MaxAge: cfg.AuditRetention, MaxRecords: int64(cfg.AuditMaxRecords)})
+	s.identity, err = identity.Open(ctx, md.Database(), identity.Options{
 		RegistryName:  cfg.Name,
 		OwnerUsername: cfg.OwnerUsername,
 		OwnerPassword: secrets.OwnerPassword,

@@ -33,13 +33,16 @@ func NewStores(t testing.TB, ownerPassword string, options ...func(*identity.Opt
 	}
 	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.DiscardHandler)
-	al := audit.New(store.DB(), log)
+	if err := audit.Migrate(ctx, store.Database()); err != nil {
+		t.Fatal(err)
+	}
+	al := audit.New(store.Database(), log)
 	t.Cleanup(al.Close)
 	o := identity.Options{OwnerPassword: ownerPassword, Audit: al, Logger: log, Console: io.Discard}
 	for _, f := range options {
 		f(&o)
 	}
-	ids, err := identity.Open(ctx, store.DB(), o)
+	ids, err := identity.Open(ctx, store.Database(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,205 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/sqldb"
+)
+
+// Migrate brings the identity tables in db up to date (Open does it). On
+// SQLite it follows the metadata store's migrations, which created the
+// tables before components kept their own schema versions.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	return db.Migrate(ctx, "identity", migrations(db.Engine()))
+}
+
+// SchemaVersion is the version of the identity schema on engine e.
+func SchemaVersion(e sqldb.Engine) int { return len(migrations(e)) }
+
+func migrations(e sqldb.Engine) []string {
+	if e == sqldb.Postgres {
+		return postgresMigrations
+	}
+	return sqliteMigrations
+}
+
+// The rules the database enforces itself, so that two nodes changing
+// identities at once cannot break them between them: names are unique
+// without regard to case, the last enabled owner stays, and a scope map
+// that tokens use is not deleted. Their triggers fail with these messages,
+// which dbRule turns into the errors the faces show.
+const (
+	ruleLastOwner = "berth: the last enabled owner"
+	ruleInUse     = "berth: scope map in use"
+)
+
+// sqliteMigrations start from the tables as the metadata store's
+// migrations left them, or create them where those did not run.
+var sqliteMigrations = []string{
+	`CREATE TABLE IF NOT EXISTS scope_maps (
+		name TEXT PRIMARY KEY,
+		description TEXT NOT NULL DEFAULT '',
+		actions TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS tokens (
+		name TEXT PRIMARY KEY,
+		scope_map TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		generation INTEGER NOT NULL DEFAULT 1,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER
+	);
+	CREATE TABLE IF NOT EXISTS users (
+		name TEXT PRIMARY KEY,
+		role TEXT NOT NULL,
+		password_hash TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		generation INTEGER NOT NULL DEFAULT 1,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER
+	);
+	CREATE TABLE IF NOT EXISTS passwords (
+		owner_kind TEXT NOT NULL,
+		owner TEXT NOT NULL,
+		slot TEXT NOT NULL,
+		hash TEXT NOT NULL,
+		serial INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER,
+		last_used INTEGER,
+		PRIMARY KEY (owner_kind, owner, slot)
+	);
+	CREATE TABLE IF NOT EXISTS settings (
+		key TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX scope_maps_name_ci ON scope_maps(lower(name));
+	CREATE UNIQUE INDEX tokens_name_ci ON tokens(lower(name));
+	CREATE UNIQUE INDEX users_name_ci ON users(lower(name));
+	CREATE TRIGGER users_last_owner_update BEFORE UPDATE OF role, enabled ON users
+	WHEN OLD.role = 'owner' AND OLD.enabled AND NOT (NEW.role = 'owner' AND NEW.enabled)
+		AND NOT EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND enabled AND name <> OLD.name)
+	BEGIN SELECT RAISE(ABORT, '` + ruleLastOwner + `'); END;
+	CREATE TRIGGER users_last_owner_delete BEFORE DELETE ON users
+	WHEN OLD.role = 'owner' AND OLD.enabled
+		AND NOT EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND enabled AND name <> OLD.name)
+	BEGIN SELECT RAISE(ABORT, '` + ruleLastOwner + `'); END;
+	CREATE TRIGGER scope_maps_in_use BEFORE DELETE ON scope_maps
+	WHEN EXISTS (SELECT 1 FROM tokens WHERE scope_map = OLD.name)
+	BEGIN SELECT RAISE(ABORT, '` + ruleInUse + `'); END;
+	CREATE TABLE identity_state (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		version INTEGER NOT NULL
+	);
+	INSERT INTO identity_state(id, version) VALUES (1, 0);`,
+}
+
+// postgresMigrations create the schema as SQLite's is at version 1. The
+// last-owner check takes a lock first, so that two transactions demoting
+// two different owners take turns, and the second sees the first's
+// change (each statement of a trigger function in READ COMMITTED sees
+// what committed before it began).
+var postgresMigrations = []string{
+	`CREATE TABLE scope_maps (
+		name TEXT COLLATE "C" PRIMARY KEY,
+		description TEXT NOT NULL DEFAULT '',
+		actions TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE tokens (
+		name TEXT COLLATE "C" PRIMARY KEY,
+		scope_map TEXT COLLATE "C" NOT NULL,
+		enabled BOOLEAN NOT NULL,
+		generation BIGINT NOT NULL DEFAULT 1,
+		created_at BIGINT NOT NULL,
+		last_used BIGINT
+	);
+	CREATE INDEX tokens_scope_map ON tokens(scope_map);
+	CREATE TABLE users (
+		name TEXT COLLATE "C" PRIMARY KEY,
+		role TEXT NOT NULL,
+		password_hash TEXT NOT NULL,
+		enabled BOOLEAN NOT NULL,
+		generation BIGINT NOT NULL DEFAULT 1,
+		created_at BIGINT NOT NULL,
+		last_used BIGINT
+	);
+	CREATE TABLE passwords (
+		owner_kind TEXT COLLATE "C" NOT NULL,
+		owner TEXT COLLATE "C" NOT NULL,
+		slot TEXT COLLATE "C" NOT NULL,
+		hash TEXT NOT NULL,
+		serial BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT,
+		last_used BIGINT,
+		PRIMARY KEY (owner_kind, owner, slot)
+	);
+	CREATE TABLE settings (
+		key TEXT COLLATE "C" PRIMARY KEY,
+		value TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX scope_maps_name_ci ON scope_maps(lower(name));
+	CREATE UNIQUE INDEX tokens_name_ci ON tokens(lower(name));
+	CREATE UNIQUE INDEX users_name_ci ON users(lower(name));
+	CREATE FUNCTION berth_last_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF OLD.role = 'owner' AND OLD.enabled AND (TG_OP = 'DELETE' OR NOT (NEW.role = 'owner' AND NEW.enabled)) THEN
+			PERFORM pg_advisory_xact_lock(hashtextextended('berth owners', 0));
+			IF NOT EXISTS (SELECT 1 FROM users WHERE role = 'owner' AND enabled AND name <> OLD.name) THEN
+				RAISE EXCEPTION '` + ruleLastOwner + `' USING ERRCODE = 'P0001';
+			END IF;
+		END IF;
+		IF TG_OP = 'DELETE' THEN
+			RETURN OLD;
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER users_last_owner BEFORE UPDATE OF role, enabled OR DELETE ON users
+		FOR EACH ROW EXECUTE FUNCTION berth_last_owner();
+	CREATE FUNCTION berth_scope_map_in_use() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF EXISTS (SELECT 1 FROM tokens WHERE scope_map = OLD.name) THEN
+			RAISE EXCEPTION '` + ruleInUse + `' USING ERRCODE = 'P0001';
+		END IF;
+		RETURN OLD;
+	END $$;
+	CREATE TRIGGER scope_maps_in_use BEFORE DELETE ON scope_maps
+		FOR EACH ROW EXECUTE FUNCTION berth_scope_map_in_use();
+	CREATE TABLE identity_state (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		version BIGINT NOT NULL
+	);
+	INSERT INTO identity_state(id, version) VALUES (1, 0);
+	CREATE TABLE identity_nodes (
+		node TEXT COLLATE "C" PRIMARY KEY,
+		applied_version BIGINT NOT NULL,
+		seen_at BIGINT NOT NULL
+	);`,
+}
+
+// dbRule turns the database refusing a change for one of its rules into
+// the error the faces show for it; other errors pass unchanged.
+func dbRule(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	switch msg := err.Error(); {
+	case strings.Contains(msg, ruleLastOwner):
+		return errf(ErrForbidden, "this change would leave no enabled owner: make another user owner first")
+	case strings.Contains(msg, ruleInUse):
+		return errf(ErrInUse, "the scope map is used by tokens: assign them another scope map first, or force the deletion (CLI --force, API ?force=true)")
+	case sqldb.IsUniqueViolation(err):
+		return errf(ErrConflict, "the name is already taken (names are case-insensitive)")
+	}
+	return err
+}
