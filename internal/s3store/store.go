@@ -126,21 +126,23 @@ func (s *Store) Stat(ctx context.Context, d digest.Digest) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-// Open returns the blob's content as a reader that can seek: reads stream
-// one GET; a seek elsewhere starts a ranged GET from there on the next read.
+// Open returns the blob's content as a reader that can seek. Opening costs
+// a HEAD (a HEAD request of a client, which reads nothing, costs no more);
+// the first read starts one GET that later reads stream, and a seek
+// elsewhere starts a ranged GET from there on the next read.
 func (s *Store) Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, error) {
 	if err := validate(d); err != nil {
 		return nil, err
 	}
 	key := s.blobKey(d)
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: &key})
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.cfg.Bucket, Key: &key})
 	if isNotFound(err) {
 		return nil, storage.ErrBlobNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", d, err)
 	}
-	return &objectReader{s: s, ctx: ctx, key: key, size: aws.ToInt64(out.ContentLength), body: out.Body}, nil
+	return &objectReader{s: s, ctx: ctx, key: key, size: aws.ToInt64(out.ContentLength)}, nil
 }
 
 // PresignGet returns a URL that serves blob d without credentials until ttl
@@ -176,9 +178,11 @@ func (r *objectReader) Read(p []byte) (int, error) {
 		r.body = nil
 	}
 	if r.body == nil {
-		out, err := r.s.client.GetObject(r.ctx, &s3.GetObjectInput{
-			Bucket: &r.s.cfg.Bucket, Key: &r.key, Range: aws.String(fmt.Sprintf("bytes=%d-", r.off)),
-		})
+		in := &s3.GetObjectInput{Bucket: &r.s.cfg.Bucket, Key: &r.key}
+		if r.off > 0 {
+			in.Range = aws.String(fmt.Sprintf("bytes=%d-", r.off))
+		}
+		out, err := r.s.client.GetObject(r.ctx, in)
 		if err != nil {
 			return 0, fmt.Errorf("read blob at %d: %w", r.off, err)
 		}
