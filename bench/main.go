@@ -51,10 +51,11 @@ type config struct {
 	profileDir          string
 	workDir             string
 	keep                bool
+	changes             int
 }
 
 // Workloads that -workloads can select; memory is measured in every run.
-var allWorkloads = []string{"push", "small", "login", "meta", "identities"}
+var allWorkloads = []string{"push", "small", "login", "meta", "identities", "scaleout", "revocation"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{blobSize: 1 << 30, layerSize: 64 << 20}
@@ -80,7 +81,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.populateConcurrency, "populate-concurrency", 16, "concurrent requests while creating the repositories and tags")
 	fs.DurationVar(&cfg.populateTimeout, "populate-timeout", 4*time.Minute, "give up creating the repositories and tags of one registry after this long")
 	registries := fs.String("registries", "berth,v3,v2", "registries to run: berth (always), v3 (Distribution "+distributionVersion+"), v2 (Debian's docker-registry "+debianVersion+")")
-	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings), identities (token and scope map listings)")
+	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings), identities (token and scope map listings), scaleout (PostgreSQL and S3), revocation (across three nodes)")
 	fs.BoolVar(&cfg.install, "install", true, "install a missing Distribution: go install into the user cache directory, apt-get for docker-registry")
 	fs.StringVar(&cfg.distribution, "distribution", "", "Distribution "+distributionVersion+" `binary` to use instead of the cached one")
 	fs.StringVar(&cfg.dockerRegistry, "docker-registry", "", "docker-registry "+debianVersion+" `binary` to use instead of the one on PATH")
@@ -89,6 +90,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.profileDir, "berth-profile", "", "save CPU profiles of berth (via --debug-addr) during its first monolithic push (2 s), authenticated manifest GET run and login run into this `directory`")
 	fs.StringVar(&cfg.workDir, "workdir", "", "parent `directory` of the run's temporary data (default: the system's temporary directory)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary data and registry logs")
+	fs.IntVar(&cfg.changes, "changes", 200, "token changes of the revocation workload")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -128,7 +130,7 @@ func parseFlags(args []string) (*config, error) {
 	}
 	switch {
 	case cfg.reps < 1, cfg.layers < 1, cfg.jobs < 1, cfg.concurrency < 1, cfg.populateConcurrency < 1,
-		cfg.repos < 1, cfg.tags < 1, cfg.identities < 1, cfg.maxRequests < 1:
+		cfg.repos < 1, cfg.tags < 1, cfg.identities < 1, cfg.maxRequests < 1, cfg.changes < 1:
 		return nil, errors.New("counts must be at least 1")
 	case cfg.blobSize < 1<<10 || cfg.layerSize < 1<<10:
 		return nil, errors.New("-blob-size and -layer-size must be at least 1KiB")
@@ -216,6 +218,7 @@ type bench struct {
 	bulk     *http.Client
 	small    *http.Client
 	subjects []*subject
+	scale    *scaleServices // PostgreSQL and S3, once a workload started them
 }
 
 func logf(format string, args ...any) {
@@ -291,9 +294,17 @@ func run(ctx context.Context, cfg *config) error {
 		{"login", b.loginWorkload},
 		{"meta", b.metaWorkload},
 		{"", b.openMemory},
-		// Last: its many tokens must not weigh on the memory figures.
+		// Late: its many tokens must not weigh on the memory figures.
 		{"identities", b.identityWorkload},
+		// Registries of their own, after the memory figures too.
+		{"scaleout", b.scaleOutWorkload},
+		{"revocation", b.revocationWorkload},
 	}
+	defer func() {
+		if b.scale != nil {
+			b.scale.stop()
+		}
+	}()
 	for _, st := range steps {
 		if st.workload != "" && !slices.Contains(cfg.workloads, st.workload) {
 			continue

@@ -73,6 +73,16 @@ type instanceOptions struct {
 	requestLogs bool   // keep each registry's default per-request logging
 	bcryptCost  int    // htpasswd cost for Distribution
 	profile     bool   // berth: serve pprof on a loopback debug address
+
+	// The scale-out workloads' settings: berth's extra arguments and
+	// environment (--database, --storage and the S3 keys), the owner
+	// password that nodes sharing one database must agree on (random when
+	// empty), and Distribution's storage section instead of the
+	// filesystem.
+	args     []string
+	env      []string
+	password string
+	storage  string
 }
 
 // startInstance starts f in role on a free loopback port and waits until it
@@ -116,9 +126,13 @@ func (in *instance) commandLine(dir string, opt instanceOptions) (argv, env []st
 	// REGISTRY_* as configuration overrides) must not change what is measured.
 	env = cleanEnv("BERTH_", "REGISTRY_", "OTEL_")
 	if in.flavour.key == keyBerth {
-		in.user, in.pass = "owner", randomHex(16)
-		env = append(env, "BERTH_OWNER_PASSWORD="+in.pass)
+		in.user, in.pass = "owner", opt.password
+		if in.pass == "" {
+			in.pass = randomHex(16)
+		}
+		env = append(append(env, opt.env...), "BERTH_OWNER_PASSWORD="+in.pass)
 		argv = []string{in.flavour.bin, "serve", "--addr", in.host, "--data", in.dataDir}
+		argv = append(argv, opt.args...)
 		if !opt.requestLogs {
 			argv = append(argv, "--log-level", "warn")
 		}
@@ -152,6 +166,10 @@ func (in *instance) commandLine(dir string, opt instanceOptions) (argv, env []st
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: bench\n    path: %q\n", htpasswd)
 	}
+	storage := opt.storage
+	if storage == "" {
+		storage = fmt.Sprintf("  filesystem:\n    rootdirectory: %q", in.dataDir)
+	}
 	level := "warn"
 	if opt.requestLogs {
 		level = "info"
@@ -162,8 +180,7 @@ log:
   accesslog:
     disabled: %t
 storage:
-  filesystem:
-    rootdirectory: %q
+%s
   delete:
     enabled: true
   maintenance:
@@ -171,7 +188,7 @@ storage:
       enabled: false
 http:
   addr: %q
-%s`, level, !opt.requestLogs, in.dataDir, in.host, auth)
+%s`, level, !opt.requestLogs, storage, in.host, auth)
 	confPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, nil, err

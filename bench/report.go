@@ -75,7 +75,13 @@ type table struct {
 	title string
 	about string
 	rows  []*row
+	// columns, when set, are the table's own (the scale-out workloads
+	// compare set-ups, not flavours), shown without ratio columns.
+	columns []column
 }
+
+// A column is one set-up of a table with columns of its own.
+type column struct{ key, label string }
 
 func (t *table) row(label, unit string, better int) *row {
 	r := newRow(label, unit, better)
@@ -274,6 +280,22 @@ func (res *results) markdown(chart string) string {
 		p("### %s\n\n", t.title)
 		if t.about != "" {
 			p("%s\n\n", t.about)
+		}
+		if len(t.columns) > 0 {
+			p("| |")
+			for _, c := range t.columns {
+				p(" %s |", c.label)
+			}
+			p("\n|---|%s\n", strings.Repeat("---:|", len(t.columns)))
+			for _, r := range t.rows {
+				p("| %s |", rowLabel(r))
+				for _, c := range t.columns {
+					p(" %s |", r.cell(c.key))
+				}
+				p("\n")
+			}
+			p("\n")
+			continue
 		}
 		p("| |")
 		for _, f := range res.flavours {
