@@ -1,8 +1,9 @@
 // Command bench measures berth against CNCF Distribution on one machine, in
 // one run, with the same Go client and the same data: blob push and pull,
 // authenticated and anonymous manifest requests, token issuance, listings of
-// many repositories and tags, memory, and (berth only) listings of many
-// tokens and scope maps. It prints a Markdown report and
+// many repositories and tags, memory, (berth only) listings of many
+// tokens and scope maps, the same on PostgreSQL and S3, and revocation
+// across three nodes. It prints a Markdown report and
 // writes it, with a PNG chart of the ratios, into a file. See
 // docs/benchmarks.md.
 //
