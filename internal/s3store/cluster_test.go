@@ -184,3 +184,46 @@ func TestUploadThroughLoadBalancer(t *testing.T) {
 		t.Fatalf("slow chunk = %v", resp)
 	}
 }
+
+// With a redirect, a GET of a large blob is answered 307 to a pre-signed
+// URL only once the object has the size recorded at push: an object of
+// another size is refused and quarantined instead of handed out.
+func TestRedirectChecksSize(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	md := newMeta(t)
+	blobs := NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{})
+	reg := registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allowAll{},
+		Redirect: func(ctx context.Context, d digest.Digest) (string, error) { return st.PresignGet(ctx, d, time.Minute) }})
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	content, d := storagetest.Random(t, 2<<20)
+	resp, err := client.Post(srv.URL+"/v2/app/blobs/uploads/?digest="+d.String(), "application/octet-stream", bytes.NewReader(content))
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("push: %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	get := func() *http.Response {
+		t.Helper()
+		resp, err := client.Get(srv.URL + "/v2/app/blobs/" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("GET = %s, want 307", resp.Status)
+	}
+	// The object loses its end.
+	if err := st.putObject(ctx, st.blobKey(d), content[:1<<20]); err != nil {
+		t.Fatal(err)
+	}
+	if resp := get(); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET of a truncated object = %s, want 404 (no redirect to it)", resp.Status)
+	}
+	if q, err := blobs.Quarantined(ctx); err != nil || len(q) != 1 || q[0].Digest != d {
+		t.Fatalf("quarantined = %+v, %v", q, err)
+	}
+}
