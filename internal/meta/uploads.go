@@ -49,6 +49,11 @@ func scanUpload(row scanner) (Upload, error) {
 	return u, nil
 }
 
+// errUploadExists ends CreateUpload's transaction when the session was
+// created meanwhile (rolling back is what a failed insert needs on
+// PostgreSQL).
+var errUploadExists = errors.New("upload session exists")
+
 // CreateUpload records a new upload session, unless its owner or its
 // repository already has as many open sessions as limits allow (then it
 // fails with a *storage.TooManyUploadsError and records nothing). Creating
@@ -65,7 +70,7 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits storage.Uploa
 	if u.State == nil {
 		u.State = []byte{}
 	}
-	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		// Always owner then repository, so two transactions cannot wait
 		// for each other.
 		for _, key := range []string{"berth upload owner " + u.Owner, "berth upload repository " + u.Repository} {
@@ -93,10 +98,18 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits storage.Uploa
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO uploads(`+uploadCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			u.ID, u.Repository, u.Owner, u.State, u.Size, u.StartedAt.UnixMilli(), u.UpdatedAt.UnixMilli()); err != nil {
+			if sqldb.IsUniqueViolation(err) {
+				// Created meanwhile under another owner's lock: it exists.
+				return errUploadExists
+			}
 			return fmt.Errorf("create upload session: %w", err)
 		}
 		return nil
 	})
+	if errors.Is(err, errUploadExists) {
+		return nil
+	}
+	return err
 }
 
 // Upload returns upload session id.

@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"UploadCaps", testUploadCaps},
 		{"UploadCapsRacing", testUploadCapsRacing},
 		{"UploadCASRacing", testUploadCASRacing},
+		{"UploadCreateRacing", testUploadCreateRacing},
 		{"UploadClaims", testUploadClaims},
 		{"UploadClaimsRacing", testUploadClaimsRacing},
 		{"ContentRefs", testContentRefs},
@@ -1253,5 +1254,30 @@ func testContentRefs(t *testing.T, e *env) {
 	must(t, b.ForgetContent(e.ctx, abandoned, mark))
 	if _, ok, _ := b.MarkContentDeleting(e.ctx, abandoned, e.now().Add(-time.Hour)); ok {
 		t.Error("content taken back was marked again within the grace period")
+	}
+}
+
+// testUploadCreateRacing creates one session (a retried request) from many
+// goroutines on two nodes at once: every attempt succeeds and one session
+// exists.
+func testUploadCreateRacing(t *testing.T, e *env) {
+	nodes := []*meta.Store{e.s, e.second()}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Different owners and repositories take different locks, so
+			// only the table's key keeps the session one.
+			u := meta.Upload{ID: "same", Repository: fmt.Sprint("r", i), Owner: fmt.Sprint("o", i)}
+			if err := nodes[i%2].CreateUpload(e.ctx, u, storage.UploadLimits{PerIdentity: 1}); err != nil {
+				t.Errorf("create %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	all, err := e.s.UploadsBefore(e.ctx, e.now().Add(time.Hour))
+	if err != nil || len(all) != 1 {
+		t.Errorf("sessions = %v, %v; want one", all, err)
 	}
 }
