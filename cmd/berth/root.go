@@ -16,6 +16,7 @@ func newRootCmd() *cobra.Command {
 		Version:       version,
 	}
 	root.AddCommand(newServeCmd())
+	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newManagementCmds()...)
 	return root
 }

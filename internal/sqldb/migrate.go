@@ -74,6 +74,10 @@ func (db *DB) Version(ctx context.Context, component string) (int, error) {
 	return v, err
 }
 
+// SchemaVersion is the version of the tables sqldb keeps itself (component
+// "sqldb") on engine e.
+func SchemaVersion(e Engine) int { return len(ownMigrations[e]) }
+
 // ownMigrations are the tables sqldb keeps for every component: leases and
 // the change log.
 var ownMigrations = map[Engine][]string{

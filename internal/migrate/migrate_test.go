@@ -1,0 +1,465 @@
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/s3store"
+	"github.com/berth-registry/berth/internal/sqldb"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.Cleanup()
+	os.Exit(code)
+}
+
+const (
+	ownerPassword = "owner-password-0123"
+	alicePassword = "alice-password-0123"
+)
+
+// filled is a registry filled through a real server, with what a client
+// must find in any copy of it.
+type filled struct {
+	dataDir string
+	// refs are every tag and digest reference pushed, by repository.
+	refs          []string
+	tokenName     string
+	tokenPassword string
+}
+
+// fillRegistry runs berth serve on the defaults and pushes images (one
+// with several platforms, one referrer), creates a scope map, a token with
+// a password and a user, deletes a repository (leaving orphaned blobs),
+// and stops the server.
+func fillRegistry(t *testing.T) filled {
+	t.Helper()
+	srv := testutil.StartServer(t, testutil.WithPassword(ownerPassword))
+	ctx := t.Context()
+	opts := srv.RemoteOptions(ctx)
+	f := filled{dataDir: srv.DataDir}
+	push := func(ref string, img v1.Image) v1.Hash {
+		t.Helper()
+		if err := remote.Write(srv.Ref(t, ref), img, opts...); err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, _, _ := strings.Cut(ref, ":")
+		f.refs = append(f.refs, ref, repo+"@"+d.String())
+		return d
+	}
+	web := testutil.RandomImage(t, 2, 64<<10)
+	webDigest := push("app/web:v1", web)
+	push("app/web:v1-copy", web)
+	push("team/db:latest", testutil.RandomImage(t, 3, 32<<10))
+
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: testutil.RandomPlatformImage(t, 1, 16<<10, p), Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	if err := remote.WriteIndex(srv.Ref(t, "app/multi:latest"), idx, opts...); err != nil {
+		t.Fatalf("push index: %v", err)
+	}
+	idxDigest, _ := idx.Digest()
+	f.refs = append(f.refs, "app/multi:latest", "app/multi@"+idxDigest.String())
+
+	webManifest, _ := web.RawManifest()
+	sig := mutate.Subject(testutil.RandomImage(t, 1, 1024), v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: webDigest, Size: int64(len(webManifest))}).(v1.Image)
+	push("app/web:sig", sig)
+
+	push("junk/gone:v1", testutil.RandomImage(t, 1, 4096))
+	cli := newCLI(t, srv)
+	cli.must("repository", "delete", "-n", "junk/gone", "--yes")
+	f.refs = slices.DeleteFunc(f.refs, func(r string) bool { return strings.HasPrefix(r, "junk/") })
+
+	cli.must("scope-map", "create", "-n", "app-readers", "--repository", "app/*", "content/read")
+	var tok struct {
+		Credentials struct {
+			Passwords []struct{ Name, Value string }
+		}
+	}
+	if err := json.Unmarshal([]byte(cli.must("token", "create", "-n", "ci-reader", "--scope-map", "app-readers", "-o", "json")), &tok); err != nil || len(tok.Credentials.Passwords) == 0 {
+		t.Fatalf("token create: %v", err)
+	}
+	f.tokenName, f.tokenPassword = "ci-reader", tok.Credentials.Passwords[0].Value
+	cli.must("user", "create", "-n", "alice", "--role", "reader", "-p", alicePassword)
+	srv.Stop()
+	return f
+}
+
+// cli runs berth's management commands against a server as its owner.
+type cli struct {
+	t   *testing.T
+	env []string
+}
+
+func newCLI(t *testing.T, srv *testutil.Server) *cli {
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"),
+		"BERTH_SERVER=" + srv.URL, "BERTH_USERNAME=" + srv.Username, "BERTH_PASSWORD=" + srv.Password}
+	return &cli{t: t, env: env}
+}
+
+func (c *cli) must(args ...string) string {
+	c.t.Helper()
+	out, err := runBerth(c.t, c.env, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// runBerth runs the berth binary and returns its stdout.
+func runBerth(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testutil.BerthBinary(t), args...)
+	cmd.Env = env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("berth %s: %w\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String(), nil
+}
+
+// checkServed pulls every reference of f from srv as the owner, as the
+// token and as the user, and checks that a wrong password is refused.
+func checkServed(t *testing.T, srv *testutil.Server, f filled, withIdentities bool) {
+	t.Helper()
+	ctx := t.Context()
+	type login struct {
+		auth authn.Authenticator
+		only string // the repositories it may pull, by prefix
+	}
+	logins := []login{{&authn.Basic{Username: testutil.OwnerUsername, Password: ownerPassword}, ""}}
+	if withIdentities {
+		logins = append(logins, login{&authn.Basic{Username: "alice", Password: alicePassword}, ""},
+			login{&authn.Basic{Username: f.tokenName, Password: f.tokenPassword}, "app/"}) // its scope map covers app/*
+	}
+	for _, l := range logins {
+		a := l.auth
+		for _, ref := range f.refs {
+			if !strings.HasPrefix(ref, l.only) {
+				continue
+			}
+			r := srv.Ref(t, ref)
+			desc, err := remote.Get(r, remote.WithAuth(a), remote.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("pull %s as %s: %v", ref, must(a.Authorization()).Username, err)
+			}
+			if desc.MediaType.IsIndex() {
+				idx, err := desc.ImageIndex()
+				if err != nil {
+					t.Fatal(err)
+				}
+				im, _ := idx.IndexManifest()
+				for _, m := range im.Manifests {
+					img, err := idx.Image(m.Digest)
+					if err != nil {
+						t.Fatalf("pull %s child %s: %v", ref, m.Digest, err)
+					}
+					readLayers(t, ref, img)
+				}
+				continue
+			}
+			img, err := desc.Image()
+			if err != nil {
+				t.Fatal(err)
+			}
+			readLayers(t, ref, img)
+		}
+	}
+	if withIdentities {
+		bad := &authn.Basic{Username: "alice", Password: alicePassword + "x"}
+		if _, err := remote.Get(srv.Ref(t, f.refs[0]), remote.WithAuth(bad), remote.WithContext(ctx)); err == nil {
+			t.Fatal("a wrong password for alice was accepted")
+		}
+	}
+}
+
+// readLayers reads every layer of img, which go-containerregistry checks
+// against its digest.
+func readLayers(t *testing.T, ref string, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("%s: read layer: %v", ref, err)
+		}
+	}
+}
+
+// inventory is what a registry holds, walked from its metadata store, each
+// blob read back from its content store and hashed.
+func inventory(t *testing.T, db *sqldb.DB, blobs blobSource) []string {
+	t.Helper()
+	ctx := t.Context()
+	md, err := meta.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	err = md.WalkManifests(ctx, func(repo string, m meta.Manifest) error {
+		out = append(out, fmt.Sprintf("manifest %s %s %s %d %s", repo, m.Digest, digest.FromBytes(m.Content), m.Size, m.Subject))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := md.WalkTags(ctx, func(repo, tag string, d digest.Digest) error {
+		out = append(out, fmt.Sprintf("tag %s:%s %s", repo, tag, d))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.WalkBlobLinks(ctx, func(b meta.BlobLink) error {
+		rc, err := blobs.Open(ctx, b.Digest)
+		if err != nil {
+			return fmt.Errorf("open blob %s: %w", b.Digest, err)
+		}
+		defer rc.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, rc)
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("blob %s %s %d content sha256:%s %d", b.Repository, b.Digest, b.Size, hex.EncodeToString(h.Sum(nil)), n))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sqliteInventory(t *testing.T, dir string, blobs blobSource) []string {
+	t.Helper()
+	db, err := sqldb.OpenSQLite(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if blobs == nil {
+		fs, err := storage.OpenFS(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = fs
+	}
+	return inventory(t, db, blobs)
+}
+
+func s3Store(t *testing.T, url string) *s3store.Store {
+	t.Helper()
+	cfg, err := s3store.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s3store.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func setS3Env(t *testing.T, s3 *testutil.S3Server) {
+	for _, kv := range s3.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+func sameInventory(t *testing.T, what string, want, got []string) {
+	t.Helper()
+	if len(want) == 0 {
+		t.Fatalf("%s: the source inventory is empty", what)
+	}
+	if !slices.Equal(want, got) {
+		t.Fatalf("%s: the copy differs from the source\nsource:\n%s\ncopy:\n%s", what, strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+}
+
+// TestMigrateToS3AndBack fills a registry through berth serve on the
+// defaults, migrates it to a new data directory with blobs on S3 (the run
+// interrupted after two blobs, then run again), checks that every
+// manifest, tag and blob is identical, serves the copy and pulls
+// everything as the owner, a user and a token, then migrates it back to
+// the defaults with the CLI and serves that.
+func TestMigrateToS3AndBack(t *testing.T) {
+	f := fillRegistry(t)
+	s3 := testutil.StartS3(t)
+	setS3Env(t, s3)
+	bucket := s3.NewBucket()
+	url := s3.URL(bucket, "reg")
+	want := sqliteInventory(t, f.dataDir, nil)
+	target := filepath.Join(t.TempDir(), "target")
+
+	// Interrupted after two blobs.
+	ctx, cancel := context.WithCancel(t.Context())
+	var written atomic.Int32
+	o := Options{FromData: f.dataDir, ToData: target, ToStorage: url, Parallel: 2, afterBlob: func(digest.Digest) {
+		if written.Add(1) == 2 {
+			cancel()
+		}
+	}}
+	rep, err := Run(ctx, o)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "run the same command again") {
+		t.Fatalf("interrupted run: err %v, want one saying to run again", err)
+	}
+	if rep.BlobsCopied < 2 {
+		t.Fatalf("interrupted run copied %d blobs, want at least 2", rep.BlobsCopied)
+	}
+	interrupted := rep.BlobsCopied
+
+	o.afterBlob = nil
+	rep, err = Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A blob whose write was under way at the interruption may have
+	// landed too.
+	if rep.BlobsSkipped < interrupted || rep.BlobsCopied == 0 {
+		t.Fatalf("second run: %d skipped, %d copied; want the %d of the first run skipped and the rest copied", rep.BlobsSkipped, rep.BlobsCopied, interrupted)
+	}
+	if rep.Orphans == 0 {
+		t.Fatal("the deleted repository's blobs were not reported as orphans")
+	}
+	if rep.Rows["users"] != 2 || rep.Rows["tokens"] != 1 || rep.Rows["scope_maps"] != 1 || rep.Rows["repositories"] == 0 {
+		t.Fatalf("rows copied: %v", rep.Rows)
+	}
+	got := sqliteInventory(t, target, s3Store(t, url))
+	sameInventory(t, "SQLite+filesystem to SQLite+S3", want, got)
+
+	rep, err = Run(t.Context(), o)
+	if err != nil || !rep.AlreadyDone {
+		t.Fatalf("third run: err %v, already done %v; want nothing to do", err, rep.AlreadyDone)
+	}
+
+	srv := testutil.StartServer(t, testutil.WithDataDir(target), testutil.WithPassword(ownerPassword),
+		testutil.WithArgs("--storage", url), testutil.WithEnv(s3.Env()...))
+	checkServed(t, srv, f, true)
+	srv.Stop()
+
+	back := filepath.Join(t.TempDir(), "back")
+	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, s3.Env()...)
+	out, err := runBerth(t, env, "migrate", "--from-data", target, "--from-storage", url, "--to-data", back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "blobs copied: ") || !strings.Contains(out, "users 2") {
+		t.Fatalf("berth migrate said:\n%s", out)
+	}
+	sameInventory(t, "SQLite+S3 back to SQLite+filesystem", want, sqliteInventory(t, back, nil))
+	srv = testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
+	checkServed(t, srv, f, true)
+}
+
+// TestMigratePostgres moves a registry filled by berth serve on the
+// defaults to PostgreSQL and S3, checks every manifest, tag and blob, and
+// moves it back from there into a new data directory served by a default
+// berth serve.
+func TestMigratePostgres(t *testing.T) {
+	f := fillRegistry(t)
+	pg := testutil.StartPostgres(t)
+	s3 := testutil.StartS3(t)
+	setS3Env(t, s3)
+	url := s3.URL(s3.NewBucket(), "")
+	dbURL := pg.NewDatabase()
+	want := sqliteInventory(t, f.dataDir, nil)
+
+	o := Options{FromData: f.dataDir, ToDatabase: dbURL, ToStorage: url}
+	_, err := Run(t.Context(), o)
+	identitiesOnPostgres := err == nil
+	switch {
+	case errors.Is(err, errTablesUnsupported):
+		// This version keeps identities and the audit log in the embedded
+		// database only: move the metadata store's tables, and the
+		// identities stay behind.
+		t.Log(err)
+		o.onlyTables = func(name string) bool { return metaTables[name] }
+		if _, err := Run(t.Context(), o); err != nil {
+			t.Fatal(err)
+		}
+	case err != nil:
+		t.Fatal(err)
+	}
+	db, err := sqldb.OpenPostgres(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameInventory(t, "SQLite+filesystem to PostgreSQL+S3", want, inventory(t, db, s3Store(t, url)))
+	// The ids go on past the copied ones.
+	var next int64
+	if err := db.W().QueryRowContext(t.Context(), `SELECT nextval(pg_get_serial_sequence('"repositories"', 'id'))`).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	var top int64
+	if err := db.W().QueryRowContext(t.Context(), `SELECT MAX(id) FROM repositories`).Scan(&top); err != nil {
+		t.Fatal(err)
+	}
+	if next <= top {
+		t.Fatalf("the repositories sequence hands out %d, at or below the copied ids (up to %d)", next, top)
+	}
+	db.Close()
+
+	back := filepath.Join(t.TempDir(), "back")
+	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, s3.Env()...)
+	if _, err := runBerth(t, env, "migrate", "--from-database", dbURL, "--from-storage", url, "--to-data", back); err != nil {
+		t.Fatal(err)
+	}
+	sameInventory(t, "PostgreSQL+S3 back to SQLite+filesystem", want, sqliteInventory(t, back, nil))
+	srv := testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
+	checkServed(t, srv, f, identitiesOnPostgres)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// metaTables are the metadata store's tables (and the change log), which
+// every version keeps on PostgreSQL.
+var metaTables = map[string]bool{"repositories": true, "repository_blobs": true, "manifests": true, "tags": true, "changes": true}
