@@ -30,6 +30,13 @@ func copyMetadata(ctx context.Context, src *source, db *sqldb.DB, plan []planned
 	}
 	defer stx.Rollback()
 	return db.InTx(ctx, func(tx *sqldb.Tx) error {
+		// The target is empty but for rows its migrations insert; those go,
+		// children before parents.
+		for i := len(plan) - 1; i >= 0; i-- {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+quote(plan[i].dst.name)); err != nil {
+				return fmt.Errorf("table %s: empty it: %w", plan[i].dst.name, err)
+			}
+		}
 		for _, p := range plan {
 			n, err := copyTable(ctx, stx, tx, p)
 			if err != nil {

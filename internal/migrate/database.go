@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/sqldb"
 )
@@ -31,6 +33,8 @@ type component struct {
 var components = []component{
 	{"sqldb", sqldb.SchemaVersion},
 	{"meta", meta.SchemaVersion},
+	{"identity", identity.SchemaVersion},
+	{"audit", audit.SchemaVersion},
 }
 
 // source is the database copied from, held open for reading only.

@@ -26,6 +26,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
@@ -47,8 +49,6 @@ type Options struct {
 
 	// afterBlob, for tests, is called after each blob written.
 	afterBlob func(digest.Digest)
-	// onlyTables, for tests, limits the tables copied.
-	onlyTables func(name string) bool
 }
 
 // errTablesUnsupported means the target's engine cannot hold tables the
@@ -148,13 +148,6 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	dstTables, err := readSchema(ctx, db.W().SQL(), db.Engine())
 	if err != nil {
 		return rep, fmt.Errorf("target database %s: %w", db, err)
-	}
-	if o.onlyTables != nil {
-		for n := range srcTables {
-			if !o.onlyTables(n) {
-				delete(srcTables, n)
-			}
-		}
 	}
 	plan, err := planTables(srcTables, dstTables, db.Engine())
 	if err != nil {
@@ -311,6 +304,12 @@ func prepareTarget(ctx context.Context, db *sqldb.DB) error {
 	if _, err := meta.Open(ctx, db); err != nil {
 		return err
 	}
+	if err := identity.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := audit.Migrate(ctx, db); err != nil {
+		return err
+	}
 	if err := db.Migrate(ctx, progressComponent, progressSteps[db.Engine()]); err != nil {
 		return err
 	}
@@ -363,6 +362,10 @@ func planTables(srcTables, dstTables map[string]*table, de sqldb.Engine) ([]plan
 	return plan, nil
 }
 
+// seeded are the tables whose migrations insert a row (a version counter
+// of one row), which the copy replaces.
+var seeded = map[string]bool{"identity_state": true}
+
 // runState is what the target's progress record says about a migration
 // from this source.
 type runState struct {
@@ -386,7 +389,7 @@ func targetState(ctx context.Context, q queryer, dstTables map[string]*table, sr
 	}
 	names := make([]string, 0, len(dstTables))
 	for n := range dstTables {
-		if !skipped(n) {
+		if !skipped(n) && !seeded[n] {
 			names = append(names, n)
 		}
 	}

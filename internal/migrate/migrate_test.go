@@ -408,21 +408,12 @@ func TestMigratePostgres(t *testing.T) {
 	dbURL := pg.NewDatabase()
 	want := sqliteInventory(t, f.dataDir, nil)
 
-	o := Options{FromData: f.dataDir, ToDatabase: dbURL, ToStorage: url}
-	_, err := Run(t.Context(), o)
-	identitiesOnPostgres := err == nil
-	switch {
-	case errors.Is(err, errTablesUnsupported):
-		// This version keeps identities and the audit log in the embedded
-		// database only: move the metadata store's tables, and the
-		// identities stay behind.
-		t.Log(err)
-		o.onlyTables = func(name string) bool { return metaTables[name] }
-		if _, err := Run(t.Context(), o); err != nil {
-			t.Fatal(err)
-		}
-	case err != nil:
+	rep, err := Run(t.Context(), Options{FromData: f.dataDir, ToDatabase: dbURL, ToStorage: url})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Rows["users"] != 2 || rep.Rows["tokens"] != 1 || rep.Rows["passwords"] == 0 || rep.Rows["settings"] == 0 || rep.Rows["audit"] == 0 {
+		t.Fatalf("rows copied: %v", rep.Rows)
 	}
 	db, err := sqldb.OpenPostgres(t.Context(), dbURL)
 	if err != nil {
@@ -450,7 +441,7 @@ func TestMigratePostgres(t *testing.T) {
 	}
 	sameInventory(t, "PostgreSQL+S3 back to SQLite+filesystem", want, sqliteInventory(t, back, nil))
 	srv := testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
-	checkServed(t, srv, f, identitiesOnPostgres)
+	checkServed(t, srv, f, true)
 }
 
 func must[T any](v T, err error) T {
@@ -460,6 +451,176 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// metaTables are the metadata store's tables (and the change log), which
-// every version keeps on PostgreSQL.
-var metaTables = map[string]bool{"repositories": true, "repository_blobs": true, "manifests": true, "tags": true, "changes": true}
+// copyDir copies a stopped registry's data directory.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", dir, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	return dst
+}
+
+func execSQLite(t *testing.T, dir, query string) {
+	t.Helper()
+	db, err := sqldb.OpenSQLite(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.W().ExecContext(t.Context(), query); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrateRefuses checks each case berth migrate refuses, and that a
+// refusal leaves no metadata in the target.
+func TestMigrateRefuses(t *testing.T) {
+	f := fillRegistry(t)
+	other := testutil.StartServer(t) // another registry, running
+	cases := []struct {
+		name string
+		opts func(t *testing.T) Options
+		want string
+		// fresh: the target was new, and must still hold no metadata.
+		fresh bool
+	}{
+		{"source in use by a running server", func(t *testing.T) Options {
+			return Options{FromData: other.DataDir, ToData: t.TempDir()}
+		}, "is open in another process", true},
+		{"same database", func(t *testing.T) Options {
+			return Options{FromData: f.dataDir, ToData: f.dataDir + "/."}
+		}, "the same SQLite database", false},
+		{"target already holds a registry", func(t *testing.T) Options {
+			target := t.TempDir()
+			srv := testutil.StartServer(t, testutil.WithDataDir(target))
+			srv.Stop()
+			return Options{FromData: f.dataDir, ToData: target}
+		}, "already holds a registry", false},
+		{"source at an older schema version", func(t *testing.T) Options {
+			src := copyDir(t, f.dataDir)
+			execSQLite(t, src, `DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM schema_migrations)`)
+			return Options{FromData: src, ToData: t.TempDir()}
+		}, "start the registry once with this version of berth", true},
+		{"source written by a newer berth", func(t *testing.T) Options {
+			src := copyDir(t, f.dataDir)
+			execSQLite(t, src, `CREATE TABLE schema_migrations_future (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL); INSERT INTO schema_migrations_future VALUES (1, 0)`)
+			return Options{FromData: src, ToData: t.TempDir()}
+		}, "which this version of berth does not know", true},
+		{"target holds a migration from another registry", func(t *testing.T) Options {
+			target := t.TempDir()
+			src := copyDir(t, f.dataDir)
+			// Another registry: the same content, created at another time.
+			execSQLite(t, src, `UPDATE schema_migrations SET applied_at = applied_at - 1000 WHERE version = 1`)
+			if _, err := Run(t.Context(), Options{FromData: src, ToData: target}); err != nil {
+				t.Fatal(err)
+			}
+			return Options{FromData: f.dataDir, ToData: target}
+		}, "from another registry", false},
+		{"source blob damaged", func(t *testing.T) Options {
+			src := copyDir(t, f.dataDir)
+			fs, err := storage.OpenFS(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every file, so that blobs the metadata refers to are among them.
+			err = fs.Walk(t.Context(), func(b storage.BlobInfo) error {
+				hx := b.Digest.Encoded()
+				return os.WriteFile(filepath.Join(src, "blobs", string(b.Digest.Algorithm()), hx[:2], hx), []byte("not the content"), 0o644)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Options{FromData: src, ToData: t.TempDir()}
+		}, "run berth fsck on the source", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts(t)
+			_, err := Run(t.Context(), o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+			if tc.name == "source in use by a running server" && !errors.Is(err, ErrSourceInUse) {
+				t.Fatalf("err %v is not ErrSourceInUse", err)
+			}
+			if _, statErr := os.Stat(filepath.Join(o.ToData, sqldb.SQLiteFile)); statErr != nil || !tc.fresh {
+				return
+			}
+			db, err := sqldb.OpenSQLite(t.Context(), o.ToData)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var repos int
+			if err := db.R().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM repositories`).Scan(&repos); err != nil {
+				t.Fatal(err)
+			}
+			if repos != 0 {
+				t.Fatalf("a refused migration left %d repositories in the target", repos)
+			}
+		})
+	}
+}
+
+// TestMigrateRefusesPostgresInUse: a PostgreSQL source with another
+// session connected (a running node) is refused.
+func TestMigrateRefusesPostgresInUse(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	url := pg.NewDatabase()
+	db, err := sqldb.OpenPostgres(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meta.Open(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Run(t.Context(), Options{FromDatabase: url, FromData: t.TempDir(), ToData: t.TempDir()})
+	if !errors.Is(err, ErrSourceInUse) {
+		t.Fatalf("err %v, want ErrSourceInUse", err)
+	}
+}
+
+// TestMigrateDryRunWritesNothing: a dry run reports the blobs and rows it
+// would copy and leaves the target directory without a database or blobs.
+func TestMigrateDryRunWritesNothing(t *testing.T) {
+	f := fillRegistry(t)
+	target := filepath.Join(t.TempDir(), "target")
+	rep, err := Run(t.Context(), Options{FromData: f.dataDir, ToData: target, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BlobsCopied == 0 || rep.BytesCopied == 0 || rep.Rows["manifests"] == 0 || rep.Orphans == 0 {
+		t.Fatalf("dry run report: %+v", rep)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a dry run created the target directory (%v)", err)
+	}
+}
+
+func TestConvert(t *testing.T) {
+	cases := []struct {
+		in   any
+		k    kind
+		want any
+	}{
+		{int64(1), kindBool, true},
+		{int64(0), kindBool, false},
+		{true, kindInt, int64(1)},
+		{false, kindInt, int64(0)},
+		{[]byte("x"), kindText, "x"},
+		{"x", kindBlob, []byte("x")},
+		{nil, kindBool, nil},
+		{int64(7), kindAny, int64(7)},
+	}
+	for _, tc := range cases {
+		got, err := convert(tc.in, tc.k)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) || fmt.Sprintf("%T", got) != fmt.Sprintf("%T", tc.want) {
+			t.Errorf("convert(%#v, %s) = %#v, %v; want %#v", tc.in, tc.k, got, err, tc.want)
+		}
+	}
+	if _, err := convert("yes", kindBool); err == nil {
+		t.Error("convert of a string to a boolean succeeded")
+	}
+}
