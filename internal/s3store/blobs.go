@@ -239,10 +239,12 @@ func (c *claim) release(ctx context.Context) {
 	_ = c.b.sessions.Release(context.WithoutCancel(ctx), c.id, c.token)
 }
 
-// lost returns ErrClaimLost if the claim ran out while working.
+// lost returns ErrClaimLost if the claim ran out while working. It is
+// also storage.ErrUploadBusy: to the client, another request took the
+// upload over.
 func (c *claim) lost(err error) error {
 	if cause := context.Cause(c.ctx); cause != nil && errors.Is(cause, ErrClaimLost) {
-		return cause
+		return errors.Join(storage.ErrUploadBusy, cause)
 	}
 	return err
 }
@@ -261,11 +263,13 @@ func (b *Blobs) Append(ctx context.Context, id string, start int64, r io.Reader)
 	}
 	next, err := b.Store.Append(c.ctx, s.State, r)
 	c.stop()
-	if next.Size == s.State.Size && next.TailGen == s.State.TailGen && next.MultipartID == s.State.MultipartID && len(next.Parts) == len(s.State.Parts) {
+	if next.Size == s.State.Size && next.Tail == s.State.Tail && next.MultipartID == s.State.MultipartID && len(next.Parts) == len(s.State.Parts) {
 		_ = b.sessions.Release(context.WithoutCancel(ctx), id, c.token)
 		return s.State.Size, c.lost(err)
 	}
-	if serr := b.sessions.Save(context.WithoutCancel(ctx), id, c.token, s.State.Size, next); serr != nil {
+	if serr := b.sessions.Save(context.WithoutCancel(ctx), id, c.token, s.State.Size, next); errors.Is(serr, ErrClaimLost) {
+		return s.State.Size, errors.Join(storage.ErrUploadBusy, fmt.Errorf("upload %s: %w", id, serr))
+	} else if serr != nil {
 		return s.State.Size, fmt.Errorf("upload %s: save state: %w", id, serr)
 	}
 	return next.Size, c.lost(err)

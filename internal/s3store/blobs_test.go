@@ -245,3 +245,49 @@ func TestPushWaitsForCollection(t *testing.T) {
 		}
 	})
 }
+
+// A request whose claim was taken over while it still wrote (its node
+// stalled past the claim's expiry) can neither save its state nor change
+// the objects the new holder's state describes: the upload commits the
+// bytes the new holder saved.
+func TestStalledWriterCannotCorruptUpload(t *testing.T) {
+	ctx := context.Background()
+	md := newMeta(t)
+	st := newStore(t)
+	// A's claim would be renewed only after a minute: the test takes its
+	// session over before that.
+	a := NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{ClaimTTL: 3 * time.Minute})
+	b := NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{})
+	content, d := storagetest.Random(t, 1600)
+	u, err := a.StartUpload(ctx, "r", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, u.ID, 0, bytes.NewReader(content[:100])); err != nil {
+		t.Fatal(err)
+	}
+	stalled := &gatedReader{data: bytes.Repeat([]byte("x"), 500), gate: make(chan struct{}), started: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Append(ctx, u.ID, 100, stalled)
+		done <- err
+	}()
+	<-stalled.started
+	// A's claim expires; B takes the session over and appends.
+	if _, err := md.DB().ExecContext(ctx, `UPDATE uploads SET claimed_until = 0 WHERE id = ?`, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Append(ctx, u.ID, 100, bytes.NewReader(content[100:600])); err != nil || n != 600 {
+		t.Fatalf("takeover Append = %d, %v", n, err)
+	}
+	close(stalled.gate) // A goes on writing, too late
+	if err := <-done; !errors.Is(err, storage.ErrUploadBusy) {
+		t.Fatalf("stalled Append = %v, want ErrUploadBusy", err)
+	}
+	if n, err := b.Commit(ctx, u.ID, d, bytes.NewReader(content[600:])); err != nil || n != 1600 {
+		t.Fatalf("Commit = %d, %v", n, err)
+	}
+	if got := readAll(t, st, d); !bytes.Equal(got, content) {
+		t.Fatal("the stalled writer changed the committed content")
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,7 +42,12 @@ type UploadState struct {
 	// Size is how many bytes the session holds: its parts and its tail.
 	Size     int64 `json:"size"`
 	TailSize int64 `json:"tail,omitempty"`
-	TailGen  int   `json:"tailGen,omitempty"`
+	// Tail names the tail object. Every write of a tail makes a new one,
+	// never overwriting another: a request whose claim on the session ran
+	// out while it still wrote must not change a tail that the state saved
+	// by the request that took over describes (the running hash vouches
+	// for what was read, not for what the objects hold).
+	Tail string `json:"tailObj,omitempty"`
 	// Hash is the running sha256 state over all Size bytes
 	// (encoding.BinaryMarshaler form), so the digest is known at commit
 	// without reading the content back.
@@ -55,7 +59,7 @@ func (s *Store) uploadKey(id, name string) string {
 }
 
 func (st UploadState) tailKey(s *Store) string {
-	return s.uploadKey(st.ID, "tail."+strconv.Itoa(st.TailGen))
+	return s.uploadKey(st.ID, "tail."+st.Tail)
 }
 
 // StartUpload begins a session. It costs no request to the object store: a
@@ -174,7 +178,11 @@ func (ss *session) saveTail(ctx context.Context, old UploadState) (UploadState, 
 	st := ss.st
 	st.TailSize = int64(ss.fill)
 	if ss.fill > 0 {
-		st.TailGen = old.TailGen + 1
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return old, err
+		}
+		st.Tail = hex.EncodeToString(b[:])
 		if err := s.putObject(ctx, st.tailKey(s), ss.buf[:ss.fill]); err != nil {
 			return old, fmt.Errorf("upload %s: write tail: %w", st.ID, err)
 		}
@@ -184,7 +192,7 @@ func (ss *session) saveTail(ctx context.Context, old UploadState) (UploadState, 
 		return old, err
 	}
 	st.Hash = h
-	if old.TailSize > 0 && (st.TailGen != old.TailGen || st.TailSize == 0) {
+	if old.TailSize > 0 && (st.Tail != old.Tail || st.TailSize == 0) {
 		s.deleteKey(ctx, old.tailKey(s))
 	}
 	return st, nil
