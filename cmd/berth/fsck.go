@@ -15,6 +15,8 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/s3store"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -31,7 +33,9 @@ for them, so clients push them again, and the next push of the right content
 restores each one. Nothing else is changed: missing blobs need a push.
 
 With --data or --config the check runs here, on a data directory (the
-server may be running). Without them it runs on the server through the
+server may be running); with --config, on the storage and database the
+configuration names (blobs on S3 are quarantined under quarantine/ in the
+bucket). Without them it runs on the server through the
 management API, which needs the contributor or owner role.`
 	cmd.Example = `  berth fsck --data /var/lib/berth
   berth fsck --config /etc/berth.yaml --repair
@@ -48,15 +52,15 @@ management API, which needs the contributor or owner role.`
 			if g.output != "table" && g.output != "json" {
 				return fmt.Errorf("invalid --output %q: use table or json", g.output)
 			}
+			cfg := config.Config{Data: data}
 			if data == "" {
-				cfg, err := config.Load(cfgFile, env.getenv)
-				if err != nil {
+				var err error
+				if cfg, err = config.Load(cfgFile, env.getenv); err != nil {
 					return err
 				}
-				data = cfg.Data
 			}
 			var err error
-			if rep, err = checkOffline(cmd.Context(), data, repair); err != nil {
+			if rep, err = checkOffline(cmd.Context(), cfg, repair); err != nil {
 				return err
 			}
 		} else {
@@ -91,19 +95,45 @@ management API, which needs the contributor or owner role.`
 	return cmd
 }
 
-// checkOffline checks the data directory dir in this process.
-func checkOffline(ctx context.Context, dir string, repair bool) (fsck.Report, error) {
-	// Opening the database would create an empty one in a mistyped path.
-	if _, err := os.Stat(filepath.Join(dir, "berth.db")); err != nil {
-		return fsck.Report{}, fmt.Errorf("%s is not a berth data directory: %w", dir, err)
+// checkOffline checks, in this process, the content store and database
+// that cfg names: the data directory's, or those of its storage and
+// database settings (blobs on S3).
+func checkOffline(ctx context.Context, cfg config.Config, repair bool) (fsck.Report, error) {
+	dir := cfg.Data
+	if cfg.Database == "" {
+		// Opening the database would create an empty one in a mistyped path.
+		if _, err := os.Stat(filepath.Join(dir, "berth.db")); err != nil {
+			return fsck.Report{}, fmt.Errorf("%s is not a berth data directory: %w", dir, err)
+		}
 	}
-	blobs, err := storage.OpenFS(dir)
+	var blobs fsck.Store
+	if cfg.Storage == "" {
+		fs, err := storage.OpenFS(dir)
+		if err != nil {
+			return fsck.Report{}, err
+		}
+		blobs = fs
+	}
+	db, err := sqldb.Open(ctx, cfg.Database, dir)
 	if err != nil {
 		return fsck.Report{}, err
 	}
-	md, err := meta.OpenSQLite(ctx, dir)
+	md, err := meta.Open(ctx, db)
 	if err != nil {
+		db.Close()
 		return fsck.Report{}, err
+	}
+	if cfg.Storage != "" {
+		sc, err := s3store.ParseURL(cfg.Storage)
+		if err == nil {
+			var st *s3store.Store
+			if st, err = s3store.New(ctx, sc); err == nil {
+				blobs = s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{})
+			}
+		}
+		if err != nil {
+			return fsck.Report{}, errors.Join(err, md.Close())
+		}
 	}
 	rep, err := fsck.Check(ctx, md, blobs, fsck.Options{Repair: repair})
 	return rep, errors.Join(err, md.Close())
