@@ -273,6 +273,12 @@ func (h *Handler) authenticated(rt route) http.Handler {
 }
 
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, identity.ErrUnavailable) {
+		// Never answered as if the credentials were wrong: they may be right.
+		w.Header().Set("Retry-After", "1")
+		writeJSONError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()})
+		return
+	}
 	if wait, ok := h.retryAfter(err); ok {
 		secs := int64((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
@@ -301,6 +307,7 @@ const (
 	CodeTooManyRequests  = "TooManyRequests"
 	CodeInternal         = "InternalError"
 	CodeStorage          = "InsufficientStorage"
+	CodeUnavailable      = "ServiceUnavailable"
 )
 
 // Error is an API error with its HTTP status.

@@ -76,7 +76,7 @@ type readiness struct {
 }
 
 // readyParts are the parts /readyz checks, in the order it lists them.
-var readyParts = []string{"storage", "database"}
+var readyParts = []string{"storage", "database", "changes"}
 
 // ready answers /readyz: 503 "not ready" when a part cannot be reached, and
 // 200 "degraded" when everything can be read but a part cannot be written
@@ -102,6 +102,15 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		"storage":  s.checkPart(ctx, "storage", s.blobs.Ping, probe, storage.Unwritable),
 		"database": s.checkPart(ctx, "database", s.meta.Ping, dbProbe, meta.Unwritable),
 	}}
+	// With several nodes on PostgreSQL, a node that cannot confirm its
+	// identities are current refuses every credential check.
+	if s.identity.Following() {
+		c := check{Status: checkOK}
+		if err := s.identity.Current(); err != nil {
+			c = check{Status: checkUnreachable, Error: err.Error()}
+		}
+		res.Checks["changes"] = c
+	}
 	status := http.StatusOK
 	for _, c := range res.Checks {
 		switch {
@@ -123,7 +132,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	b.WriteString(res.Status + "\n")
 	for _, p := range readyParts {
-		c := res.Checks[p]
+		c, ok := res.Checks[p]
+		if !ok {
+			continue
+		}
 		b.WriteString(p + ": " + c.Status)
 		if c.Error != "" {
 			b.WriteString(": " + c.Error)

@@ -120,6 +120,10 @@ func permitted(id auth.Identity, acc registry.Access) bool {
 // unauthorized builds the 401 (or 429) with the Bearer challenge that
 // sends clients to the token endpoint.
 func (s *Service) unauthorized(r *http.Request, need []registry.Access, f *failure) error {
+	if f != nil && f.unavailable {
+		return &registry.Error{Code: registry.CodeUnavailable, Message: f.message,
+			Header: http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(UnavailableRetryAfter), 10)}}}
+	}
 	if f != nil && f.retryAfter > 0 {
 		return &registry.Error{Code: registry.CodeTooManyRequests, Message: f.message,
 			Header: http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(f.retryAfter), 10)}}}

@@ -123,6 +123,11 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		login, err := s.id.ResolveRefresh(claims)
+		if errors.Is(err, identity.ErrUnavailable) {
+			s.observe("refresh", "unavailable")
+			s.loginFailed(w, unavailable(err))
+			return
+		}
 		if err != nil {
 			s.observe("refresh", "failure")
 			s.recordLogin(r, claims.Subject, claims.Kind.String(), claims.Slot, audit.ResultFailure, "refresh token no longer valid: "+err.Error(), start, claims.ID)
@@ -150,6 +155,11 @@ func (s *Service) checkService(w http.ResponseWriter, service string) bool {
 }
 
 func (s *Service) loginFailed(w http.ResponseWriter, f *failure) {
+	if f.unavailable {
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", f.message,
+			http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(UnavailableRetryAfter), 10)}})
+		return
+	}
 	if f.retryAfter > 0 {
 		writeOAuthError(w, http.StatusTooManyRequests, "slow_down", f.message,
 			http.Header{"Retry-After": {strconv.FormatInt(secondsCeil(f.retryAfter), 10)}})

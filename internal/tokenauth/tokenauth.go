@@ -91,9 +91,31 @@ type failure struct {
 	message    string        // for the client
 	retryAfter time.Duration // > 0: rate limited
 	bearer     bool          // a bearer token was presented (error="invalid_token")
+	// unavailable: credentials cannot be checked now (identity.ErrUnavailable);
+	// answer 503 with Retry-After, never as if they were wrong.
+	unavailable bool
 }
 
 func (f *failure) Error() string { return f.reason }
+
+// Unwrap makes a failure for want of current identities match
+// identity.ErrUnavailable.
+func (f *failure) Unwrap() error {
+	if f.unavailable {
+		return identity.ErrUnavailable
+	}
+	return nil
+}
+
+// UnavailableRetryAfter is the Retry-After of an answer given because
+// credentials cannot be checked now.
+const UnavailableRetryAfter = time.Second
+
+// unavailable is the failure of a credential check that identities being
+// unconfirmed refused.
+func unavailable(err error) *failure {
+	return &failure{reason: "identities unavailable", message: err.Error(), unavailable: true}
+}
 
 // identify returns the caller's identity: anonymous when the request has no
 // credentials, else the one its Basic or Bearer credentials name.
@@ -101,6 +123,12 @@ func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return auth.Identity{Kind: auth.KindAnonymous, Policy: s.anon}, nil
+	}
+	// A node that cannot confirm its identities are current checks no
+	// credentials: a change made through another node may be missing.
+	if err := s.id.Current(); err != nil {
+		s.observe("identities", "unavailable")
+		return auth.Identity{}, unavailable(err)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch strings.ToLower(scheme) {
@@ -129,6 +157,9 @@ func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
 			return auth.Identity{Kind: auth.KindAnonymous, Policy: s.anon, Bearer: claims}, nil
 		}
 		id, err := s.id.ResolveClaims(claims)
+		if errors.Is(err, identity.ErrUnavailable) {
+			return auth.Identity{}, unavailable(err)
+		}
 		if err != nil {
 			s.observe("bearer", "failure")
 			return auth.Identity{}, &failure{reason: err.Error(), message: "access token no longer valid: " + err.Error(), bearer: true}
@@ -176,11 +207,17 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		s.observe(kind, "failure")
 		return identity.Login{}, &failure{reason: "username too long", message: "invalid username or password"}
 	}
+	if err := s.id.Current(); err != nil {
+		return identity.Login{}, unavailable(err)
+	}
 	var login identity.Login
 	err := s.limiter.Attempt(user, ip, func() (err error) {
 		login, err = s.id.Authenticate(user, pass)
 		return err
 	})
+	if errors.Is(err, identity.ErrUnavailable) {
+		return identity.Login{}, unavailable(err)
+	}
 	var limited *auth.LimitedError
 	if errors.As(err, &limited) {
 		wait := limited.RetryAfter

@@ -187,6 +187,9 @@ func (h *Handler) redirect(w http.ResponseWriter, r *http.Request, rq *request, 
 
 // currentRequest finds the signed-in user of r.
 func (h *Handler) currentRequest(w http.ResponseWriter, r *http.Request) (*request, error) {
+	if err := h.ids.Current(); err != nil {
+		return nil, err
+	}
 	id := cookieValue(r, h.sessionCookieName())
 	sess, err := h.sessions.get(id)
 	if err != nil {
@@ -229,6 +232,10 @@ func signinURL(next string, expired bool) string {
 func (h *Handler) page(fn func(http.ResponseWriter, *http.Request, *request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rq, err := h.currentRequest(w, r)
+		if errors.Is(err, identity.ErrUnavailable) {
+			h.unavailable(w, r)
+			return
+		}
 		if err != nil {
 			http.Redirect(w, r, signinURL(r.URL.RequestURI(), errors.Is(err, errSessionExpired)), http.StatusSeeOther)
 			return
@@ -252,6 +259,10 @@ func (h *Handler) action(fn func(http.ResponseWriter, *http.Request, *request)) 
 			return
 		}
 		rq, err := h.currentRequest(w, r)
+		if errors.Is(err, identity.ErrUnavailable) {
+			h.unavailable(w, r)
+			return
+		}
 		if err != nil {
 			// Nothing is done: the user signs in again and repeats the change.
 			http.Redirect(w, r, signinURL(localReferer(r), true), http.StatusSeeOther)
@@ -406,4 +417,12 @@ func mediaTypeLabel(mt string) string {
 		return "Docker schema 1"
 	}
 	return mt
+}
+
+// unavailable answers 503 when sessions cannot be checked because this
+// node cannot confirm that its identities are current.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	h.renderError(w, r, nil, http.StatusServiceUnavailable, "Temporarily unavailable",
+		"The registry cannot check sign-ins right now (its database is unreachable). Nothing was changed: try again in a moment.")
 }

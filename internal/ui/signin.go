@@ -83,6 +83,10 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		h.renderSignin(w, r, http.StatusUnprocessableEntity, d, "Wrong username or password.")
 		return
 	}
+	if err := h.ids.Current(); err != nil {
+		h.unavailable(w, r)
+		return
+	}
 	ip := h.clientIP(r)
 	start := h.now()
 	var login identity.Login
