@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/identity"
@@ -63,13 +64,26 @@ func openSource(ctx context.Context, setting, dataDir string) (*source, error) {
 		}
 		db.SetMaxOpenConns(4)
 		s := &source{db: db, d: sqldb.NewDialect(sqldb.Postgres), name: "postgres " + name}
+		// A session that just closed can linger in pg_stat_activity for a
+		// moment while its backend exits: look again before refusing.
 		var others int
 		var who sql.NullString
-		err = db.QueryRowContext(ctx, `SELECT count(*), string_agg(DISTINCT COALESCE(NULLIF(application_name, ''), 'unnamed') || ' from ' || COALESCE(host(client_addr), 'local socket'), ', ')
-			FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&others, &who)
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("connect to source database %s: %w", name, err)
+		for attempt := 0; ; attempt++ {
+			err = db.QueryRowContext(ctx, `SELECT count(*), string_agg(DISTINCT COALESCE(NULLIF(application_name, ''), 'unnamed') || ' from ' || COALESCE(host(client_addr), 'local socket'), ', ')
+				FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&others, &who)
+			if err != nil {
+				db.Close()
+				return nil, fmt.Errorf("connect to source database %s: %w", name, err)
+			}
+			if others == 0 || attempt == 10 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				db.Close()
+				return nil, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 		if others > 0 {
 			db.Close()
