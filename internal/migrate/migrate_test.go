@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,10 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/s3store"
-	"github.com/berth-registry/berth/internal/server"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/testutil"
@@ -437,14 +434,10 @@ func TestMigratePostgres(t *testing.T) {
 	}
 	db.Close()
 
-	if servesPostgres(t, dbURL, url) {
-		srv := testutil.StartServer(t, testutil.WithPassword(ownerPassword),
-			testutil.WithArgs("--database", dbURL, "--storage", url), testutil.WithEnv(s3.Env()...))
-		checkServed(t, srv, f, true)
-		srv.Stop()
-	} else {
-		t.Log("berth serve does not run on PostgreSQL in this version; the copy is served after the way back")
-	}
+	srv := testutil.StartServer(t, testutil.WithPassword(ownerPassword),
+		testutil.WithArgs("--database", dbURL, "--storage", url), testutil.WithEnv(s3.Env()...))
+	checkServed(t, srv, f, true)
+	srv.Stop()
 
 	back := filepath.Join(t.TempDir(), "back")
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, s3.Env()...)
@@ -452,7 +445,7 @@ func TestMigratePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameInventory(t, "PostgreSQL+S3 back to SQLite+filesystem", want, sqliteInventory(t, back, nil))
-	srv := testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
+	srv = testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
 	checkServed(t, srv, f, true)
 }
 
@@ -461,23 +454,6 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-// servesPostgres reports whether berth serve runs on PostgreSQL in this
-// version (it refuses, saying so, until every part of berth is there).
-func servesPostgres(t *testing.T, dbURL, storageURL string) bool {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Data, cfg.Database, cfg.Storage = t.TempDir(), dbURL, storageURL
-	srv, err := server.New(t.Context(), cfg, slog.New(slog.DiscardHandler), server.Secrets{OwnerPassword: ownerPassword})
-	if errors.Is(err, server.ErrDatabaseNotSupported) {
-		return false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Close()
-	return true
 }
 
 // copyDir copies a stopped registry's data directory.
