@@ -49,8 +49,12 @@ func (s *Server) underLease(ctx context.Context, name string, fn func(context.Co
 	defer cancel(nil)
 	done := make(chan struct{})
 	defer close(done)
+	every := s.leaseRenewal
+	if every == 0 {
+		every = leaseTTL / 3
+	}
 	go func() {
-		t := time.NewTicker(leaseTTL / 3)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {

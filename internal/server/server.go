@@ -59,8 +59,10 @@ type Server struct {
 	// conns is the connection limiter of the listener being served.
 	conns atomic.Pointer[connLimiter]
 
-	// holder names this process in job leases.
-	holder string
+	// holder names this process in job leases; leaseRenewal is how often
+	// they are renewed (0: a third of leaseTTL).
+	holder       string
+	leaseRenewal time.Duration
 }
 
 // Secrets are settings that never come from the configuration file.
