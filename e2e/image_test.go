@@ -21,7 +21,8 @@ import (
 
 // The container image builds FROM scratch with the local dockerd (nothing
 // is pulled), runs as an unprivileged user with its data in /data, and
-// serves pushes and pulls.
+// serves pushes and pulls: on the defaults, and on PostgreSQL and S3 set
+// by BERTH_DATABASE and BERTH_STORAGE.
 func TestContainerImage(t *testing.T) {
 	requireE2E(t)
 	d := testutil.StartDockerd(t)
@@ -47,11 +48,36 @@ func TestContainerImage(t *testing.T) {
 		t.Errorf("image user and layers = %q, want an unprivileged user and two layers (data dir, binary)", got)
 	}
 
+	t.Run("defaults", func(t *testing.T) { runImage(t, d, tag, nil, nil) })
+	t.Run("postgres+s3", func(t *testing.T) {
+		pg := testutil.StartPostgres(t)
+		gw := testutil.StartS3(t)
+		bucket := gw.NewBucket()
+		db, storage := pg.NewDatabase(), gw.URL(bucket, "image")
+		if why := testutil.PostgresServingRefused(t, pg.NewDatabase(), gw.URL(bucket, "probe"), gw.Env()); why != "" {
+			t.Skipf("berth serve refuses PostgreSQL: %s", why)
+		}
+		env := append([]string{"BERTH_DATABASE=" + db, "BERTH_STORAGE=" + storage}, gw.Env()...)
+		runImage(t, d, tag, env, func(t *testing.T) {
+			view := testutil.Server{Kind: testutil.KindBerth, DataDir: filepath.Join(gw.Dir, bucket, "image")}
+			if n := view.CheckBlobStore(t); n != 3 {
+				t.Errorf("the bucket holds %d blobs, want the image's 3 (config and two layers)", n)
+			}
+		})
+	})
+}
+
+// runImage starts a container of tag with --network host and env, pushes
+// and pulls an image through it, and runs check (if any) on what it stored.
+func runImage(t *testing.T, d *testutil.Dockerd, tag string, env []string, check func(*testing.T)) {
 	port := freeLoopbackPort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	password := testutil.RandomString(20)
-	id := strings.TrimSpace(d.MustRun("run", "-d", "--network", "host",
-		"-e", "BERTH_ADDR="+addr, "-e", "BERTH_OWNER_PASSWORD="+password, tag))
+	args := []string{"run", "-d", "--network", "host", "-e", "BERTH_ADDR=" + addr, "-e", "BERTH_OWNER_PASSWORD=" + password}
+	for _, kv := range env {
+		args = append(args, "-e", kv)
+	}
+	id := strings.TrimSpace(d.MustRun(append(args, tag)...))
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := d.Run("logs", id)
@@ -76,6 +102,9 @@ func TestContainerImage(t *testing.T) {
 		t.Fatalf("pull from the container: %v", err)
 	}
 	verifyImage(t, got, testutil.DigestsOf(t, img))
+	if check != nil {
+		check(t)
+	}
 
 	out := d.MustRun("exec", id, "/berth", "--help")
 	if !strings.Contains(out, "serve") {
