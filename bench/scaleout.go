@@ -264,7 +264,8 @@ func (b *bench) notRun(what string, rows []*row, key string, err error) {
 	}
 	msg := oneLine(err.Error())
 	if len(msg) > 400 {
-		msg = msg[:400] + "…"
+		// The reason is at the end: a process's last words.
+		msg = "…" + msg[len(msg)-400:]
 	}
 	b.res.notes = append(b.res.notes, what+" not run: "+msg)
 }
