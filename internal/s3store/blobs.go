@@ -96,15 +96,21 @@ func (b *Blobs) Touch(ctx context.Context, d digest.Digest) error {
 	return err
 }
 
-// PutSized is Put; the declared size is checked by the caller.
-func (b *Blobs) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Reader) (int64, error) {
+// PutSized stores r as blob d (see Store.PutSized), after recording the
+// push's reference to it.
+func (b *Blobs) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
 	if err := validate(d); err != nil {
 		return 0, err
 	}
 	if err := b.mark(ctx, d); err != nil {
 		return 0, err
 	}
-	return b.Put(ctx, d, r)
+	return b.Store.PutSized(ctx, d, size, r)
+}
+
+// Put is PutSized with the size unknown.
+func (b *Blobs) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	return b.PutSized(ctx, d, -1, r)
 }
 
 // WalkBlobs calls fn for every stored blob with when it was written.

@@ -227,3 +227,24 @@ func TestRedirectChecksSize(t *testing.T) {
 		t.Fatalf("quarantined = %+v, %v", q, err)
 	}
 }
+
+// A monolithic push of a blob whose stored object has another size than
+// the push declares writes the object again, which repairs it.
+func TestPushRepairsObjectOfWrongSize(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	blobs := newBlobs(t, st, storage.UploadLimits{})
+	content, d := storagetest.Random(t, 3<<20)
+	if _, err := blobs.PutSized(ctx, d, int64(len(content)), bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.putObject(ctx, st.blobKey(d), content[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blobs.PutSized(ctx, d, int64(len(content)), bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, st, d); !bytes.Equal(got, content) {
+		t.Fatalf("after the push the object holds %d bytes, want %d", len(got), len(content))
+	}
+}

@@ -233,11 +233,19 @@ func (r *objectReader) Close() error {
 // if the digest matches, so the key never holds wrong or partial content.
 // If the blob is already stored, r is verified but not written again.
 func (s *Store) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	return s.PutSized(ctx, d, -1, r)
+}
+
+// PutSized is Put for content whose length the client declared (size, or
+// -1 if it did not): a stored object of another size is suspect (damaged,
+// or the client lies, which the digest check catches) and is replaced by
+// what the client sends, which repairs it.
+func (s *Store) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
 	if err := validate(d); err != nil {
 		return 0, err
 	}
 	key := s.blobKey(d)
-	if _, err := s.Stat(ctx, d); err == nil {
+	if stored, err := s.Stat(ctx, d); err == nil && (size < 0 || stored == size) {
 		h := d.Algorithm().Hash()
 		n, err := io.Copy(h, r)
 		if err != nil {
