@@ -629,3 +629,95 @@ func TestConvert(t *testing.T) {
 		t.Error("convert of a string to a boolean succeeded")
 	}
 }
+
+func TestOptionsCheck(t *testing.T) {
+	cases := []struct {
+		name string
+		o    Options
+		want string // "" for accepted
+	}{
+		{"defaults to PostgreSQL and S3", Options{FromData: "a", ToDatabase: "postgres://x/db", ToStorage: "s3://b"}, ""},
+		{"back into a data directory", Options{FromDatabase: "postgres://x/db", FromStorage: "s3://b", ToData: "a"}, ""},
+		{"blobs stay, metadata moves", Options{FromData: "a", ToData: "a", ToDatabase: "postgres://x/db"}, ""},
+		{"no source", Options{ToData: "b"}, "--from-data"},
+		{"source storage missing", Options{FromDatabase: "postgres://x/db", ToData: "b"}, "--from-data"},
+		{"no target", Options{FromData: "a"}, "--to-data"},
+		{"same SQLite file", Options{FromData: "a", ToData: "./a"}, "same SQLite database"},
+		{"same PostgreSQL database", Options{FromDatabase: "postgres://x/db", FromStorage: "s3://b", ToDatabase: "postgres://x/db", ToStorage: "s3://c"}, "same database"},
+	}
+	for _, tc := range cases {
+		err := tc.o.check()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// concurrency wraps a content store and records the most Puts in flight.
+type concurrency struct {
+	blobTarget
+	in, most atomic.Int32
+}
+
+func (c *concurrency) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	n := c.in.Add(1)
+	defer c.in.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	time.Sleep(20 * time.Millisecond) // let the others overlap
+	return c.blobTarget.Put(ctx, d, r)
+}
+
+// TestBlobCopyBound: blobs are copied several at once, never more than
+// --parallel, and each is verified: content that does not match its digest
+// is refused by the target store and reported.
+func TestBlobCopyBound(t *testing.T) {
+	srcDir := t.TempDir()
+	src, err := storage.NewFS(srcDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []blobRef
+	for i := range 12 {
+		b := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		d := digest.FromBytes(b)
+		if _, err := src.Put(t.Context(), d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, blobRef{d, int64(len(b))})
+	}
+	dstFS, err := storage.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := &concurrency{blobTarget: dstFS}
+	bc := &blobCopy{src: src, dst: dst, parallel: 3}
+	if err := bc.run(t.Context(), refs); err != nil {
+		t.Fatal(err)
+	}
+	if m := dst.most.Load(); m > 3 || m < 2 {
+		t.Fatalf("%d blobs copied at once, want 2 or 3 with --parallel 3", m)
+	}
+	if bc.copied != 12 {
+		t.Fatalf("%d copied, want 12", bc.copied)
+	}
+	// A source blob whose content is not its digest's.
+	bad := digest.FromString("something else")
+	refs = append(refs, blobRef{bad, 1000})
+	hx, bx := refs[0].digest.Encoded(), bad.Encoded()
+	badPath := filepath.Join(srcDir, "blobs", "sha256", bx[:2], bx)
+	if err := os.MkdirAll(filepath.Dir(badPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(srcDir, "blobs", "sha256", hx[:2], hx), badPath); err != nil {
+		t.Fatal(err)
+	}
+	bc = &blobCopy{src: src, dst: dst, parallel: 3}
+	err = bc.run(t.Context(), refs)
+	if err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+		t.Fatalf("err %v, want the damaged blob reported", err)
+	}
+	if _, err := dstFS.Stat(t.Context(), bad); !errors.Is(err, storage.ErrBlobNotFound) {
+		t.Fatalf("the damaged blob was stored in the target (%v)", err)
+	}
+}
