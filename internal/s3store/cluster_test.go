@@ -247,4 +247,22 @@ func TestPushRepairsObjectOfWrongSize(t *testing.T) {
 	if got := readAll(t, st, d); !bytes.Equal(got, content) {
 		t.Fatalf("after the push the object holds %d bytes, want %d", len(got), len(content))
 	}
+	// The same through an upload session, for a blob within one part.
+	small, sd := storagetest.Random(t, 5000)
+	if _, err := blobs.Put(ctx, sd, bytes.NewReader(small)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.putObject(ctx, st.blobKey(sd), small[:10]); err != nil {
+		t.Fatal(err)
+	}
+	u, err := blobs.StartUpload(ctx, "r", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blobs.Commit(ctx, u.ID, sd, bytes.NewReader(small)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, st, sd); !bytes.Equal(got, small) {
+		t.Fatalf("after the chunked push the object holds %d bytes, want %d", len(got), len(small))
+	}
 }

@@ -281,7 +281,8 @@ func (s *Store) finish(ctx context.Context, ss *session, st UploadState, end *Up
 				return storage.ErrDigestMismatch
 			}
 		}
-		if _, err := s.Stat(ctx, d); err == nil {
+		// Stored already, unless in another size (damaged: this repairs it).
+		if n, err := s.Stat(ctx, d); err == nil && n == size {
 			return nil
 		}
 		if err := s.putObject(ctx, s.blobKey(d), ss.buf[:ss.fill]); err != nil {
