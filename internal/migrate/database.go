@@ -124,6 +124,32 @@ func openSource(ctx context.Context, setting, dataDir string) (*source, error) {
 	return &source{db: db, d: sqldb.NewDialect(sqldb.SQLite), name: "sqlite " + path}, nil
 }
 
+// openReadOnly opens a database to look at it (a dry run's target),
+// changing nothing: no migrations, and SQLite in read-only mode.
+func openReadOnly(ctx context.Context, setting, dataDir string) (*source, error) {
+	if setting != "" {
+		if !sqldb.IsPostgresURL(setting) {
+			return nil, fmt.Errorf("database %q: want a postgres:// URL", sqldb.Redact(setting))
+		}
+		name := sqldb.Redact(setting)
+		db, err := sql.Open("pgx", setting)
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", name, err)
+		}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("connect to database %s: %w", name, err)
+		}
+		return &source{db: db, d: sqldb.NewDialect(sqldb.Postgres), name: "postgres " + name}, nil
+	}
+	path := filepath.Join(dataDir, sqldb.SQLiteFile)
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return &source{db: db, d: sqldb.NewDialect(sqldb.SQLite), name: "sqlite " + path}, nil
+}
+
 // versions returns the schema version of each component that has a
 // version table in q.
 func versions(ctx context.Context, q queryer, e sqldb.Engine) (map[string]int, error) {

@@ -445,19 +445,19 @@ func dryRun(ctx context.Context, o Options, rep *Report, src *source, srcTables 
 		exists = err == nil
 	}
 	if exists {
-		db, err := sqldb.Open(ctx, o.ToDatabase, o.ToData)
+		db, err := openReadOnly(ctx, o.ToDatabase, o.ToData)
 		if err != nil {
 			return fmt.Errorf("target: %w", err)
 		}
 		defer db.Close()
-		dbName = db.String()
-		dstTables, err := readSchema(ctx, db.W().SQL(), db.Engine())
+		dbName = db.name
+		dstTables, err := readSchema(ctx, db.db, db.d.Engine())
 		if err != nil {
-			return fmt.Errorf("target database %s: %w", db, err)
+			return fmt.Errorf("target database %s: %w", db.name, err)
 		}
-		st, err := targetState(ctx, db.W().SQL(), dstTables, srcID)
+		st, err := targetState(ctx, db.db, dstTables, srcID)
 		if err != nil {
-			return fmt.Errorf("target database %s: %w", db, err)
+			return fmt.Errorf("target database %s: %w", db.name, err)
 		}
 		if st.completed != 0 {
 			rep.AlreadyDone, rep.CompletedAt = true, time.UnixMilli(st.completed)

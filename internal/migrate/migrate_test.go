@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -352,6 +353,17 @@ func TestMigrateToS3AndBack(t *testing.T) {
 	}
 	interrupted := rep.BlobsCopied
 
+	// A dry run now sees the blobs already copied.
+	dry := o
+	dry.afterBlob, dry.DryRun = nil, true
+	rep, err = Run(t.Context(), dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.BlobsSkipped < interrupted || rep.BlobsCopied == 0 {
+		t.Fatalf("dry run after the interruption: %d already there, %d to copy", rep.BlobsSkipped, rep.BlobsCopied)
+	}
+
 	o.afterBlob = nil
 	rep, err = Run(t.Context(), o)
 	if err != nil {
@@ -408,6 +420,15 @@ func TestMigratePostgres(t *testing.T) {
 	dbURL := pg.NewDatabase()
 	want := sqliteInventory(t, f.dataDir, nil)
 
+	// A dry run changes nothing in the database, not even a table.
+	if _, err := Run(t.Context(), Options{FromData: f.dataDir, ToDatabase: dbURL, ToStorage: url, DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+	var tables int
+	if err := execPostgres(t, dbURL, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()`, &tables); err != nil || tables != 0 {
+		t.Fatalf("after a dry run the database has %d tables (%v)", tables, err)
+	}
+
 	rep, err := Run(t.Context(), Options{FromData: f.dataDir, ToDatabase: dbURL, ToStorage: url})
 	if err != nil {
 		t.Fatal(err)
@@ -454,6 +475,18 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// execPostgres reads one value from the database at url, on a connection
+// of its own that it closes.
+func execPostgres(t *testing.T, url, query string, v any) error {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.QueryRowContext(t.Context(), query).Scan(v)
 }
 
 // copyDir copies a stopped registry's data directory.
