@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +65,8 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 		return err
 	}
 	defer f.Close()
-	if e := rg.checkBlob(req, d, f, size); e != nil {
+	content, e := rg.checkBlob(req, d, f, size)
+	if e != nil {
 		return e
 	}
 	h := req.w.Header()
@@ -73,7 +76,7 @@ func (rg *Registry) getBlob(req *request, d digest.Digest) error {
 	h.Set("Cache-Control", "max-age=31536000")
 	// ServeContent handles Range, If-None-Match and HEAD, and hands the file
 	// to sendfile; its plain-text error answers (416) become OCI errors.
-	http.ServeContent(&ociErrors{ResponseWriter: req.w}, req.r, "", timeZero, f)
+	http.ServeContent(&ociErrors{ResponseWriter: req.w}, req.r, "", timeZero, content)
 	return nil
 }
 
@@ -121,10 +124,10 @@ const verifyOnServeMax = 1 << 20
 // content is gone as far as anyone can use it, a pull fails either way,
 // and a push that asks (HEAD) is told to upload it again, which is what
 // repairs it.
-func (rg *Registry) checkBlob(req *request, d digest.Digest, f io.ReadSeeker, want int64) error {
+func (rg *Registry) checkBlob(req *request, d digest.Digest, f io.ReadSeeker, want int64) (io.ReadSeeker, error) {
 	b, err := storage.Opened(d, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	why := storage.Damage{Digest: d, Size: b.Size, ExpectedSize: want, FoundBy: "serve"}
 	problem := fmt.Sprintf("%d bytes stored, %d expected", b.Size, want)
@@ -132,24 +135,37 @@ func (rg *Registry) checkBlob(req *request, d digest.Digest, f io.ReadSeeker, wa
 	case b.Size != want:
 	case want <= verifyOnServeMax:
 		h := d.Algorithm().Hash()
-		if _, err := io.Copy(h, f); err != nil {
-			return fmt.Errorf("verify blob %s: %w", d, err)
+		// A file is read again from the page cache (and sent with
+		// sendfile); the content of any other store (an object store, a
+		// request away) is kept from this one read, at most
+		// verifyOnServeMax bytes.
+		_, isFile := f.(*os.File)
+		var kept bytes.Buffer
+		w := io.Writer(h)
+		if !isFile {
+			w = io.MultiWriter(h, &kept)
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("verify blob %s: %w", d, err)
+		if _, err := io.Copy(w, io.LimitReader(f, want+1)); err != nil {
+			return nil, fmt.Errorf("verify blob %s: %w", d, err)
 		}
 		if why.ActualDigest = digest.NewDigest(d.Algorithm(), h); why.ActualDigest == d {
-			return nil
+			if !isFile {
+				return bytes.NewReader(kept.Bytes()), nil
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("verify blob %s: %w", d, err)
+			}
+			return f, nil
 		}
 		problem = "its content hashes to " + why.ActualDigest.String()
 	default:
-		return nil
+		return f, nil
 	}
 	moved, err := rg.blobs.Quarantine(req.r.Context(), b, why)
 	rg.log.Error("damaged blob refused; push it again to repair it", "digest", d, "repository", req.rt.name,
 		"size", b.Size, "expected_size", want, "actual_digest", why.ActualDigest, "quarantined", moved, "err", err)
 	rg.damage(why)
-	return newError(CodeBlobUnknown, "blob %s is damaged on the server (%s): push it again", d, problem)
+	return nil, newError(CodeBlobUnknown, "blob %s is damaged on the server (%s): push it again", d, problem)
 }
 
 // ociErrors turns the plain-text error responses that net/http helpers

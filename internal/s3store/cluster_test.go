@@ -7,8 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,5 +267,55 @@ func TestPushRepairsObjectOfWrongSize(t *testing.T) {
 	}
 	if got := readAll(t, st, sd); !bytes.Equal(got, small) {
 		t.Fatalf("after the chunked push the object holds %d bytes, want %d", len(got), len(small))
+	}
+}
+
+// A small blob, hashed before it is served, is read from the object store
+// once: what was read for the check is what is sent.
+func TestSmallBlobReadOnce(t *testing.T) {
+	ctx := context.Background()
+	gw := testutil.StartS3(t)
+	for _, kv := range gw.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	target, err := neturl.Parse(gw.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gets atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			gets.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer counting.Close()
+	bucket := gw.NewBucket()
+	cfg, err := ParseURL("s3://" + bucket + "/reg?endpoint=" + counting.URL + "&region=" + gw.Region + "&path-style=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := newMeta(t)
+	reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
+	content, d := storagetest.Random(t, 100000)
+	w := httptest.NewRecorder()
+	reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/app/blobs/uploads/?digest="+d.String(), bytes.NewReader(content)))
+	if w.Code != http.StatusCreated {
+		t.Fatalf("push: %d %s", w.Code, w.Body)
+	}
+	gets.Store(0)
+	w = httptest.NewRecorder()
+	reg.ServeHTTP(w, httptest.NewRequest("GET", "/v2/app/blobs/"+d.String(), nil))
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), content) {
+		t.Fatalf("GET: %d, %d bytes", w.Code, w.Body.Len())
+	}
+	if n := gets.Load(); n != 1 {
+		t.Errorf("GET of a small blob made %d GETs of the object, want 1", n)
 	}
 }
