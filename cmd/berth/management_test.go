@@ -438,3 +438,28 @@ func TestCLIUnreachable(t *testing.T) {
 	c = newCLI(t, map[string]string{"BERTH_USERNAME": "x"})
 	c.fails("set both BERTH_USERNAME and BERTH_PASSWORD", "token", "list")
 }
+
+// TestCLISigningKeys: rotate adds a key that signs later, list shows which
+// one signs, retire refuses the signing key and removes an old one.
+func TestCLISigningKeys(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	before := jsonOut[api.List[identity.SigningKey]](t, c.ok("signing-key", "list", "-o", "json"))
+	if len(before.Value) != 1 || !before.Value[0].Signing || before.Value[0].ID == "" {
+		t.Fatalf("signing keys at start: %+v", before)
+	}
+	out := c.ok("signing-key", "rotate")
+	if !strings.Contains(out, "signs new tokens from") {
+		t.Errorf("signing-key rotate:\n%s", out)
+	}
+	out = c.ok("signing-key", "list")
+	if !regexp.MustCompile(before.Value[0].ID + `\s.*\syes`).MatchString(out) {
+		t.Errorf("signing-key list right after rotate: the old key should still sign:\n%s", out)
+	}
+	after := jsonOut[api.List[identity.SigningKey]](t, c.ok("signing-key", "list", "-o", "json"))
+	if len(after.Value) != 2 {
+		t.Fatalf("signing keys after rotate: %+v", after)
+	}
+	c.fails("signs now", "signing-key", "retire", before.Value[0].ID)
+	c.fails("not found", "signing-key", "retire", "no-such-kid")
+}

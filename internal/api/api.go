@@ -169,6 +169,9 @@ func (h *Handler) routes() []route {
 		{"GET /api/v1/admin", h.getAdmin, managementOnly},
 		{"PATCH /api/v1/admin", h.updateAdmin, managementOnly},
 		{"POST /api/v1/admin/regenerateCredential", h.regenerateAdminCredential, managementOnly},
+		{"GET /api/v1/signingKeys", h.listSigningKeys, managementOnly},
+		{"POST /api/v1/signingKeys", h.rotateSigningKey, managementOnly},
+		{"DELETE /api/v1/signingKeys/{kid}", h.retireSigningKey, managementOnly},
 
 		{"GET /api/v1/users", h.listUsers, managementOnly},
 		{"GET /api/v1/users/{name}", h.getUser, managementOnly},

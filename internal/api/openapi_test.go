@@ -13,6 +13,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/gc"
+	"github.com/berth-registry/berth/internal/identity"
 )
 
 type openAPIDoc struct {
@@ -131,6 +132,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"GCReport":                    gc.Report{},
 		"FsckRequest":                 FsckRequest{},
 		"FsckReport":                  fsck.Report{},
+		"SigningKey":                  identity.SigningKey{},
+		"SigningKeyList":              List[identity.SigningKey]{},
 	}
 	for name, v := range types {
 		s := doc.Components.Schemas[name]

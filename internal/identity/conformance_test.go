@@ -2,6 +2,8 @@ package identity_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -99,6 +101,7 @@ var conformance = []struct {
 	{"DatabaseEnforcesRules", testDatabaseEnforcesRules},
 	{"RulesHoldAgainstAStaleNode", testRulesHoldAgainstAStaleNode},
 	{"LastOwnerRace", testLastOwnerRace},
+	{"SigningKeyRotation", testSigningKeyRotation},
 }
 
 func runConformance(t *testing.T, b backend) {
@@ -769,5 +772,97 @@ func TestMigrateInPlace(t *testing.T) {
 	defer s2.Close()
 	if _, err := s2.Authenticate("fresh", creds.Passwords[0].Value); err != nil {
 		t.Errorf("after reopening: %v", err)
+	}
+}
+
+// kidOf returns the key id in a JWT's header.
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(tok, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(b, &hdr); err != nil || hdr.Kid == "" {
+		t.Fatalf("header %s: %v", b, err)
+	}
+	return hdr.Kid
+}
+
+// testSigningKeyRotation: a new key is known to every node before any
+// signs with it, tokens signed with the old key keep verifying on every
+// node, and retiring the old key ends them everywhere.
+func testSigningKeyRotation(t *testing.T, b backend) {
+	ctx := context.Background()
+	place := b.place(t)
+	clk := &clock{t: time.Now()}
+	s1 := b.service(t, place, clk)
+	s2 := b.service(t, place, clk)
+	sync := func() {
+		if b.engine == sqldb.SQLite { // no feed: one process per database
+			if err := s2.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	login, err := s1.Authenticate("owner", "owner-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _, err := s1.Signer().IssueAccess(login.Subject, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKid := kidOf(t, old)
+	k, err := s1.RotateSigningKey(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ID == oldKid || !k.ActiveFrom.Equal(clk.now().UTC().Add(identity.KeyPublishDelay).Truncate(time.Millisecond)) && !k.ActiveFrom.After(clk.now()) {
+		t.Fatalf("new key %+v", k)
+	}
+	sync()
+	// Published, not yet signing.
+	for i, s := range []*identity.Service{s1, s2} {
+		tok, _, err := s.Signer().IssueAccess(login.Subject, nil)
+		if err != nil || kidOf(t, tok) != oldKid {
+			t.Errorf("node %d signs with %s before the new key's time, want %s (%v)", i+1, kidOf(t, tok), oldKid, err)
+		}
+		keys, err := s.SigningKeys(owner)
+		if err != nil || len(keys) != 2 || keys[1].ID != k.ID || keys[1].Signing || !keys[0].Signing {
+			t.Errorf("node %d keys %+v, %v", i+1, keys, err)
+		}
+	}
+	clk.add(identity.KeyPublishDelay)
+	fresh, _, err := s1.Signer().IssueAccess(login.Subject, nil)
+	if err != nil || kidOf(t, fresh) != k.ID {
+		t.Fatalf("after the publish delay node 1 signs with %s, want %s (%v)", kidOf(t, fresh), k.ID, err)
+	}
+	for i, s := range []*identity.Service{s1, s2} {
+		for name, tok := range map[string]string{"old": old, "new": fresh} {
+			if _, err := s.Verifier().VerifyAccess(tok); err != nil {
+				t.Errorf("node %d: token signed with the %s key: %v", i+1, name, err)
+			}
+		}
+	}
+	if err := s1.RetireSigningKey(ctx, owner, k.ID); !errors.Is(err, identity.ErrForbidden) {
+		t.Errorf("retiring the key that signs: %v, want ErrForbidden", err)
+	}
+	if err := s1.RetireSigningKey(ctx, owner, oldKid); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	for i, s := range []*identity.Service{s1, s2} {
+		if _, err := s.Verifier().VerifyAccess(old); err == nil {
+			t.Errorf("node %d: a token of the retired key still verifies", i+1)
+		}
+		if _, err := s.Verifier().VerifyAccess(fresh); err != nil {
+			t.Errorf("node %d: after retiring the old key: %v", i+1, err)
+		}
+	}
+	reader := auth.Identity{Kind: auth.KindUser, Name: "r", Role: auth.RoleReader}
+	if _, err := s1.RotateSigningKey(ctx, reader); !errors.Is(err, identity.ErrForbidden) {
+		t.Errorf("a reader rotated the signing key: %v", err)
 	}
 }

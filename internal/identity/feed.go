@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -66,8 +67,9 @@ type feed struct {
 func (s *Service) startFeed(ctx context.Context) (*feed, error) {
 	node := s.opts.Node
 	if node == "" {
+		// Unique per Service, even for two in one process.
 		host, _ := os.Hostname()
-		node = host + ":" + strconv.Itoa(os.Getpid())
+		node = host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:8]
 	}
 	f := &feed{s: s, node: node, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	if err := f.check(ctx); err != nil {

@@ -18,6 +18,8 @@ type state struct {
 	tokens    map[string]*principal
 	users     map[string]*principal
 	admin     *principal
+	keys      []*signingKey
+	verifier  *auth.Verifier
 	// version is the identity version the state is at: every change
 	// increments it in its transaction.
 	version int64
@@ -68,6 +70,7 @@ func (s *Service) install(st *state) {
 	}
 	keep(s.admin, st.admin)
 	s.scopeMaps, s.tokens, s.users, s.admin = st.scopeMaps, st.tokens, st.users, st.admin
+	s.keys, s.verifier = st.keys, st.verifier
 	s.version = st.version
 }
 
@@ -75,6 +78,9 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 	st := &state{scopeMaps: make(map[string]*scopeMap), tokens: make(map[string]*principal), users: make(map[string]*principal)}
 	if err := tx.QueryRowContext(ctx, `SELECT version FROM identity_state WHERE id = 1`).Scan(&st.version); err != nil {
 		return nil, fmt.Errorf("load identity version: %w", err)
+	}
+	if err := s.readKeys(ctx, tx, st); err != nil {
+		return nil, err
 	}
 	for _, b := range auth.BuiltinScopeMaps() {
 		st.scopeMaps[b.Name] = &scopeMap{def: b, policy: auth.MustCompile(b)}

@@ -96,6 +96,19 @@ var sqliteMigrations = []string{
 		version INTEGER NOT NULL
 	);
 	INSERT INTO identity_state(id, version) VALUES (1, 0);`,
+	signingKeysTable("INTEGER"),
+}
+
+// signingKeysTable holds the keys that sign and verify tokens, by key id
+// (the JWT header's kid). Open moves the one key older databases kept in
+// settings here.
+func signingKeysTable(bigint string) string {
+	return `CREATE TABLE signing_keys (
+		kid TEXT PRIMARY KEY,
+		private_key TEXT NOT NULL,
+		created_at ` + bigint + ` NOT NULL,
+		active_from ` + bigint + ` NOT NULL
+	);`
 }
 
 // postgresMigrations create the schema as SQLite's is at version 1. The
@@ -181,6 +194,7 @@ var postgresMigrations = []string{
 		applied_version BIGINT NOT NULL,
 		seen_at BIGINT NOT NULL
 	);`,
+	signingKeysTable("BIGINT"),
 }
 
 // dbRule turns the database refusing a change for one of its rules into

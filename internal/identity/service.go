@@ -117,8 +117,6 @@ type Service struct {
 	audit *audit.Log
 	now   func() time.Time
 
-	signer   *auth.Signer
-	verifier *auth.Verifier
 
 	// writeMu serialises changes, from validation through the transaction
 	// to applying them. Only its holder changes the state below, so it may
@@ -134,6 +132,10 @@ type Service struct {
 	admin     *principal
 	// version is the identity version memory is at (see state).
 	version int64
+	// keys are the signing keys by activation, verifier checks tokens
+	// signed with any of them.
+	keys     []*signingKey
+	verifier *auth.Verifier
 	// committed is the version the last change of this node committed,
 	// for apply; its holder is writeMu's.
 	committed int64
@@ -219,24 +221,21 @@ func Open(ctx context.Context, db *sqldb.DB, opts Options) (*Service, error) {
 	s := &Service{db: db, opts: opts, log: opts.Logger, audit: opts.Audit, now: opts.Now,
 		argon: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 		stop:  make(chan struct{}), done: make(chan struct{})}
-	key, err := s.signingKey(ctx)
-	if err != nil {
-		return nil, err
+	if _, err := auth.NewVerifier(s.tokenConfig(), auth.GenerateSigningKey().Public().(ed25519.PublicKey)); err != nil {
+		return nil, err // the token lifetimes are wrong
 	}
-	cfg := auth.TokenConfig{Issuer: opts.RegistryName, Audience: opts.RegistryName, AccessTTL: opts.AccessTTL, RefreshTTL: opts.RefreshTTL, Now: opts.Now}
-	if s.signer, err = auth.NewSigner(key, cfg); err != nil {
-		return nil, err
-	}
-	if s.verifier, err = auth.NewVerifier(cfg, key.Public().(ed25519.PublicKey)); err != nil {
+	if err := s.ensureSigningKey(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
 	if db.Engine() == sqldb.Postgres && opts.Feed == FeedAuto {
-		if s.feed, err = s.startFeed(ctx); err != nil {
+		f, err := s.startFeed(ctx)
+		if err != nil {
 			return nil, err
 		}
+		s.feed = f
 	}
 	if err := s.bootstrapOwner(ctx); err != nil {
 		s.stopFeed()
@@ -258,9 +257,6 @@ func (s *Service) Close() {
 	s.stopFeed()
 }
 
-// Signer and Verifier issue and check access tokens.
-func (s *Service) Signer() *auth.Signer     { return s.signer }
-func (s *Service) Verifier() *auth.Verifier { return s.verifier }
 
 // RegistryName is the registry's name (the admin username, the token service).
 func (s *Service) RegistryName() string { return s.opts.RegistryName }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -220,4 +221,58 @@ func TestFailClosedWithoutDatabase(t *testing.T) {
 	if code, _, out := call(t, "GET", c.nodes[1].URL+"/v2/", "", basic("ci-token", pw)); code != http.StatusUnauthorized {
 		t.Errorf("node 2 after the token was deleted on node 1: %d %s", code, out)
 	}
+}
+
+// TestSigningKeyRotationAcrossNodes: a key rotated through one node is
+// known to every node before any signs with it, so tokens issued before
+// and after the rotation work on every node throughout.
+func TestSigningKeyRotationAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	pw := c.createToken(t, 0, "ci-token", `{"properties":{"scopeMapId":"_repositories_pull","credentials":{"passwords":[{"name":"password1"}]}}}`)
+	before := accessToken(t, c.nodes[0], "ci-token", pw, "repository:app:pull")
+	out := c.mustAPI(t, 1, "POST", "/api/v1/signingKeys", "", http.StatusCreated)
+	var k struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k.Kid == "" {
+		t.Fatalf("rotate: %s", out)
+	}
+	works := func(tok, when string) {
+		t.Helper()
+		for i, n := range c.nodes {
+			if code, _, out := call(t, "GET", n.URL+"/v2/", "", bearer(tok)); code != http.StatusOK {
+				t.Errorf("node %d, token issued %s: %d %s", i+1, when, code, out)
+			}
+		}
+	}
+	works(before, "before the rotation")
+	// Each node switches to the new key at its activation time; until
+	// then it signs with the old one, and every token works everywhere.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		tok := accessToken(t, c.nodes[i%3], "ci-token", pw, "repository:app:pull")
+		works(tok, "during the rotation")
+		if kidOf(t, tok) == k.Kid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no node signs with the new key")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	works(before, "before the rotation, after the new key signs")
+}
+
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(tok, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.Kid
 }
