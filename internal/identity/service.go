@@ -117,7 +117,6 @@ type Service struct {
 	audit *audit.Log
 	now   func() time.Time
 
-
 	// writeMu serialises changes, from validation through the transaction
 	// to applying them. Only its holder changes the state below, so it may
 	// read that state without mu.
@@ -256,7 +255,6 @@ func (s *Service) Close() {
 	<-s.done
 	s.stopFeed()
 }
-
 
 // RegistryName is the registry's name (the admin username, the token service).
 func (s *Service) RegistryName() string { return s.opts.RegistryName }
