@@ -173,11 +173,16 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 	}
 
+	var total int64
+	for _, b := range refs {
+		total += b.size
+	}
+	o.say("blobs: %d referenced (%s), copying those the target lacks, %d at once", len(refs), bytesText(total), o.Parallel)
 	bc := &blobCopy{src: srcStore.(blobSource), dst: dstStore.(blobTarget), parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
 	err = bc.run(ctx, refs)
 	rep.BlobsCopied, rep.BytesCopied, rep.BlobsSkipped, rep.BytesSkipped = bc.copied, bc.copiedBytes, bc.skipped, bc.skipByte
 	if ctx.Err() != nil {
-		return rep, fmt.Errorf("interrupted after copying %d blobs; no metadata was copied: run the same command again to continue (blobs already copied are skipped)", bc.copied)
+		return rep, fmt.Errorf("interrupted after copying %d blobs; no metadata was copied: run the same command again to continue (blobs already copied are skipped): %w", bc.copied, context.Cause(ctx))
 	}
 	if err != nil {
 		return rep, fmt.Errorf("%d of %d blobs could not be copied, so no metadata was copied; the target keeps the blobs copied so far, and running the same command again after fixing the cause continues:\n%w",
@@ -188,10 +193,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err != nil {
 		return rep, fmt.Errorf("source database %s: %w", src.name, err)
 	}
+	o.say("metadata: copying %d tables in one transaction", len(plan))
 	if err := copyMetadata(ctx, src, db, plan, floors, srcID, rep); err != nil {
 		return rep, fmt.Errorf("copy metadata to %s (nothing of it was kept; run the same command again): %w", db, err)
 	}
 	return rep, nil
+}
+
+// say writes a progress line, if o has somewhere to write it.
+func (o *Options) say(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format+"\n", args...)
+	}
 }
 
 func (o *Options) check() error {

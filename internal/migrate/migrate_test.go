@@ -462,8 +462,16 @@ func TestMigratePostgres(t *testing.T) {
 
 	back := filepath.Join(t.TempDir(), "back")
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, s3.Env()...)
-	if _, err := runBerth(t, env, "migrate", "--from-database", dbURL, "--from-storage", url, "--to-data", back); err != nil {
+	out, err := runBerth(t, env, "migrate", "--from-database", dbURL, "--from-storage", url, "--to-data", back, "-o", "json")
+	if err != nil {
 		t.Fatal(err)
+	}
+	var report struct {
+		BlobsCopied int64            `json:"blobsCopied"`
+		Rows        map[string]int64 `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil || report.BlobsCopied != rep.BlobsCopied || report.Rows["manifests"] != rep.Rows["manifests"] {
+		t.Fatalf("berth migrate -o json: %v: %+v, want the %d blobs and %d manifests copied there\n%s", err, report, rep.BlobsCopied, rep.Rows["manifests"], out)
 	}
 	sameInventory(t, "PostgreSQL+S3 back to SQLite+filesystem", want, sqliteInventory(t, back, nil))
 	srv = testutil.StartServer(t, testutil.WithDataDir(back), testutil.WithPassword(ownerPassword))
