@@ -120,6 +120,14 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return rep, fmt.Errorf("source: %s holds no blobs directory (give --from-storage for S3)", o.FromData)
 	}
 	rep.Source = src.name + ", " + srcStoreName
+	if fs, ok := srcStore.(*storage.FS); ok {
+		// The filesystem keeps its upload sessions in files, not the table.
+		ups, err := fs.Uploads()
+		if err != nil {
+			return rep, fmt.Errorf("source storage %s: %w", srcStoreName, err)
+		}
+		rep.Uploads += int64(len(ups))
+	}
 	refs, err := referencedBlobs(ctx, src)
 	if err != nil {
 		return rep, err

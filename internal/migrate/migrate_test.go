@@ -113,6 +113,16 @@ func fillRegistry(t *testing.T) filled {
 	}
 	f.tokenName, f.tokenPassword = "ci-reader", tok.Credentials.Passwords[0].Value
 	cli.must("user", "create", "-n", "alice", "--role", "reader", "-p", alicePassword)
+
+	// An upload session left open, which is not copied.
+	resp, err := srv.Client(t, ctx, "repository:app/web:pull,push").Post(srv.URL+"/v2/app/web/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("start an upload: %s", resp.Status)
+	}
 	srv.Stop()
 	return f
 }
@@ -376,6 +386,9 @@ func TestMigrateToS3AndBack(t *testing.T) {
 	}
 	if rep.Orphans == 0 {
 		t.Fatal("the deleted repository's blobs were not reported as orphans")
+	}
+	if rep.Uploads != 1 {
+		t.Fatalf("%d upload sessions reported as not copied, want the 1 left open", rep.Uploads)
 	}
 	if rep.Rows["users"] != 2 || rep.Rows["tokens"] != 1 || rep.Rows["scope_maps"] != 1 || rep.Rows["repositories"] == 0 {
 		t.Fatalf("rows copied: %v", rep.Rows)
