@@ -463,3 +463,23 @@ func TestCLISigningKeys(t *testing.T) {
 	c.fails("signs now", "signing-key", "retire", before.Value[0].ID)
 	c.fails("not found", "signing-key", "retire", "no-such-kid")
 }
+
+// TestCLIUntagWithDelete: untagging takes metadata/write or content/delete,
+// on every face; a login whose token has content/delete alone may untag with
+// the CLI too, which asks the token endpoint for both.
+func TestCLIUntagWithDelete(t *testing.T) {
+	srv := startServer(t)
+	srv.putManifest(t, "team/app", "v1")
+	srv.putManifest(t, "team/app", "v2")
+	owner := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	tok := jsonOut[api.Token](t, owner.ok("token", "create", "-n", "team-deleter", "--repository", "team/*", "content/delete", "-o", "json"))
+	c := newCLI(t, nil)
+	if out, _, err := c.run(tok.Properties.Credentials.Passwords[0].Value+"\n", "login", srv.url, "-u", "team-deleter", "--password-stdin"); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	c.ok("repository", "untag", "--image", "team/app:v2")
+	tags := jsonOut[[]api.Tag](t, owner.ok("repository", "show-tags", "-n", "team/app", "-o", "json"))
+	if len(tags) != 1 || tags[0].Name != "v1" {
+		t.Errorf("after untag: %+v", tags)
+	}
+}

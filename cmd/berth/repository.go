@@ -250,7 +250,9 @@ func newRepositoryUntagCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c.withScopes(repoScope(repo, "metadata_write"))
+			// Untagging takes metadata/write or content/delete (the
+			// operation table): ask for both, the token gets what is allowed.
+			c.withScopes(repoScope(repo, "metadata_write", "delete"))
 			if err := c.do(cmd.Context(), "DELETE", "repositories/"+repo+"/_tags/"+tag, nil, nil, nil); err != nil {
 				return err
 			}
