@@ -36,11 +36,18 @@ type deleter interface {
 	Delete(ctx context.Context, d digest.Digest) error
 }
 
+// contentStore is a content store on either side: the filesystem
+// (storage.FS) or S3 (s3store.Store).
+type contentStore interface {
+	blobSource
+	blobTarget
+}
+
 // openStore opens the content store that setting names (an s3:// URL), or
 // the filesystem under dataDir. A source filesystem must exist; a target
-// one is created, unless create is false (a dry run), when a missing one
-// is returned as nil.
-func openStore(ctx context.Context, setting, dataDir string, create bool) (store any, name string, err error) {
+// one is created, unless create is false (a source, or a dry run's
+// target), when a missing one is returned as nil.
+func openStore(ctx context.Context, setting, dataDir string, create bool) (store contentStore, name string, err error) {
 	if setting != "" {
 		cfg, err := s3store.ParseURL(setting)
 		if err != nil {
@@ -58,13 +65,19 @@ func openStore(ctx context.Context, setting, dataDir string, create bool) (store
 	name = "filesystem " + dataDir
 	if create {
 		fs, err := storage.NewFS(dataDir)
-		return fs, name, err
+		if err != nil {
+			return nil, name, err
+		}
+		return fs, name, nil
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "blobs")); errors.Is(err, os.ErrNotExist) {
 		return nil, name, nil
 	}
 	fs, err := storage.OpenFS(dataDir)
-	return fs, name, err
+	if err != nil {
+		return nil, name, err
+	}
+	return fs, name, nil
 }
 
 // blobRef is a blob the metadata refers to, with its size as recorded.

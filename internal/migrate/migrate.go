@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := findOrphans(ctx, srcStore.(blobSource), refs, rep); err != nil {
+	if err := findOrphans(ctx, srcStore, refs, rep); err != nil {
 		return rep, fmt.Errorf("source storage %s: %w", srcStoreName, err)
 	}
 
@@ -186,7 +186,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		total += b.size
 	}
 	o.say("blobs: %d referenced (%s), copying those the target lacks, %d at once", len(refs), bytesText(total), o.Parallel)
-	bc := &blobCopy{src: srcStore.(blobSource), dst: dstStore.(blobTarget), parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
+	bc := &blobCopy{src: srcStore, dst: dstStore, parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
 	err = bc.run(ctx, refs)
 	rep.BlobsCopied, rep.BytesCopied, rep.BlobsSkipped, rep.BytesSkipped = bc.copied, bc.copiedBytes, bc.skipped, bc.skipByte
 	if ctx.Err() != nil {
@@ -491,7 +491,7 @@ func dryRun(ctx context.Context, o Options, rep *Report, src *source, srcTables 
 	rep.Target = dbName + ", " + storeName
 	for _, b := range refs {
 		if dst != nil {
-			if n, err := dst.(blobTarget).Stat(ctx, b.digest); err == nil && n == b.size {
+			if n, err := dst.Stat(ctx, b.digest); err == nil && n == b.size {
 				rep.BlobsSkipped++
 				rep.BytesSkipped += b.size
 				continue
