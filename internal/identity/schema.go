@@ -97,6 +97,32 @@ var sqliteMigrations = []string{
 	);
 	INSERT INTO identity_state(id, version) VALUES (1, 0);`,
 	signingKeysTable("INTEGER"),
+	portalSessionsTables("INTEGER"),
+}
+
+// portalSessionsTables hold the portal's sessions where several nodes
+// serve it (package ui keeps them in memory on a single node): by the
+// SHA-256 of the session id, never the id itself, with the one-time form
+// nonces each session has used.
+func portalSessionsTables(bigint string) string {
+	return `CREATE TABLE portal_sessions (
+		id_hash TEXT PRIMARY KEY,
+		user_name TEXT NOT NULL,
+		generation ` + bigint + ` NOT NULL,
+		csrf TEXT NOT NULL,
+		created_at ` + bigint + ` NOT NULL,
+		last_seen ` + bigint + ` NOT NULL,
+		flash_kind TEXT NOT NULL DEFAULT '',
+		flash_msg TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX portal_sessions_user ON portal_sessions(user_name, last_seen);
+	CREATE INDEX portal_sessions_seen ON portal_sessions(last_seen);
+	CREATE TABLE portal_nonces (
+		id_hash TEXT NOT NULL,
+		nonce TEXT NOT NULL,
+		used_at ` + bigint + ` NOT NULL,
+		PRIMARY KEY (id_hash, nonce)
+	);`
 }
 
 // signingKeysTable holds the keys that sign and verify tokens, by key id
@@ -195,6 +221,7 @@ var postgresMigrations = []string{
 		seen_at BIGINT NOT NULL
 	);`,
 	signingKeysTable("BIGINT"),
+	portalSessionsTables("BIGINT"),
 }
 
 // dbRule turns the database refusing a change for one of its rules into

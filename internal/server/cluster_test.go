@@ -1,19 +1,26 @@
 package server_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // cluster is several `berth serve` processes on one PostgreSQL database.
 type cluster struct {
+	url   string
 	pg    *testutil.Postgres
 	nodes []*testutil.Server
 }
@@ -22,7 +29,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	pg := testutil.StartPostgres(t)
 	url := pg.NewDatabase()
-	c := &cluster{pg: pg}
+	c := &cluster{pg: pg, url: url}
 	pw := testutil.RandomString(16)
 	for range n {
 		c.nodes = append(c.nodes, testutil.StartServer(t, testutil.WithName("cluster"), testutil.WithPassword(pw),
@@ -275,4 +282,89 @@ func kidOf(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return hdr.Kid
+}
+
+// TestPortalSessionsAcrossNodes: a portal session begun on one node is
+// good on the others, its CSRF token too, signing out on any node ends it
+// on all, and the database holds only the session id's hash.
+func TestPortalSessionsAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(req *http.Request, cookies ...*http.Cookie) (*http.Response, string) {
+		t.Helper()
+		for _, ck := range cookies {
+			req.AddCookie(ck)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	cookie := func(resp *http.Response, name string) *http.Cookie {
+		for _, ck := range resp.Cookies() {
+			if ck.Name == name {
+				return ck
+			}
+		}
+		t.Fatalf("no cookie %s", name)
+		return nil
+	}
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	req, _ := http.NewRequest("GET", n1.URL+"/signin", nil)
+	resp, _ := do(req)
+	signin := cookie(resp, "berth_signin")
+	form := url.Values{"username": {n1.Username}, "password": {n1.Password}, "csrf": {signin.Value}}
+	req, _ = http.NewRequest("POST", n1.URL+"/signin", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", n1.URL)
+	resp, body := do(req, signin)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in on node 1: %d %s", resp.StatusCode, body)
+	}
+	sess := cookie(resp, "berth_session")
+
+	req, _ = http.NewRequest("GET", n2.URL+"/repositories", nil)
+	resp, page := do(req, sess)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("node 2 with node 1's session: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no CSRF token on the page")
+	}
+
+	db, err := sqldb.Open(context.Background(), c.url, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sum := sha256.Sum256([]byte(sess.Value))
+	var byID, byHash int
+	db.R().QueryRowContext(context.Background(), `SELECT COUNT(*) FROM portal_sessions WHERE id_hash = ?`, sess.Value).Scan(&byID)
+	db.R().QueryRowContext(context.Background(), `SELECT COUNT(*) FROM portal_sessions WHERE id_hash = ?`, hex.EncodeToString(sum[:])).Scan(&byHash)
+	if byID != 0 || byHash != 1 {
+		t.Errorf("sessions stored by id: %d, by its hash: %d; want 0 and 1", byID, byHash)
+	}
+
+	// A wrong CSRF token is refused on node 3, the right one (from node 2's page) signs out.
+	for _, tc := range []struct {
+		csrf string
+		want int
+	}{{"wrong", http.StatusForbidden}, {m[1], http.StatusSeeOther}} {
+		req, _ = http.NewRequest("POST", n3.URL+"/signout", strings.NewReader(url.Values{"csrf": {tc.csrf}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", n3.URL)
+		if resp, body := do(req, sess); resp.StatusCode != tc.want {
+			t.Fatalf("sign-out on node 3 with CSRF %q: %d %s", tc.csrf, resp.StatusCode, body)
+		}
+	}
+	for i, n := range c.nodes {
+		req, _ = http.NewRequest("GET", n.URL+"/repositories", nil)
+		if resp, _ := do(req, sess); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+			t.Errorf("node %d after signing out on node 3: %d %s", i+1, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/berth-registry/berth/internal/publicurl"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/tokenauth"
 	"github.com/berth-registry/berth/internal/ui"
@@ -195,6 +196,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Secure:   cfg.TLSCert != "" || strings.HasPrefix(cfg.PublicURL, "https://"),
 		Limiter:  limiter,
 		ClientIP: urls.ClientIP,
+		// Several nodes on PostgreSQL share one portal.
+		SharedSessions: sharedIf(md.Database()),
 	})))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
@@ -686,5 +689,14 @@ func (s *Server) serveDebug(ctx context.Context) error {
 		<-ctx.Done()
 		srv.Close()
 	}()
+	return nil
+}
+
+// sharedIf returns db if state kept in memory on one node must be shared
+// through it instead (PostgreSQL, which several nodes share), else nil.
+func sharedIf(db *sqldb.DB) *sqldb.DB {
+	if db.Engine() == sqldb.Postgres {
+		return db
+	}
 	return nil
 }

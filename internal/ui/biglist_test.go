@@ -161,7 +161,7 @@ func BenchmarkRepositoryPageLargeIndexes(b *testing.B) {
 	f, _ := newWatchedFixture(b)
 	putLargeIndex(b, f.store, "big/app", 27000, "v1", "v2", "v3", "v4", "v5")
 	gen, _ := f.ids.UserGeneration("owner")
-	sess, _ := f.h.sessions.create("owner", gen)
+	sess, _, _ := f.h.sessions.create("owner", gen)
 	req, _ := http.NewRequest("GET", f.srv.URL+"/repositories/big/app", nil)
 	req.AddCookie(&http.Cookie{Name: f.h.sessionCookieName(), Value: sess})
 	for b.Loop() {
@@ -207,7 +207,7 @@ func BenchmarkIndexPage(b *testing.B) {
 		b.Fatal(err)
 	}
 	gen, _ := f.ids.UserGeneration("owner")
-	sess, _ := f.h.sessions.create("owner", gen)
+	sess, _, _ := f.h.sessions.create("owner", gen)
 	req, _ := http.NewRequest("GET", f.srv.URL+"/repositories/big/app/-/manifests/"+m.Digest.String(), nil)
 	req.AddCookie(&http.Cookie{Name: f.h.sessionCookieName(), Value: sess})
 	for b.Loop() {

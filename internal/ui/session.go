@@ -30,6 +30,7 @@ const maxNonces = 32
 // registry: generated passwords are rendered into the one response that
 // generated them and nowhere else.
 type session struct {
+	key      [32]byte // sessionKey of its id
 	user     string
 	gen      uint64 // the user's generation at sign-in: a password change ends the session
 	csrf     string
@@ -51,6 +52,10 @@ type flash struct {
 type sessions struct {
 	ttl, idle time.Duration
 	now       func() time.Time
+
+	// shared, when set, keeps the sessions in the database instead, for
+	// several nodes; the maps below are then unused.
+	shared *sharedSessions
 
 	mu        sync.Mutex
 	m         map[[32]byte]*session
@@ -74,10 +79,13 @@ func randomString(n int) string {
 func sessionKey(id string) [32]byte { return sha256.Sum256([]byte(id)) }
 
 // create starts a session for user and returns its ID (256 random bits).
-func (s *sessions) create(user string, gen uint64) (string, *session) {
+func (s *sessions) create(user string, gen uint64) (string, *session, error) {
 	id := randomString(32)
 	now := s.now()
-	sess := &session{user: user, gen: gen, csrf: randomString(32), created: now, lastSeen: now}
+	sess := &session{key: sessionKey(id), user: user, gen: gen, csrf: randomString(32), created: now, lastSeen: now}
+	if s.shared != nil {
+		return id, sess, s.shared.create(s, id, sess)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(now)
@@ -88,7 +96,7 @@ func (s *sessions) create(user string, gen uint64) (string, *session) {
 		s.dropBusiestLocked()
 	}
 	s.addLocked(sessionKey(id), sess)
-	return id, sess
+	return id, sess, nil
 }
 
 func (s *sessions) addLocked(k [32]byte, sess *session) {
@@ -157,6 +165,9 @@ func (s *sessions) get(id string) (*session, error) {
 	if id == "" {
 		return nil, http.ErrNoCookie
 	}
+	if s.shared != nil {
+		return s.shared.get(s, id)
+	}
 	k := sessionKey(id)
 	now := s.now()
 	s.mu.Lock()
@@ -184,6 +195,9 @@ func (s *sessions) generation(sess *session) uint64 {
 // setGeneration confirms a session under a new user generation: the
 // session in which the user changed their own password lives on.
 func (s *sessions) setGeneration(sess *session, gen uint64) {
+	if s.shared != nil {
+		s.shared.setGeneration(sess, gen)
+	}
 	s.mu.Lock()
 	sess.gen = gen
 	s.mu.Unlock()
@@ -195,6 +209,10 @@ func (s *sessions) expired(sess *session, now time.Time) bool {
 
 // delete ends the session with ID id.
 func (s *sessions) delete(id string) {
+	if s.shared != nil {
+		s.shared.delete(sessionKey(id))
+		return
+	}
 	s.mu.Lock()
 	s.removeLocked(sessionKey(id))
 	s.mu.Unlock()
@@ -202,6 +220,10 @@ func (s *sessions) delete(id string) {
 
 // deleteUser ends every session of user except keep (which may be nil).
 func (s *sessions) deleteUser(user string, keep *session) {
+	if s.shared != nil {
+		s.shared.deleteUser(user, keep)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range s.byUser[user] {
@@ -225,6 +247,9 @@ func (s *sessions) sweepLocked(now time.Time) {
 }
 
 func (s *sessions) setFlash(sess *session, kind, msg string) {
+	if s.shared != nil {
+		s.shared.setFlash(sess, flash{Kind: kind, Msg: msg})
+	}
 	s.mu.Lock()
 	sess.flash = flash{Kind: kind, Msg: msg}
 	s.mu.Unlock()
@@ -232,9 +257,12 @@ func (s *sessions) setFlash(sess *session, kind, msg string) {
 
 func (s *sessions) popFlash(sess *session) flash {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	f := sess.flash
 	sess.flash = flash{}
+	s.mu.Unlock()
+	if s.shared != nil && f != (flash{}) {
+		s.shared.setFlash(sess, flash{})
+	}
 	return f
 }
 
@@ -244,6 +272,9 @@ func (s *sessions) popFlash(sess *session) flash {
 func (s *sessions) useNonce(sess *session, nonce string) bool {
 	if nonce == "" {
 		return true
+	}
+	if s.shared != nil {
+		return s.shared.useNonce(sess, nonce)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -14,11 +14,11 @@ func TestSessionsOfOneUserCannotEvictOthers(t *testing.T) {
 	tick := 0
 	clock := func() time.Time { tick++; return t0.Add(time.Duration(tick) * time.Millisecond) }
 	s := newSessions(12*time.Hour, time.Hour, clock)
-	victim, _ := s.create("victim", 1)
+	victim, _, _ := s.create("victim", 1)
 
 	var flood []string
 	for range 10_001 {
-		id, _ := s.create("flooder", 1)
+		id, _, _ := s.create("flooder", 1)
 		flood = append(flood, id)
 	}
 	if _, err := s.get(victim); err != nil {

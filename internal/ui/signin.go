@@ -133,7 +133,12 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if old := cookieValue(r, h.sessionCookieName()); old != "" {
 		h.sessions.delete(old)
 	}
-	id, _ := h.sessions.create(login.Identity.Name, login.Subject.Generation)
+	id, _, err := h.sessions.create(login.Identity.Name, login.Subject.Generation)
+	if err != nil {
+		h.log.Warn("portal session: begin", "err", err)
+		h.unavailable(w, r)
+		return
+	}
 	h.setCookie(w, h.sessionCookieName(), id, int(h.sessions.ttl/time.Second))
 	h.setCookie(w, h.signinCookieName(), "", -1)
 	next := d.Next

@@ -29,6 +29,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/repository"
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 //go:embed templates/*.html
@@ -71,6 +72,10 @@ type Options struct {
 	// ClientIP gives the caller's address for the sign-in limiter and
 	// audit records; nil means the peer address.
 	ClientIP func(*http.Request) string
+	// SharedSessions, when set, keeps sessions (and their CSRF tokens and
+	// form nonces) in that database, so that several nodes serve one
+	// portal; nil keeps them in memory, for a single node.
+	SharedSessions *sqldb.DB
 }
 
 // Handler is the portal. Mount it at "/": it serves every path the
@@ -137,6 +142,9 @@ func New(o Options) *Handler {
 		version:  staticVersion(static),
 		cop:      http.NewCrossOriginProtection(),
 		mux:      http.NewServeMux(),
+	}
+	if o.SharedSessions != nil {
+		h.sessions.shared = &sharedSessions{db: o.SharedSessions, log: o.Logger}
 	}
 	h.pages = mustParsePages()
 	h.routes()
