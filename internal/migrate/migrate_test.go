@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -53,6 +56,9 @@ type filled struct {
 	refs          []string
 	tokenName     string
 	tokenPassword string
+	// accessToken is a bearer token the source issued to the token, for
+	// app/web.
+	accessToken string
 }
 
 // fillRegistry runs berth serve on the defaults and pushes images (one
@@ -114,6 +120,8 @@ func fillRegistry(t *testing.T) filled {
 	f.tokenName, f.tokenPassword = "ci-reader", tok.Credentials.Passwords[0].Value
 	cli.must("user", "create", "-n", "alice", "--role", "reader", "-p", alicePassword)
 
+	f.accessToken = issueAccessToken(t, srv, f.tokenName, f.tokenPassword, "repository:app/web:pull")
+
 	// An upload session left open, which is not copied.
 	resp, err := srv.Client(t, ctx, "repository:app/web:pull,push").Post(srv.URL+"/v2/app/web/blobs/uploads/", "", nil)
 	if err != nil {
@@ -125,6 +133,34 @@ func fillRegistry(t *testing.T) filled {
 	}
 	srv.Stop()
 	return f
+}
+
+var challengeService = regexp.MustCompile(`service="([^"]*)"`)
+
+// issueAccessToken asks srv's token endpoint for an access token for scope.
+func issueAccessToken(t *testing.T, srv *testutil.Server, user, password, scope string) string {
+	t.Helper()
+	resp, err := http.Get(srv.URL + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	m := challengeService.FindStringSubmatch(resp.Header.Get("WWW-Authenticate"))
+	if m == nil {
+		t.Fatalf("no service in the challenge %q", resp.Header.Get("WWW-Authenticate"))
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/oauth2/token?"+url.Values{"service": {m[1]}, "scope": {scope}}.Encode(), nil)
+	req.SetBasicAuth(user, password)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK || tr.Token == "" {
+		t.Fatalf("token endpoint: %s, %v", resp.Status, err)
+	}
+	return tr.Token
 }
 
 // cli runs berth's management commands against a server as its owner.
@@ -212,6 +248,19 @@ func checkServed(t *testing.T, srv *testutil.Server, f filled, withIdentities bo
 		}
 	}
 	if withIdentities {
+		// An access token the source issued still verifies: the signing
+		// keys moved too.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/app/web/manifests/v1", nil)
+		req.Header.Set("Authorization", "Bearer "+f.accessToken)
+		req.Header.Set("Accept", string(types.OCIManifestSchema1)+", "+string(types.DockerManifestSchema2))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET a manifest with an access token the source issued: %s", resp.Status)
+		}
 		bad := &authn.Basic{Username: "alice", Password: alicePassword + "x"}
 		if _, err := remote.Get(srv.Ref(t, f.refs[0]), remote.WithAuth(bad), remote.WithContext(ctx)); err == nil {
 			t.Fatal("a wrong password for alice was accepted")
