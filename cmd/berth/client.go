@@ -353,7 +353,11 @@ func (c *client) apiError(resp *http.Response, body []byte) error {
 	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		e.hint = c.loginHint()
+		// An access token that lacks a scope is no login problem: the
+		// message names the scope.
+		if !strings.Contains(resp.Header.Get("WWW-Authenticate"), "insufficient_scope") {
+			e.hint = c.loginHint()
+		}
 	case http.StatusTooManyRequests:
 		e.hint = "wait " + resp.Header.Get("Retry-After") + " seconds and try again"
 	case http.StatusConflict:

@@ -79,6 +79,10 @@ type Options struct {
 	GC Collector
 	// Fsck, when set, serves POST /api/v1/fsck.
 	Fsck Checker
+	// PublicURL gives the registry's base URL for a request, which names
+	// the token endpoint in the challenge of an access token that lacks a
+	// scope; by default it is derived from the request's Host.
+	PublicURL func(*http.Request) string
 }
 
 // Handler is the management API.
@@ -92,6 +96,7 @@ type Handler struct {
 	clientIP   func(*http.Request) string
 	gc         Collector
 	fsck       Checker
+	publicURL  func(*http.Request) string
 	mux        *http.ServeMux
 }
 
@@ -110,12 +115,15 @@ func New(o Options) (*Handler, error) {
 	if o.ClientIP == nil {
 		o.ClientIP = peerIP
 	}
+	if o.PublicURL == nil {
+		o.PublicURL = requestBase
+	}
 	var rec repository.AuditLog
 	if o.Audit != nil {
 		rec = o.Audit
 	}
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.routes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt))
@@ -318,6 +326,7 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	Header  http.Header // sent with the answer, if set
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -373,7 +382,10 @@ func toAPIError(err error) *Error {
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := toAPIError(err)
+	e := h.insufficientScope(r, err)
+	if e == nil {
+		e = toAPIError(err)
+	}
 	if e == nil {
 		if r.Context().Err() != nil {
 			return // the client went away
@@ -390,7 +402,56 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	writeJSONError(w, e)
 }
 
+// insufficientScope answers a refusal whose only cause is that the access
+// token lacks a scope its identity would be granted as on /v2/: 401 with the
+// Bearer challenge that names the scope to ask for and
+// error="insufficient_scope", so that a client fetches a token with that
+// scope instead of taking the refusal for a denial (403), which is only for
+// what the identity itself may not do. Anything else gives nil.
+func (h *Handler) insufficientScope(r *http.Request, err error) *Error {
+	var denied *auth.DeniedError
+	var catalog *repository.CatalogDeniedError
+	var scope string
+	switch {
+	case errors.As(err, &denied) && denied.Identity.Bearer != nil && denied.Missing != auth.NoActions:
+		policy := denied.Identity
+		policy.Bearer = nil
+		allowed := auth.Allowed(policy, denied.Repository)
+		if !allowed.Has(denied.Missing) && (denied.Or == auth.NoActions || !allowed.Has(denied.Or)) {
+			return nil
+		}
+		scope = "repository:" + denied.Repository + ":" + strings.Join((denied.Missing|denied.Or).TokenNames(), ",")
+	case errors.As(err, &catalog) && catalog.Identity.Bearer != nil:
+		policy := catalog.Identity
+		policy.Bearer = nil
+		if !auth.CanListCatalog(policy) {
+			return nil
+		}
+		scope = "registry:catalog:*"
+	default:
+		return nil
+	}
+	challenge := fmt.Sprintf(`Bearer realm=%q,service=%q,scope=%q,error="insufficient_scope"`,
+		h.publicURL(r)+"/oauth2/token", h.ids.RegistryName(), scope)
+	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+		Message: "the access token lacks the scope this request needs: request a token for " + scope,
+		Header:  http.Header{"Www-Authenticate": {challenge}}}
+}
+
+// requestBase is the base URL a request was sent to, as far as the request
+// tells.
+func requestBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
 func writeJSONError(w http.ResponseWriter, e *Error) {
+	for k, v := range e.Header {
+		w.Header()[k] = v
+	}
 	writeJSON(w, e.Status, ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message}})
 }
 

@@ -179,12 +179,46 @@ func TestRepositoryBearerScope(t *testing.T) {
 	catalog.Bearer = &auth.Claims{Access: []auth.Access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}}
 	f.h.authn = fakeAuthn{"scoped": scoped, "catalog": catalog}
 
+	// A token whose scope map only reads team/*, with an access token for
+	// reading team/app.
+	tokScoped := auth.Identity{Kind: auth.KindToken, Name: "team-tok", Policy: teamReader, Bearer: scoped.Bearer}
+	f.h.authn = fakeAuthn{"scoped": scoped, "catalog": catalog, "tok-scoped": tokScoped}
+
 	f.must(http.StatusOK, "scoped", "GET", "/api/v1/repositories/team/app", nil)
-	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/repositories/team/other", nil)
-	f.must(http.StatusForbidden, "scoped", "DELETE", "/api/v1/repositories/team/app", nil)
-	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/repositories", nil)
-	// A token issued for registry access is no management credential.
-	f.must(http.StatusForbidden, "scoped", "GET", "/api/v1/tokens", nil)
+	// What the access token lacks but its identity would be granted is
+	// 401 insufficient_scope naming the scope to ask for, as on /v2/; 403
+	// only for what the identity itself may not do.
+	for _, c := range []struct {
+		user, method, path string
+		status             int
+		scope              string // in the challenge of a 401
+	}{
+		{"scoped", "GET", "/api/v1/repositories/team/other", http.StatusUnauthorized, "repository:team/other:metadata_read"},
+		{"scoped", "GET", "/api/v1/repositories/team/other/_tags", http.StatusUnauthorized, "repository:team/other:metadata_read"},
+		{"scoped", "DELETE", "/api/v1/repositories/team/app", http.StatusUnauthorized, "repository:team/app:delete"},
+		{"scoped", "DELETE", "/api/v1/repositories/team/app/_tags/v1", http.StatusUnauthorized, "repository:team/app:delete,metadata_write"},
+		{"scoped", "GET", "/api/v1/repositories", http.StatusUnauthorized, "registry:catalog:*"},
+		{"tok-scoped", "GET", "/api/v1/repositories/team/other", http.StatusUnauthorized, "repository:team/other:metadata_read"},
+		{"tok-scoped", "DELETE", "/api/v1/repositories/team/app", http.StatusForbidden, ""},
+		{"tok-scoped", "DELETE", "/api/v1/repositories/team/app/_tags/v1", http.StatusForbidden, ""},
+		{"tok-scoped", "GET", "/api/v1/repositories", http.StatusUnauthorized, "registry:catalog:*"},
+		// A token issued for registry access is no management credential.
+		{"scoped", "GET", "/api/v1/tokens", http.StatusForbidden, ""},
+	} {
+		rec := f.must(c.status, c.user, c.method, c.path, nil)
+		challenge := rec.Header().Get("WWW-Authenticate")
+		if c.status == http.StatusUnauthorized {
+			want := `Bearer realm="http://example.com/oauth2/token",service="berth",scope="` + c.scope + `",error="insufficient_scope"`
+			if challenge != want {
+				t.Errorf("%s %s as %s: challenge %s, want %s", c.method, c.path, c.user, challenge, want)
+			}
+			if e := errorOf(t, rec); e.Code != CodeUnauthorized || !strings.Contains(e.Message, c.scope) {
+				t.Errorf("%s %s as %s: error %+v", c.method, c.path, c.user, e)
+			}
+		} else if challenge != "" {
+			t.Errorf("%s %s as %s: a denial with a challenge: %s", c.method, c.path, c.user, challenge)
+		}
+	}
 	unscoped := owner
 	unscoped.Bearer = &auth.Claims{}
 	f.h.authn = fakeAuthn{"scoped": scoped, "catalog": catalog, "unscoped": unscoped}

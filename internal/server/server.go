@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		GC:            s.collect,
 		Fsck:          s.check,
 		ClientIP:      urls.ClientIP,
+		PublicURL:     urls.Base,
 	})
 	if err != nil {
 		s.Close()
