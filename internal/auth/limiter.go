@@ -46,6 +46,32 @@ type LimiterConfig struct {
 	// time.Sleep if nil. Tests inject both.
 	Now   func() time.Time
 	Sleep func(time.Duration)
+	// Store, when set, keeps the counts there instead of in memory, so
+	// that several nodes count together (MaxEntries then does not apply).
+	Store LimiterStore
+}
+
+// LimiterStore keeps a Limiter's counts where several nodes share them.
+// Keys are opaque strings; a failure count is live while its last failure
+// is after the since its caller gives.
+type LimiterStore interface {
+	// Failures returns the live counts of keys ("" keys are skipped).
+	Failures(keys []string, since time.Time) (map[string]LimitEntry, error)
+	// Known reports whether key had a success after since.
+	Known(key string, since time.Time) (bool, error)
+	// Fail adds a failure to key at now, starting afresh from a count
+	// that is not live at since; once the count reaches threshold, the
+	// key is refused until now plus delay(count - threshold).
+	Fail(key string, now, since time.Time, threshold int, delay func(n int) time.Duration) error
+	// Succeed forgets key's failures and records a success at now.
+	Succeed(key string, now time.Time) error
+}
+
+// LimitEntry is a stored failure count.
+type LimitEntry struct {
+	Failures int
+	Last     time.Time
+	Until    time.Time
 }
 
 // Limiter slows down password guessing without letting anyone lock out the
@@ -149,6 +175,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration) {
 	now := l.cfg.Now()
 	k := limiterKeys(username, ip)
+	if l.cfg.Store != nil {
+		return l.allowShared(k, now)
+	}
 	l.mu.Lock()
 	l.fails.sweep(now)
 	client, addr, user := l.fails.get(k.client, now), l.fails.get(k.addr, now), l.fails.get(k.user, now)
@@ -175,10 +204,71 @@ func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration)
 	return true, 0
 }
 
+// allowShared is Allow with the counts in the store. A store that cannot
+// be read refuses the attempt for a second: better than letting guesses
+// through uncounted.
+func (l *Limiter) allowShared(k limiterKey, now time.Time) (bool, time.Duration) {
+	st := l.cfg.Store
+	es, err := st.Failures([]string{k.client, k.addr, k.user}, now.Add(-l.cfg.ForgetAfter))
+	if err != nil {
+		return false, time.Second
+	}
+	entry := func(key string) *limiterEntry {
+		e, ok := es[key]
+		if key == "" || !ok {
+			return nil
+		}
+		return &limiterEntry{key: key, failures: e.Failures, last: e.Last, until: e.Until}
+	}
+	client, addr, user := entry(k.client), entry(k.addr), entry(k.user)
+	var retryAfter time.Duration
+	for _, e := range []*limiterEntry{client, addr} {
+		if e != nil && now.Before(e.until) {
+			retryAfter = max(retryAfter, e.until.Sub(now))
+		}
+	}
+	slow := false
+	if retryAfter == 0 && user != nil && now.Before(user.until) {
+		known := false
+		if k.client != "" {
+			if known, err = st.Known(k.client, now.Add(-l.cfg.KnownFor)); err != nil {
+				return false, time.Second
+			}
+		}
+		if !known {
+			if client != nil || addr != nil || k.addr == "" {
+				retryAfter = user.until.Sub(now)
+			} else {
+				slow = true
+			}
+		}
+	}
+	if retryAfter > 0 {
+		return false, (retryAfter + time.Second - 1).Truncate(time.Second)
+	}
+	if slow {
+		l.cfg.Sleep(l.cfg.SlowDown)
+	}
+	return true, 0
+}
+
 // Fail records a failed login for username from ip.
 func (l *Limiter) Fail(username, ip string) {
 	now := l.cfg.Now()
 	k := limiterKeys(username, ip)
+	if l.cfg.Store != nil {
+		for _, c := range []struct {
+			key       string
+			threshold int
+		}{{k.client, l.cfg.Threshold}, {k.addr, l.cfg.AddressThreshold}, {k.user, l.cfg.Threshold}} {
+			if c.key != "" {
+				// A count that cannot be written is lost; the refusals
+				// of the identity service cover a database that is down.
+				_ = l.cfg.Store.Fail(c.key, now, now.Add(-l.cfg.ForgetAfter), c.threshold, l.delay)
+			}
+		}
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.fails.sweep(now)
@@ -203,6 +293,10 @@ func (l *Limiter) Succeed(username, ip string) {
 	now := l.cfg.Now()
 	k := limiterKeys(username, ip)
 	if k.client == "" {
+		return
+	}
+	if l.cfg.Store != nil {
+		_ = l.cfg.Store.Succeed(k.client, now)
 		return
 	}
 	l.mu.Lock()

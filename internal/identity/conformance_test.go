@@ -102,6 +102,7 @@ var conformance = []struct {
 	{"RulesHoldAgainstAStaleNode", testRulesHoldAgainstAStaleNode},
 	{"LastOwnerRace", testLastOwnerRace},
 	{"SigningKeyRotation", testSigningKeyRotation},
+	{"SharedLoginLimits", testSharedLoginLimits},
 }
 
 func runConformance(t *testing.T, b backend) {
@@ -864,5 +865,42 @@ func testSigningKeyRotation(t *testing.T, b backend) {
 	reader := auth.Identity{Kind: auth.KindUser, Name: "r", Role: auth.RoleReader}
 	if _, err := s1.RotateSigningKey(ctx, reader); !errors.Is(err, identity.ErrForbidden) {
 		t.Errorf("a reader rotated the signing key: %v", err)
+	}
+}
+
+// testSharedLoginLimits: two limiters (two nodes) on one database count
+// failures together: guesses spread over both are refused as if one took
+// them all, and a success through one clears the pair for both.
+func testSharedLoginLimits(t *testing.T, b backend) {
+	place := b.place(t)
+	b.service(t, place, &clock{t: time.Now()}) // the tables
+	clk := &clock{t: time.Now()}
+	node := func() *auth.Limiter {
+		return auth.NewLimiter(auth.LimiterConfig{Threshold: 3, Now: clk.now, Sleep: func(time.Duration) {}, Store: identity.NewLimiterStore(b.db(t, place))})
+	}
+	a, c := node(), node()
+	wrong := errors.New("wrong password")
+	for i := range 3 {
+		l := []*auth.Limiter{a, c}[i%2]
+		if err := l.Attempt("ci-token", "127.0.0.9", func() error { return wrong }); !errors.Is(err, wrong) {
+			t.Fatalf("guess %d: %v", i+1, err)
+		}
+	}
+	for i, l := range []*auth.Limiter{a, c} {
+		var limited *auth.LimitedError
+		if err := l.Attempt("ci-token", "127.0.0.9", func() error { return nil }); !errors.As(err, &limited) || limited.RetryAfter <= 0 {
+			t.Errorf("node %d after 3 failures spread over two nodes: %v, want refused", i+1, err)
+		}
+	}
+	// Another address is not held back by them.
+	if err := c.Attempt("ci-token", "127.0.0.10", func() error { return nil }); err != nil {
+		t.Errorf("another address: %v", err)
+	}
+	clk.add(2 * time.Second) // past the first window
+	if err := a.Attempt("ci-token", "127.0.0.9", func() error { return nil }); err != nil {
+		t.Fatalf("right password after the window: %v", err)
+	}
+	if err := c.Attempt("ci-token", "127.0.0.9", func() error { return wrong }); !errors.Is(err, wrong) {
+		t.Errorf("after a success on the other node, the count starts afresh: %v", err)
 	}
 }

@@ -98,6 +98,23 @@ var sqliteMigrations = []string{
 	INSERT INTO identity_state(id, version) VALUES (1, 0);`,
 	signingKeysTable("INTEGER"),
 	portalSessionsTables("INTEGER"),
+	loginLimitTables("INTEGER"),
+}
+
+// loginLimitTables hold the login limiter's counts where several nodes
+// share them (see LimiterStore).
+func loginLimitTables(bigint string) string {
+	return `CREATE TABLE login_failures (
+		key TEXT PRIMARY KEY,
+		failures INTEGER NOT NULL,
+		last_at ` + bigint + ` NOT NULL,
+		until_at ` + bigint + ` NOT NULL
+	);
+	CREATE INDEX login_failures_last ON login_failures(last_at);
+	CREATE TABLE login_known (
+		key TEXT PRIMARY KEY,
+		last_at ` + bigint + ` NOT NULL
+	);`
 }
 
 // portalSessionsTables hold the portal's sessions where several nodes
@@ -222,6 +239,7 @@ var postgresMigrations = []string{
 	);`,
 	signingKeysTable("BIGINT"),
 	portalSessionsTables("BIGINT"),
+	loginLimitTables("BIGINT"),
 }
 
 // dbRule turns the database refusing a change for one of its rules into

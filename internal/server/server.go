@@ -138,7 +138,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	}
 	// One limiter for every place a password is checked (token endpoint,
 	// Basic on /v2/ and the API, portal sign-in).
-	limiter := auth.NewLimiter(auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold})
+	lcfg := auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}
+	if db := sharedIf(md.Database()); db != nil {
+		// Several nodes count failures together.
+		lcfg.Store = identity.NewLimiterStore(db)
+	}
+	limiter := auth.NewLimiter(lcfg)
 	tokens := tokenauth.New(tokenauth.Options{
 		Identity:      s.identity,
 		Audit:         s.audit,
