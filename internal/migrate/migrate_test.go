@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -823,4 +825,72 @@ func TestBlobCopyBound(t *testing.T) {
 	if _, err := dstFS.Stat(t.Context(), bad); !errors.Is(err, storage.ErrBlobNotFound) {
 		t.Fatalf("the damaged blob was stored in the target (%v)", err)
 	}
+}
+
+// TestMigrateKilled kills berth migrate while it copies blobs (large
+// enough to go up to S3 in several parts) and runs it again: the second
+// run completes and the copy is identical.
+func TestMigrateKilled(t *testing.T) {
+	srv := testutil.StartServer(t, testutil.WithPassword(ownerPassword))
+	for i, size := range []int64{6 << 20, 6 << 20, 64 << 10} {
+		if err := remote.Write(srv.Ref(t, fmt.Sprintf("big/img:v%d", i)), testutil.RandomImage(t, 1, size), srv.RemoteOptions(t.Context())...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Stop()
+	s3 := testutil.StartS3(t)
+	setS3Env(t, s3)
+	url := s3.URL(s3.NewBucket(), "") + "&part-size=5MiB"
+	target := filepath.Join(t.TempDir(), "target")
+	args := []string{"migrate", "--from-data", srv.DataDir, "--to-data", target, "--to-storage", url, "--parallel", "1"}
+
+	cmd := exec.CommandContext(t.Context(), testutil.BerthBinary(t), args...)
+	cmd.Env = os.Environ()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// Killed once the first blob is in the bucket, or at the end if it
+	// finishes first.
+	client := s3.Client()
+	bucket := strings.TrimPrefix(strings.SplitN(url, "?", 2)[0], "s3://")
+wait:
+	for {
+		select {
+		case <-exited:
+			t.Log("the first run finished before a blob could be seen in the bucket")
+			break wait
+		case <-time.After(10 * time.Millisecond):
+		}
+		out, err := client.ListObjectsV2(t.Context(), &awss3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String("blobs/")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Contents) > 0 {
+			cmd.Process.Kill()
+			<-exited
+			// Killed among the blobs: no metadata, unless the run had
+			// completed (metadata and all) just before.
+			db, err := sqldb.OpenSQLite(t.Context(), target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var repos int
+			var completed int64
+			err = db.R().QueryRowContext(t.Context(), `SELECT (SELECT COUNT(*) FROM repositories), (SELECT MAX(completed_at) FROM migrate_runs)`).Scan(&repos, &completed)
+			db.Close()
+			if err != nil || (completed == 0 && repos != 0) {
+				t.Fatalf("after the kill the unfinished target holds %d repositories (%v), want none", repos, err)
+			}
+			break
+		}
+	}
+
+	out, err := runBerth(t, os.Environ(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the run after the kill:\n%s", out)
+	sameInventory(t, "after a killed run", sqliteInventory(t, srv.DataDir, nil), sqliteInventory(t, target, s3Store(t, url)))
 }
