@@ -16,14 +16,17 @@ import (
 //
 // At the bound, a newcomer is not left waiting in the kernel's queue behind
 // the connections that hold the slots: room is made by closing one of them,
-// the least useful first. First a connection with no request in progress and
-// nothing granted (a fresh one that has sent nothing yet, or an idle one whose
-// last request was refused), then one whose request in progress has not been
-// granted (its body crawling in), then an idle connection whose last request
-// was granted, which only costs its client a reconnect; within each kind the
-// one untouched longest. A connection with a granted request in progress is
-// never closed: when such connections alone hold every slot, the newcomer
-// waits until one of them finishes or goes idle.
+// the least useful first. First the connection that has gone longest
+// without anything granted: a fresh one that has sent nothing yet, an idle
+// one whose last request was refused, or one whose request in progress has
+// not been granted (its body crawling in); then an idle connection whose last
+// request was granted, which only costs its client a reconnect, the one
+// untouched longest. Ungranted connections go oldest first whatever their
+// kind, so that a flood of clients that reconnect as soon as they are closed
+// cannot have every newcomer closed before it has sent its request and been
+// granted. A connection with a granted request in progress is never closed:
+// when such connections alone hold every slot, the newcomer waits until one
+// of them finishes or goes idle.
 type connLimiter struct {
 	net.Listener
 	max      int
@@ -35,6 +38,9 @@ type connLimiter struct {
 	kinds   [kindBusy]list.List
 	open    int
 	closed  bool
+	// placements counts placeLocked calls, ordering connections across
+	// kinds by when they were placed.
+	placements uint64
 	// shed and waited count what happened at the bound since the last log
 	// line; logged is when that was. shedTotal counts since the start.
 	shed, waited int
@@ -70,6 +76,7 @@ type limitedConn struct {
 	authed bool          // the request since the last StateActive was granted
 	elem   *list.Element // in l.kinds[kind], nil when busy or closed
 	kind   connKind
+	placed uint64 // when it was put into its kind's list (l.placements)
 	gone   bool
 }
 
@@ -124,12 +131,22 @@ func (l *connLimiter) Close() error {
 	return l.Listener.Close()
 }
 
-// victimLocked returns the connection to close to make room, or nil.
+// victimLocked returns the connection to close to make room, or nil: the
+// oldest of the ungranted kinds (quiet and stuck), else the oldest idle one.
 func (l *connLimiter) victimLocked() *limitedConn {
-	for k := range l.kinds {
+	var v *limitedConn
+	for _, k := range []connKind{kindQuiet, kindStuck} {
 		if e := l.kinds[k].Front(); e != nil {
-			return e.Value.(*limitedConn)
+			if c := e.Value.(*limitedConn); v == nil || c.placed < v.placed {
+				v = c
+			}
 		}
+	}
+	if v != nil {
+		return v
+	}
+	if e := l.kinds[kindIdle].Front(); e != nil {
+		return e.Value.(*limitedConn)
 	}
 	return nil
 }
@@ -170,6 +187,8 @@ func (l *connLimiter) placeLocked(c *limitedConn) {
 	c.kind = c.kindLocked()
 	if c.kind != kindBusy {
 		c.elem = l.kinds[c.kind].PushBack(c)
+		l.placements++
+		c.placed = l.placements
 	}
 	l.changed.Broadcast()
 }

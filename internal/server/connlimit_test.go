@@ -131,3 +131,44 @@ func TestConnLimiterShedsTheLeastUsefulFirst(t *testing.T) {
 		t.Errorf("open %d, shed %d; want 3 and 4", open, shed)
 	}
 }
+
+// TestConnLimiterSparesTheNewcomer: when clients that are closed reconnect at
+// once with a request that is never granted (a form body that never comes),
+// the newcomer that has not sent its request yet is not the one closed to make
+// room for the next: ungranted connections go oldest first, whatever their
+// kind, so an honest client's fresh connection lives long enough to be granted.
+func TestConnLimiterSparesTheNewcomer(t *testing.T) {
+	pl := &pipeListener{conns: make(chan net.Conn, 1)}
+	l := newConnLimiter(pl, 3, slog.New(slog.DiscardHandler))
+	accept := func() *limitedConn {
+		t.Helper()
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*limitedConn)
+	}
+	var stuckClients []net.Conn
+	for range 2 {
+		stuckClients = append(stuckClients, pl.dial())
+		l.setState(accept(), http.StateActive)
+	}
+	freshClient := pl.dial()
+	accept() // has sent nothing yet
+	for i, sc := range stuckClients {
+		pl.dial() // an attacker reconnecting
+		l.setState(accept(), http.StateActive)
+		if !closedByServer(sc) {
+			t.Fatalf("newcomer %d did not replace the oldest ungranted request", i+1)
+		}
+		if closedByServer(freshClient) {
+			t.Fatalf("newcomer %d replaced the connection that had just arrived", i+1)
+		}
+	}
+	// Older than every other ungranted connection now, it goes next.
+	pl.dial()
+	accept()
+	if !closedByServer(freshClient) {
+		t.Fatal("the oldest ungranted connection was not replaced")
+	}
+}
