@@ -2,9 +2,11 @@ package identity_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -902,5 +904,89 @@ func testSharedLoginLimits(t *testing.T, b backend) {
 	}
 	if err := c.Attempt("ci-token", "127.0.0.9", func() error { return wrong }); !errors.Is(err, wrong) {
 		t.Errorf("after a success on the other node, the count starts afresh: %v", err)
+	}
+}
+
+// TestMigrateFromEveryVersion: a database at each earlier identity schema
+// version, on each engine, with rows valid at that version, is brought up
+// to date by Open, and what it held keeps working: the token's password,
+// the user's, and access tokens signed with the signing key of the time.
+func TestMigrateFromEveryVersion(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	for _, e := range []sqldb.Engine{sqldb.SQLite, sqldb.Postgres} {
+		steps := identity.MigrationsFor(e)
+		for v := range len(steps) {
+			if e == sqldb.Postgres && v == 0 {
+				continue // PostgreSQL's first version is the first there was
+			}
+			t.Run(fmt.Sprintf("%s/%d", e, v), func(t *testing.T) {
+				ctx := context.Background()
+				var b backend
+				if e == sqldb.SQLite {
+					b = backend{engine: e, place: func(t *testing.T) string { return t.TempDir() }}
+				} else {
+					b = backend{engine: e, place: func(*testing.T) string { return pg.NewDatabase() }}
+				}
+				db := b.db(t, b.place(t))
+				if err := db.Migrate(ctx, "identity", steps[:v]); err != nil {
+					t.Fatal(err)
+				}
+				key := auth.GenerateSigningKey()
+				enc, _ := auth.EncodeSigningKey(key)
+				tokenPw, userPw := "old-token-password", "old-user-password"
+				rows := []struct {
+					sql  string
+					args []any
+				}{
+					{`INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES ('old-map', '', '["repositories/app/content/read"]', 1000, 1000)`, nil},
+					{`INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('old-token', 'old-map', TRUE, 2, 1000)`, nil},
+					{`INSERT INTO passwords(owner_kind, owner, slot, hash, serial, created_at) VALUES ('token', 'old-token', 'password1', ?, 3, 1000)`, []any{auth.HashSecret(tokenPw)}},
+					{`INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('owner', 'owner', ?, TRUE, 1, 1000)`, []any{auth.HashUserPassword(userPw)}},
+					{`INSERT INTO settings(key, value) VALUES ('password_serial', '3'), ('signing_key', ?)`, []any{enc}},
+				}
+				if v >= 2 { // signing keys by kid
+					rows = append(rows, struct {
+						sql  string
+						args []any
+					}{`INSERT INTO signing_keys(kid, private_key, created_at, active_from) VALUES (?, ?, 1000, 0)`, []any{auth.KeyID(key.Public().(ed25519.PublicKey)), enc}})
+				}
+				if v >= 3 { // portal sessions
+					rows = append(rows, struct {
+						sql  string
+						args []any
+					}{`INSERT INTO portal_sessions(id_hash, user_name, generation, csrf, created_at, last_seen) VALUES ('h', 'owner', 1, 'c', 1000, 1000)`, nil})
+				}
+				for _, r := range rows {
+					if _, err := db.W().ExecContext(ctx, r.sql, r.args...); err != nil {
+						t.Fatalf("%s: %v", r.sql, err)
+					}
+				}
+				s := b.open(t, db, identity.Options{Console: io.Discard})
+				if got, err := db.Version(ctx, "identity"); err != nil || got != identity.SchemaVersion(e) {
+					t.Fatalf("schema at %d, %v; want %d", got, err, identity.SchemaVersion(e))
+				}
+				login, err := s.Authenticate("old-token", tokenPw)
+				if err != nil || auth.Allowed(login.Identity, "app") != auth.ContentRead {
+					t.Fatalf("token after migration: %+v, %v", login, err)
+				}
+				if _, err := s.Authenticate("owner", userPw); err != nil {
+					t.Errorf("user after migration: %v", err)
+				}
+				old, err := auth.NewSigner(key, auth.TokenConfig{Issuer: "berth", Audience: "berth"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tok, _, err := old.IssueAccess(login.Subject, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Verifier().VerifyAccess(tok); err != nil {
+					t.Errorf("an access token signed before the migration: %v", err)
+				}
+				if fresh, _, err := s.Signer().IssueAccess(login.Subject, nil); err != nil || kidOf(t, fresh) != auth.KeyID(key.Public().(ed25519.PublicKey)) {
+					t.Errorf("after the migration the old key should still sign: %v", err)
+				}
+			})
+		}
 	}
 }

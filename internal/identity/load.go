@@ -96,6 +96,14 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 			rows.Close()
 			return nil, fmt.Errorf("load scope maps: %w", err)
 		}
+		// A map that has not changed keeps its compiled policy: another
+		// node's change reloads everything, and compiling every map again
+		// would cost the most. (s.scopeMaps is only changed under writeMu,
+		// which the caller holds.)
+		if old := s.scopeMaps[name]; old != nil && old.raw == actions && old.def.Description == desc {
+			st.scopeMaps[name] = old
+			continue
+		}
 		def := auth.ScopeMap{Name: name, Description: desc, Type: auth.UserDefined}
 		if err := json.Unmarshal([]byte(actions), &def.Actions); err != nil {
 			rows.Close()
@@ -106,7 +114,7 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 			rows.Close()
 			return nil, fmt.Errorf("load scope map %q: %w", name, err)
 		}
-		st.scopeMaps[name] = &scopeMap{def: def, policy: pol, createdAt: time.UnixMilli(created).UTC(), updatedAt: time.UnixMilli(updated).UTC()}
+		st.scopeMaps[name] = &scopeMap{def: def, policy: pol, raw: actions, createdAt: time.UnixMilli(created).UTC(), updatedAt: time.UnixMilli(updated).UTC()}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

@@ -182,6 +182,7 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec S
 	now := s.now()
 	m.createdAt, m.updatedAt = now.UTC(), now.UTC()
 	b, _ := json.Marshal(m.def.Actions)
+	m.raw = string(b)
 	const q = `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
 	if _, err := tx.ExecContext(ctx, q, spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("store scope map: %w", err)
@@ -256,6 +257,7 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
 	b, _ := json.Marshal(m.def.Actions)
+	m.raw = string(b)
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
 			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {

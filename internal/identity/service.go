@@ -160,8 +160,11 @@ type Service struct {
 }
 
 type scopeMap struct {
-	def       auth.ScopeMap
-	policy    *auth.Policy
+	def    auth.ScopeMap
+	policy *auth.Policy
+	// raw is the actions as stored (JSON), to tell an unchanged map when
+	// loading again.
+	raw       string
 	createdAt time.Time
 	updatedAt time.Time
 }
