@@ -3,6 +3,7 @@ package server
 import (
 	"container/list"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -213,6 +214,20 @@ func (c *limitedConn) Close() error {
 	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
+
+// ReadFrom lets net/http send files with sendfile through the wrapper, as
+// on the bare connection: without it, net/http sees no io.ReaderFrom and
+// copies every blob download through a 32 KiB buffer.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// writerOnly hides every method but Write, so that io.Copy cannot come back
+// to a ReadFrom.
+type writerOnly struct{ io.Writer }
 
 // setState follows net/http's view of the connection (http.Server.ConnState).
 func (l *connLimiter) setState(nc net.Conn, st http.ConnState) {

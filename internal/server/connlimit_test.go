@@ -1,12 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -170,5 +174,83 @@ func TestConnLimiterSparesTheNewcomer(t *testing.T) {
 	accept()
 	if !closedByServer(freshClient) {
 		t.Fatal("the oldest ungranted connection was not replaced")
+	}
+}
+
+// readFromListener hands out TCP connections that record what net/http's
+// sendfile path (io.ReaderFrom) is handed.
+type readFromListener struct {
+	net.Listener
+	got chan io.Reader
+}
+
+func (l *readFromListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readFromConn{TCPConn: c.(*net.TCPConn), got: l.got}, nil
+}
+
+type readFromConn struct {
+	*net.TCPConn
+	got chan io.Reader
+}
+
+func (c *readFromConn) ReadFrom(r io.Reader) (int64, error) {
+	select {
+	case c.got <- r:
+	default:
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+// TestConnLimiterKeepsSendfile: a file served through a connection the
+// limiter holds reaches the socket's ReadFrom as the file, which is what
+// lets the kernel send it (sendfile) instead of a copy through user space.
+func TestConnLimiterKeepsSendfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blob")
+	content := bytes.Repeat([]byte("berth"), 100_000)
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := &readFromListener{Listener: ln, got: make(chan io.Reader, 1)}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		// As http.ServeContent, which the registry's blob GET uses, does.
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		io.CopyN(w, f, int64(len(content)))
+	})}
+	go srv.Serve(newConnLimiter(rl, 4, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { srv.Close() })
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(body, content) {
+		t.Fatalf("GET: %v, %d bytes of %d", err, len(body), len(content))
+	}
+	select {
+	case r := <-rl.got:
+		if lr, ok := r.(*io.LimitedReader); ok {
+			r = lr.R
+		}
+		if _, ok := r.(*os.File); !ok {
+			t.Errorf("the socket's ReadFrom got %T, not the file: no sendfile", r)
+		}
+	default:
+		t.Error("the socket's ReadFrom was never called: net/http copied the file through a buffer (no sendfile)")
 	}
 }
