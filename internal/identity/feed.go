@@ -57,6 +57,9 @@ type feed struct {
 	// confirmed is when (unix ns) the node last began a check that found
 	// memory at the database's version; 0 = never or lost.
 	confirmed atomic.Int64
+	// epoch counts the times memory was marked unconfirmed, so that a
+	// check begun before cannot confirm it after.
+	epoch     atomic.Int64
 	listening atomic.Bool
 	kick      chan struct{}
 	stop      chan struct{}
@@ -105,6 +108,7 @@ func (s *Service) stopFeed() {
 // records the version applied; on success memory was current when check
 // began.
 func (f *feed) check(ctx context.Context) error {
+	epoch := f.epoch.Load()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, ConfirmWithin)
 	defer cancel()
@@ -119,7 +123,7 @@ func (f *feed) check(ctx context.Context) error {
 	if err := f.report(ctx, v); err != nil {
 		return err
 	}
-	if f.listening.Load() {
+	if f.listening.Load() && f.epoch.Load() == epoch {
 		f.confirmed.Store(began.UnixNano())
 	}
 	return nil
@@ -222,14 +226,26 @@ func signalKick(c chan struct{}) {
 	}
 }
 
-// lost marks memory unconfirmed until the next successful check with a
-// listening connection.
+// lost marks the listening connection gone, and memory unconfirmed until
+// a new connection listens and the next check succeeds.
 func (f *feed) lost() {
 	if f == nil {
 		return
 	}
 	f.listening.Store(false)
+	f.epoch.Add(1)
 	f.confirmed.Store(0)
+}
+
+// stale marks memory unconfirmed until the next successful check (memory
+// could not be brought up to date); the connection still listens.
+func (f *feed) stale() {
+	if f == nil {
+		return
+	}
+	f.epoch.Add(1)
+	f.confirmed.Store(0)
+	signalKick(f.kick)
 }
 
 // applied is called after this node applied a change of its own (with

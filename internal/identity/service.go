@@ -318,7 +318,7 @@ func (s *Service) apply(change func()) {
 			// Memory stays behind: the feed (or the next change) loads it
 			// again, and until then credential checks fail closed.
 			s.log.Warn("load identities after a change", "err", err)
-			s.feed.lost()
+			s.feed.stale()
 		}
 	}
 	s.feed.applied()
