@@ -294,3 +294,56 @@ func assertNoUploadObjects(t *testing.T, s *Store) {
 		t.Fatalf("%d multipart uploads left behind", len(mps.Uploads))
 	}
 }
+
+// A PUT that brings a whole blob with its digest goes straight to the blob's
+// key; only content that arrived before its digest is known is copied into
+// place from its staging object.
+func TestMonolithicCommitIsNotCopied(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for _, c := range []struct {
+		name       string
+		size       int
+		chunked    bool
+		wantCopies int64
+	}{
+		{"monolithic, one part", 1000, false, 0},
+		{"monolithic, several parts", 12 << 20, false, 0},
+		{"chunked, several parts", 12 << 20, true, 1},
+	} {
+		content, d := storagetest.Random(t, c.size)
+		st, err := s.StartUpload(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := content
+		if c.chunked {
+			if st, err = s.Append(ctx, st, bytes.NewReader(content)); err != nil {
+				t.Fatal(err)
+			}
+			body = nil
+		}
+		before := s.copies.Load()
+		if n, err := s.Commit(ctx, st, d, bytes.NewReader(body)); err != nil || n != int64(c.size) {
+			t.Fatalf("%s: Commit = %d, %v", c.name, n, err)
+		}
+		if got := s.copies.Load() - before; got != c.wantCopies {
+			t.Errorf("%s: %d server-side copies, want %d", c.name, got, c.wantCopies)
+		}
+		if !bytes.Equal(readAll(t, s, d), content) {
+			t.Fatalf("%s: wrong content", c.name)
+		}
+		assertNoUploadObjects(t, s)
+	}
+	// A wrong digest on the direct path stores nothing and ends the session.
+	content, _ := storagetest.Random(t, 12<<20)
+	_, wrong := storagetest.Random(t, 1)
+	st, _ := s.StartUpload(ctx)
+	if _, err := s.Commit(ctx, st, wrong, bytes.NewReader(content)); !errors.Is(err, storage.ErrDigestMismatch) {
+		t.Fatalf("Commit with a wrong digest: %v", err)
+	}
+	if _, err := s.Stat(ctx, wrong); !errors.Is(err, storage.ErrBlobNotFound) {
+		t.Fatalf("blob stored under a wrong digest: %v", err)
+	}
+	assertNoUploadObjects(t, s)
+}

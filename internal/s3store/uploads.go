@@ -235,6 +235,24 @@ func (s *Store) Commit(ctx context.Context, st UploadState, d digest.Digest, r i
 	if err := validate(d); err != nil {
 		return st.Size, err
 	}
+	if st.Size == 0 && st.MultipartID == "" && r != nil {
+		// The whole blob comes with its digest (a monolithic PUT): stream
+		// it to the blob's own key like Put, completing the multipart
+		// upload only if the digest matches, instead of staging it and
+		// copying it into place. An empty session has nothing to remove.
+		// A stored object is replaced, as the staged path replaces one of
+		// another size: its size is not known until the body has gone by.
+		n, err := s.put(ctx, d, -1, r, true)
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			return n, &endedError{err}
+		}
+		if err != nil {
+			// Nothing was stored: the session stays empty and valid, so
+			// the client may retry the PUT.
+			return 0, err
+		}
+		return n, nil
+	}
 	ss, err := s.resume(ctx, st)
 	if err != nil {
 		return st.Size, err
