@@ -58,7 +58,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.TLSKey, "tls-key", "", "TLS private key file (env BERTH_TLS_KEY)")
 	f.StringVar(&flagCfg.LogFormat, "log-format", flagCfg.LogFormat, "log format: text or json (env BERTH_LOG_FORMAT)")
 	f.StringVar(&flagCfg.LogLevel, "log-level", flagCfg.LogLevel, "log level: debug, info, warn or error (env BERTH_LOG_LEVEL)")
-	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing for this long (env BERTH_BODY_IDLE_TIMEOUT)")
+	f.DurationVar(&flagCfg.BodyIdleTimeout, "body-idle-timeout", flagCfg.BodyIdleTimeout, "drop a request whose body sends nothing, or whose client reads nothing of the response, for this long (env BERTH_BODY_IDLE_TIMEOUT)")
 	f.IntVar(&flagCfg.MaxConnections, "max-connections", 0, "most client connections held at once; at the bound, idle and unauthenticated ones are closed first; 0 means derived from the open-file limit (env BERTH_MAX_CONNECTIONS)")
 	f.DurationVar(&flagCfg.ShutdownTimeout, "shutdown-timeout", flagCfg.ShutdownTimeout, "how long shutdown waits for requests in flight (env BERTH_SHUTDOWN_TIMEOUT)")
 	f.DurationVar(&flagCfg.UploadTTL, "upload-ttl", flagCfg.UploadTTL, "remove upload sessions untouched for this long (env BERTH_UPLOAD_TTL)")

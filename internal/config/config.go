@@ -44,8 +44,9 @@ type Config struct {
 	// LogFormat is "text" or "json"; LogLevel is debug, info, warn or error.
 	LogFormat string `yaml:"logFormat" env:"BERTH_LOG_FORMAT"`
 	LogLevel  string `yaml:"logLevel" env:"BERTH_LOG_LEVEL"`
-	// BodyIdleTimeout is how long a request body may stall before the
-	// connection is dropped; a slow upload that keeps moving is never cut.
+	// BodyIdleTimeout is how long a request body, or the client's reading
+	// of a response, may stall before the connection is dropped; a slow
+	// upload or download that keeps moving is never cut.
 	BodyIdleTimeout time.Duration `yaml:"bodyIdleTimeout" env:"BERTH_BODY_IDLE_TIMEOUT"`
 	// MaxConnections bounds the client connections held at once (0: derived
 	// from the process's open-file limit).

@@ -461,7 +461,8 @@ func (a grantingAuthenticator) Authenticate(r *http.Request) (auth.Identity, err
 // enough that a client that never sends it cannot hold the connection.
 const drainGrace = time.Second
 
-// bodyProgress polices request bodies, and sets the headers every response of
+// bodyProgress polices request bodies and, on HTTP/1.1, the client's reading
+// of responses (progressWriter), and sets the headers every response of
 // every face carries.
 //
 // A body that stalls for longer than idle drops the connection: the read
@@ -482,6 +483,11 @@ func bodyProgress(idle time.Duration, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.ProtoMajor < 2 && idle > 0 {
+			pw := newProgressWriter(w, idle)
+			defer pw.finish()
+			w = pw
+		}
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
@@ -505,6 +511,88 @@ func bodyProgress(idle time.Duration, next http.Handler) http.Handler {
 		}
 	})
 }
+
+// progressWriter drops a connection whose client stops reading the
+// response for idle: the write deadline moves forward before every write,
+// so a slow download goes on as long as it moves, and a client that asks for
+// a blob and never reads it cannot hold its connection (one of the bounded
+// slots, and the blob's file) for good. Without a deadline a write to such a
+// client blocks forever.
+type progressWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+// progressChunk is how much of a body is handed to the connection per
+// deadline: small enough that a moving download always meets it.
+const progressChunk = 1 << 20
+
+func newProgressWriter(w http.ResponseWriter, idle time.Duration) *progressWriter {
+	pw := &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: idle}
+	// A deadline left by the connection's previous response must not cut
+	// what net/http writes itself for this one (100 Continue).
+	_ = pw.rc.SetWriteDeadline(time.Time{})
+	return pw
+}
+
+func (w *progressWriter) extend() { _ = w.rc.SetWriteDeadline(time.Now().Add(w.idle)) }
+
+// finish gives what net/http still has to write once the handler returns
+// (buffered data, the end of a chunked body) idle to go out.
+func (w *progressWriter) finish() { w.extend() }
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	var n int
+	for len(p) > 0 {
+		w.extend()
+		m, err := w.ResponseWriter.Write(p[:min(len(p), progressChunk)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
+}
+
+// ReadFrom hands the body to the connection a chunk per deadline, keeping
+// sendfile: a file (or a limit on one, as http.ServeContent passes) stays a
+// single *io.LimitedReader over the file.
+func (w *progressWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(writerOnly{w}, src)
+	}
+	outer, limited := src.(*io.LimitedReader)
+	inner := src
+	if limited {
+		inner = outer.R
+	}
+	var total int64
+	for !limited || outer.N > 0 {
+		chunk := int64(progressChunk)
+		if limited {
+			chunk = min(chunk, outer.N)
+		}
+		w.extend()
+		n, err := rf.ReadFrom(&io.LimitedReader{R: inner, N: chunk})
+		total += n
+		if limited {
+			outer.N -= n
+		}
+		if err != nil {
+			return total, err
+		}
+		if n < chunk {
+			break // the end of src
+		}
+	}
+	return total, nil
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *progressWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // trackedBody is a request body that pushes the read deadline forward on
 // every read and knows whether it was read to its end.
