@@ -97,18 +97,42 @@ func (s *Service) readKeys(ctx context.Context, tx *sqldb.Tx, st *state) error {
 	if len(st.keys) == 0 {
 		return errors.New("load signing keys: none")
 	}
+	sortKeys(st.keys)
+	// The same keys keep the same verifier, so that what was checked with
+	// it (tokenauth caches signature checks by verifier) stays checked.
+	// (s.keys is only changed under writeMu, which the caller holds.)
+	if sameKeys(st.keys, s.keys) {
+		st.keys, st.verifier = s.keys, s.verifier
+		return nil
+	}
 	st.verifier, err = s.verifierOf(st.keys)
 	return err
 }
 
-// verifierOf sorts keys by activation and returns a verifier of them all.
-func (s *Service) verifierOf(keys []*signingKey) (*auth.Verifier, error) {
+func sortKeys(keys []*signingKey) {
 	sort.Slice(keys, func(i, j int) bool {
 		if !keys[i].activeFrom.Equal(keys[j].activeFrom) {
 			return keys[i].activeFrom.Before(keys[j].activeFrom)
 		}
 		return keys[i].kid < keys[j].kid
 	})
+}
+
+func sameKeys(a, b []*signingKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].kid != b[i].kid || !a[i].activeFrom.Equal(b[i].activeFrom) {
+			return false
+		}
+	}
+	return true
+}
+
+// verifierOf sorts keys by activation and returns a verifier of them all.
+func (s *Service) verifierOf(keys []*signingKey) (*auth.Verifier, error) {
+	sortKeys(keys)
 	pubs := make([]ed25519.PublicKey, len(keys))
 	for i, k := range keys {
 		pubs[i] = k.signer.PublicKey()
@@ -173,7 +197,7 @@ func (s *Service) RotateSigningKey(ctx context.Context, actor auth.Identity) (Si
 	if err != nil {
 		return SigningKey{}, err
 	}
-	now := s.now().UTC()
+	now := s.now().UTC().Truncate(time.Millisecond) // as stored
 	k := &signingKey{kid: signer.KeyID(), created: now, activeFrom: now.Add(KeyPublishDelay), signer: signer}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

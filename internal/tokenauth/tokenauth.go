@@ -52,7 +52,7 @@ type Service struct {
 	// client reusing its token costs a map lookup, not an Ed25519 verify.
 	// Claims are re-checked for expiry and resolved against current state
 	// on every request; only the signature check is cached.
-	verified     sync.Map // [32]byte → *auth.Claims
+	verified     sync.Map // [32]byte → verifiedToken
 	verifiedSize atomic.Int64
 
 	// basicSeen throttles audit records of Basic logins on /v2/, which come
@@ -170,17 +170,27 @@ func (s *Service) identify(r *http.Request) (auth.Identity, *failure) {
 	return auth.Identity{}, &failure{reason: "unsupported authorization scheme", message: "unsupported Authorization scheme: use Basic or Bearer"}
 }
 
+// verifiedToken is a cached signature check: the claims, and the verifier
+// (the set of signing keys) that checked them.
+type verifiedToken struct {
+	claims *auth.Claims
+	by     *auth.Verifier
+}
+
 func (s *Service) verifyAccess(token string) (*auth.Claims, error) {
 	key := sha256.Sum256([]byte(token))
+	verifier := s.id.Verifier()
 	if v, ok := s.verified.Load(key); ok {
-		c := v.(*auth.Claims)
-		if s.now().Unix() < c.ExpiresAt {
-			return c, nil
+		e := v.(verifiedToken)
+		// Checked by the keys held now: a retired signing key's tokens
+		// must not live on in the cache.
+		if s.now().Unix() < e.claims.ExpiresAt && e.by == verifier {
+			return e.claims, nil
 		}
 		s.verified.Delete(key)
 		s.verifiedSize.Add(-1)
 	}
-	c, err := s.id.Verifier().VerifyAccess(token)
+	c, err := verifier.VerifyAccess(token)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +199,7 @@ func (s *Service) verifyAccess(token string) (*auth.Claims, error) {
 		s.verified.Clear()
 		s.verifiedSize.Store(1)
 	}
-	s.verified.Store(key, c)
+	s.verified.Store(key, verifiedToken{claims: c, by: verifier})
 	return c, nil
 }
 
