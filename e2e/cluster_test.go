@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,15 +80,16 @@ func withBearer(t *testing.T, node *testutil.Server, tok, path string) int {
 }
 
 // pushWithRetries pushes img to ref the way a client that retries does:
-// the whole push again after a failure, up to attempts times.
-func pushWithRetries(t *testing.T, srv *testutil.Server, ref string, p *crashPush, attempts int) error {
+// the whole push again after a failure, up to attempts times. It returns
+// how many attempts failed.
+func pushWithRetries(t *testing.T, srv *testutil.Server, ref string, p *crashPush, attempts int) (int, error) {
 	var err error
-	for range attempts {
+	for i := range attempts {
 		if err = remote.Write(srv.Ref(t, ref), p.img, srv.RemoteOptions(t.Context())...); err == nil {
-			return nil
+			return i, nil
 		}
 	}
-	return err
+	return attempts, err
 }
 
 // TestCluster runs three berth nodes on one PostgreSQL database and one S3
@@ -298,11 +300,14 @@ func TestCluster(t *testing.T) {
 		}
 		close(queue)
 		acked := make(chan struct{}, pushes)
+		var failed atomic.Int64
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
 				for p := range queue {
-					if p.err = pushWithRetries(t, front, p.repo+":v1", p, 5); p.err == nil {
+					n, err := pushWithRetries(t, front, p.repo+":v1", p, 5)
+					failed.Add(int64(n))
+					if p.err = err; err == nil {
 						acked <- struct{}{}
 					}
 				}
@@ -318,6 +323,7 @@ func TestCluster(t *testing.T) {
 				t.Errorf("push to %s, retried, did not complete with node 2 dead: %v", p.repo, p.err)
 			}
 		}
+		t.Logf("killed node 2 after %d of %d pushes; %d whole pushes failed and were retried (requests cut by the kill are retried by HAProxy and the client first)", killAt, pushes, failed.Load())
 		c.Nodes[1].Restart()
 		for _, p := range all {
 			if p.err != nil {
