@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,7 @@ var conformance = []struct {
 	{"LastOwnerRace", testLastOwnerRace},
 	{"SigningKeyRotation", testSigningKeyRotation},
 	{"SharedLoginLimits", testSharedLoginLimits},
+	{"FollowerMatchesFullLoad", testFollowerMatchesFullLoad},
 }
 
 func runConformance(t *testing.T, b backend) {
@@ -988,5 +990,119 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+var subMillis = regexp.MustCompile(`(\.\d{3})\d*Z`)
+
+// testFollowerMatchesFullLoad makes every kind of change through one node
+// and checks, after each, that a second node that follows the changes
+// (loading only what each touched) holds what a node loading everything
+// holds.
+func testFollowerMatchesFullLoad(t *testing.T, b backend) {
+	ctx := context.Background()
+	place := b.place(t)
+	clk := &clock{t: time.Now()}
+	s1 := b.service(t, place, clk)
+	s2 := b.service(t, place, clk)
+	view := func(s *identity.Service) string {
+		t.Helper()
+		toks, err1 := s.ListTokens(owner)
+		maps, err2 := s.ListScopeMaps(owner)
+		users, err3 := s.ListUsers(owner)
+		admin, err4 := s.GetAdmin(owner)
+		keys, err5 := s.SigningKeys(owner)
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+			t.Fatal(err)
+		}
+		for i := range toks { // last use is per node until flushed
+			for j := range toks[i].Passwords {
+				toks[i].Passwords[j].LastUsed = nil
+			}
+			toks[i].LastUsed = nil
+		}
+		for i := range users {
+			users[i].LastUsed = nil
+		}
+		for i := range admin.Passwords {
+			admin.Passwords[i].LastUsed = nil
+		}
+		out, _ := json.Marshal([]any{toks, maps, users, admin, keys})
+		// Memory keeps the time of a change to the nanosecond, the
+		// database to the millisecond.
+		return subMillis.ReplaceAllString(string(out), "$1Z")
+	}
+	str := func(v string) *string { return &v }
+	steps := []struct {
+		name   string
+		change func() error
+	}{
+		{"create scope map", func() error {
+			_, err := s1.CreateScopeMap(ctx, owner, identity.ScopeMapSpec{Name: "follow-map", Actions: grants(t, "app", "content/read")})
+			return err
+		}},
+		{"create token with its own map", func() error {
+			_, _, err := s1.CreateToken(ctx, owner, identity.TokenSpec{Name: "own-map-token", Actions: grants(t, "x/*", "content/write")})
+			return err
+		}},
+		{"create token", func() error {
+			_, _, err := s1.CreateToken(ctx, owner, identity.TokenSpec{Name: "follow-token", ScopeMap: "follow-map", Passwords: []string{identity.SlotPassword1}})
+			return err
+		}},
+		{"update scope map", func() error {
+			_, err := s1.UpdateScopeMap(ctx, owner, "follow-map", identity.ScopeMapUpdate{Add: grants(t, "app", "content/write")})
+			return err
+		}},
+		{"generate password", func() error {
+			_, err := s1.GenerateCredentials(ctx, owner, "follow-token", []string{identity.SlotPassword2}, time.Time{})
+			return err
+		}},
+		{"delete password", func() error {
+			_, err := s1.DeletePassword(ctx, owner, "follow-token", identity.SlotPassword1)
+			return err
+		}},
+		{"disable token", func() error {
+			_, err := s1.UpdateToken(ctx, owner, "follow-token", identity.TokenUpdate{Status: str(identity.StatusDisabled)})
+			return err
+		}},
+		{"create user", func() error {
+			_, err := s1.CreateUser(ctx, owner, identity.UserSpec{Name: "follower", Role: "reader", Password: "a-long-password"})
+			return err
+		}},
+		{"change role", func() error {
+			_, err := s1.UpdateUser(ctx, owner, "follower", identity.UserUpdate{Role: str("contributor")})
+			return err
+		}},
+		{"enable admin", func() error { _, _, err := s1.SetAdminEnabled(ctx, owner, true); return err }},
+		{"renew admin password", func() error {
+			_, err := s1.RenewAdminPassword(ctx, owner, identity.SlotAdminPassword2)
+			return err
+		}},
+		{"rotate signing key", func() error { _, err := s1.RotateSigningKey(ctx, owner); return err }},
+		{"force-delete scope map", func() error {
+			_, err := s1.DeleteScopeMap(ctx, owner, "follow-map", true)
+			return err
+		}},
+		{"delete token", func() error { return s1.DeleteToken(ctx, owner, "own-map-token") }},
+		{"delete user", func() error { return s1.DeleteUser(ctx, owner, "follower") }},
+	}
+	loads := s2.FullLoads()
+	for _, st := range steps {
+		if err := st.change(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if err := s2.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		full := b.service(t, place, clk)
+		if got, want := view(s2), view(full); got != want {
+			t.Fatalf("after %s the following node holds\n%s\nand a full load\n%s", st.name, got, want)
+		}
+		if got, want := view(s1), view(full); got != want {
+			t.Fatalf("after %s the changing node holds\n%s\nand a full load\n%s", st.name, got, want)
+		}
+	}
+	if n := s2.FullLoads() - loads; n != 0 {
+		t.Errorf("the following node loaded everything %d times, want only what each change touched", n)
 	}
 }

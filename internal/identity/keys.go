@@ -207,6 +207,7 @@ func (s *Service) RotateSigningKey(ctx context.Context, actor auth.Identity) (Si
 		return SigningKey{}, err
 	}
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchKeys()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys(kid, private_key, created_at, active_from) VALUES (?, ?, ?, ?)`,
 			k.kid, enc, now.UnixMilli(), k.activeFrom.UnixMilli()); err != nil {
 			return fmt.Errorf("store signing key: %w", err)
@@ -250,6 +251,7 @@ func (s *Service) RetireSigningKey(ctx context.Context, actor auth.Identity, kid
 		return err
 	}
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchKeys()
 		if _, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE kid = ?`, kid); err != nil {
 			return fmt.Errorf("delete signing key: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -29,12 +30,13 @@ type state struct {
 // puts it into memory. Call it with s.writeMu held (or before the service
 // is shared).
 func (s *Service) load(ctx context.Context) error {
+	s.fullLoads.Add(1)
 	tx, err := s.db.R().BeginTx(ctx, s.db.Dialect().SnapshotTx())
 	if err != nil {
 		return fmt.Errorf("load identities: %w", err)
 	}
 	defer tx.Rollback()
-	st, err := s.read(ctx, tx)
+	st, err := s.read(ctx, tx, nil)
 	if err != nil {
 		return err
 	}
@@ -47,45 +49,55 @@ func (s *Service) load(ctx context.Context) error {
 func (s *Service) install(st *state) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keep := func(old, p *principal) {
-		if old == nil || old.generation != p.generation {
-			return
-		}
-		if v := old.lastUsed.Load(); v > p.lastUsed.Load() {
-			p.lastUsed.Store(v)
-		}
-		for n, sl := range p.slots {
-			if o := old.slots[n]; o != nil && o.serial == sl.serial {
-				if v := o.lastUsed.Load(); v > sl.lastUsed.Load() {
-					sl.lastUsed.Store(v)
-				}
-			}
-		}
-	}
 	for n, p := range st.tokens {
-		keep(s.tokens[n], p)
+		keepUse(s.tokens[n], p)
 	}
 	for n, p := range st.users {
-		keep(s.users[n], p)
+		keepUse(s.users[n], p)
 	}
-	keep(s.admin, st.admin)
+	keepUse(s.admin, st.admin)
 	s.scopeMaps, s.tokens, s.users, s.admin = st.scopeMaps, st.tokens, st.users, st.admin
 	s.keys, s.verifier = st.keys, st.verifier
 	s.version = st.version
 }
 
-func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
+// read reads the state from tx: all of it, or with only set just the
+// entities only names (an entity named but absent is deleted).
+// keepUse carries over to p, loaded anew, the last-used times not yet
+// written of old, the same credential as held before.
+func keepUse(old, p *principal) {
+	if old == nil || old.generation != p.generation {
+		return
+	}
+	if v := old.lastUsed.Load(); v > p.lastUsed.Load() {
+		p.lastUsed.Store(v)
+	}
+	for n, sl := range p.slots {
+		if o := old.slots[n]; o != nil && o.serial == sl.serial {
+			if v := o.lastUsed.Load(); v > sl.lastUsed.Load() {
+				sl.lastUsed.Store(v)
+			}
+		}
+	}
+}
+
+func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*state, error) {
 	st := &state{scopeMaps: make(map[string]*scopeMap), tokens: make(map[string]*principal), users: make(map[string]*principal)}
 	if err := tx.QueryRowContext(ctx, `SELECT version FROM identity_state WHERE id = 1`).Scan(&st.version); err != nil {
 		return nil, fmt.Errorf("load identity version: %w", err)
 	}
-	if err := s.readKeys(ctx, tx, st); err != nil {
-		return nil, err
+	if only == nil || only.Keys {
+		if err := s.readKeys(ctx, tx, st); err != nil {
+			return nil, err
+		}
 	}
-	for _, b := range auth.BuiltinScopeMaps() {
-		st.scopeMaps[b.Name] = &scopeMap{def: b, policy: auth.MustCompile(b)}
+	if only == nil {
+		for _, b := range auth.BuiltinScopeMaps() {
+			st.scopeMaps[b.Name] = &scopeMap{def: b, policy: auth.MustCompile(b)}
+		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT name, description, actions, created_at, updated_at FROM scope_maps`)
+	where, args := only.names("name", only.scopeMaps())
+	rows, err := tx.QueryContext(ctx, `SELECT name, description, actions, created_at, updated_at FROM scope_maps`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load scope maps: %w", err)
 	}
@@ -121,7 +133,8 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 		return nil, fmt.Errorf("load scope maps: %w", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT name, scope_map, enabled, generation, created_at, last_used FROM tokens`)
+	where, args = only.names("name", only.tokens())
+	rows, err = tx.QueryContext(ctx, `SELECT name, scope_map, enabled, generation, created_at, last_used FROM tokens`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load tokens: %w", err)
 	}
@@ -143,7 +156,8 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 		return nil, fmt.Errorf("load tokens: %w", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT name, role, password_hash, enabled, generation, created_at, last_used FROM users`)
+	where, args = only.names("name", only.users())
+	rows, err = tx.QueryContext(ctx, `SELECT name, role, password_hash, enabled, generation, created_at, last_used FROM users`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load users: %w", err)
 	}
@@ -167,6 +181,9 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 		return nil, fmt.Errorf("load users: %w", err)
 	}
 
+	if only != nil && !only.Admin {
+		return s.readPasswords(ctx, tx, st, only)
+	}
 	st.admin = &principal{kind: auth.KindAdmin, name: s.opts.RegistryName, slots: map[string]*slot{}}
 	settings := map[string]string{}
 	rows, err = tx.QueryContext(ctx, `SELECT key, value FROM settings WHERE key IN ('admin_enabled', 'admin_generation')`)
@@ -188,7 +205,29 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 		st.admin.generation = 1
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT owner_kind, owner, slot, hash, serial, created_at, expires_at, last_used FROM passwords`)
+	return s.readPasswords(ctx, tx, st, only)
+}
+
+// readPasswords reads the password slots of st's tokens and admin user.
+func (s *Service) readPasswords(ctx context.Context, tx *sqldb.Tx, st *state, only *touchSet) (*state, error) {
+	q := `SELECT owner_kind, owner, slot, hash, serial, created_at, expires_at, last_used FROM passwords`
+	var args []any
+	if only != nil {
+		var conds []string
+		if len(only.tokens()) > 0 {
+			where, a := only.names("owner", only.tokens())
+			conds = append(conds, "(owner_kind = 'token' AND "+strings.TrimPrefix(where, " WHERE ")+")")
+			args = a
+		}
+		if only.Admin {
+			conds = append(conds, "owner_kind = 'admin'")
+		}
+		if len(conds) == 0 {
+			return st, nil
+		}
+		q += " WHERE " + strings.Join(conds, " OR ")
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load passwords: %w", err)
 	}
@@ -211,7 +250,9 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx) (*state, error) {
 				p.slots[sl.name] = sl
 			}
 		case "admin":
-			st.admin.slots[sl.name] = sl
+			if st.admin != nil {
+				st.admin.slots[sl.name] = sl
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -99,6 +99,16 @@ var sqliteMigrations = []string{
 	signingKeysTable("INTEGER"),
 	portalSessionsTables("INTEGER"),
 	loginLimitTables("INTEGER"),
+	changesTable("INTEGER"),
+}
+
+// changesTable records what each identity version touched, so that other
+// nodes reload only that.
+func changesTable(bigint string) string {
+	return `CREATE TABLE identity_changes (
+		version ` + bigint + ` PRIMARY KEY,
+		detail TEXT NOT NULL
+	);`
 }
 
 // loginLimitTables hold the login limiter's counts where several nodes
@@ -240,6 +250,7 @@ var postgresMigrations = []string{
 	signingKeysTable("BIGINT"),
 	portalSessionsTables("BIGINT"),
 	loginLimitTables("BIGINT"),
+	changesTable("BIGINT"),
 }
 
 // dbRule turns the database refusing a change for one of its rules into

@@ -149,6 +149,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 	defer s.writeMu.Unlock()
 	var m *scopeMap
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchScopeMap(spec.Name)
 		var err error
 		if m, err = s.createScopeMapLocked(ctx, tx, spec); err != nil {
 			return err
@@ -183,6 +184,7 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec S
 	m.createdAt, m.updatedAt = now.UTC(), now.UTC()
 	b, _ := json.Marshal(m.def.Actions)
 	m.raw = string(b)
+	s.touchScopeMap(spec.Name)
 	const q = `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
 	if _, err := tx.ExecContext(ctx, q, spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("store scope map: %w", err)
@@ -259,6 +261,7 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	b, _ := json.Marshal(m.def.Actions)
 	m.raw = string(b)
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchScopeMap(name)
 		if _, err := tx.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
 			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
 			return fmt.Errorf("update scope map: %w", err)
@@ -299,6 +302,7 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 	// a map that tokens use, whatever memory says (another node may have
 	// given it a token a moment ago).
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchScopeMap(name)
 		if force {
 			rows, err := tx.QueryContext(ctx, `UPDATE tokens SET scope_map = '' WHERE scope_map = ? RETURNING name`, name)
 			if err != nil {
@@ -318,6 +322,7 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 				return fmt.Errorf("detach tokens: %w", err)
 			}
 			slices.Sort(users)
+			s.touchTokens(users...)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM scope_maps WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete scope map: %w", err)

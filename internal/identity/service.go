@@ -136,8 +136,10 @@ type Service struct {
 	keys     []*signingKey
 	verifier *auth.Verifier
 	// committed is the version the last change of this node committed,
-	// for apply; its holder is writeMu's.
+	// for apply; touched is what the change in progress touches. Both are
+	// writeMu's.
 	committed int64
+	touched   touchSet
 
 	// feed follows other nodes' changes; nil where there is no need.
 	feed *feed
@@ -151,6 +153,9 @@ type Service struct {
 	// tokensScanned counts the tokens looked at to find the users of scope
 	// maps, so that tests can check that listings do linear work.
 	tokensScanned atomic.Int64
+	// fullLoads counts loads of the whole state (tests check that
+	// following other nodes' changes loads only what they touched).
+	fullLoads atomic.Int64
 	// verifyUser, if set, replaces auth.VerifyUserPassword (tests count
 	// the slow hashes each kind of login pays).
 	verifyUser func(hash, password string) bool
@@ -342,6 +347,9 @@ func (s *Service) syncLocked(ctx context.Context) error {
 	if v == s.version {
 		return nil
 	}
+	if ok, err := s.loadChanges(ctx); err != nil || ok {
+		return err
+	}
 	return s.load(ctx)
 }
 
@@ -350,6 +358,8 @@ func (s *Service) syncLocked(ctx context.Context) error {
 // notified when it commits. Call it with s.writeMu held and s.mu not held,
 // and s.apply after it.
 func (s *Service) tx(ctx context.Context, fn func(*sqldb.Tx) error) error {
+	s.touched = touchSet{}
+	defer func() { s.touched = touchSet{} }()
 	tx, err := s.db.W().BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -362,6 +372,10 @@ func (s *Service) tx(ctx context.Context, fn func(*sqldb.Tx) error) error {
 	if err := tx.QueryRowContext(ctx, `UPDATE identity_state SET version = version + 1 WHERE id = 1 RETURNING version`).Scan(&v); err != nil {
 		tx.Rollback()
 		return fmt.Errorf("bump identity version: %w", err)
+	}
+	if err := s.recordChange(ctx, tx, v); err != nil {
+		tx.Rollback()
+		return err
 	}
 	if s.db.Engine() == sqldb.Postgres {
 		// Delivered to every listening node when (and only if) tx commits.

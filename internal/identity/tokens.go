@@ -205,6 +205,7 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 	var creds *Credentials
 	var fresh map[string]*slot
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchTokens(p.name)
 		if len(spec.Actions) > 0 {
 			m, err := s.createScopeMapLocked(ctx, tx, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions})
 			if err != nil {
@@ -384,6 +385,7 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 	// Disabling needs no new generation: every request checks the status,
 	// so re-enabling restores the clients' existing logins.
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchTokens(name)
 		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET scope_map = ?, enabled = ? WHERE name = ?`, scopeMap, enabled, name); err != nil {
 			return fmt.Errorf("update token: %w", err)
 		}
@@ -410,6 +412,7 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 		return errf(ErrNotFound, "token %q not found", name)
 	}
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchTokens(name)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ?`, name); err != nil {
 			return fmt.Errorf("delete token passwords: %w", err)
 		}
@@ -450,6 +453,7 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	var creds *Credentials
 	var fresh map[string]*slot
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchTokens(name)
 		var err error
 		if creds, fresh, err = s.generateLocked(ctx, tx, p, slots, expiry); err != nil {
 			return err
@@ -482,6 +486,7 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 		return Token{}, errf(ErrNotFound, "token %q has no %s", name, slotName)
 	}
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchTokens(name)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ? AND slot = ?`, name, slotName); err != nil {
 			return fmt.Errorf("delete password: %w", err)
 		}

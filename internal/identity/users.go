@@ -135,6 +135,7 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 	now := s.now().UTC()
 	var gen uint64
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchUser(spec.Name)
 		// A registry-wide serial, so that tokens issued to a deleted user
 		// never match a new user of the same name.
 		var err error
@@ -213,6 +214,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 		return User{}, errf(ErrForbidden, "user %q is the last enabled owner: make another user owner first", name)
 	}
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchUser(name)
 		// A new password or a disable revokes the access and refresh tokens
 		// and sessions issued before. The new generation comes from the
 		// registry-wide serial, never gen+1, which a later user of the same
@@ -273,6 +275,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 		return errf(ErrForbidden, "user %q is the last enabled owner and cannot be deleted", name)
 	}
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchUser(name)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete user: %w", err)
 		}
@@ -325,6 +328,7 @@ func (s *Service) SetAdminEnabled(ctx context.Context, actor auth.Identity, enab
 	var creds *Credentials
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchAdmin()
 		for k, v := range map[string]string{"admin_enabled": strconv.FormatBool(enabled), "admin_generation": strconv.FormatUint(gen, 10)} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
 				return fmt.Errorf("store admin setting: %w", err)
@@ -362,6 +366,7 @@ func (s *Service) RenewAdminPassword(ctx context.Context, actor auth.Identity, s
 	var creds *Credentials
 	var fresh map[string]*slot
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
+		s.touchAdmin()
 		var err error
 		if creds, fresh, err = s.generateLocked(ctx, tx, s.admin, []string{slotName}, time.Time{}); err != nil {
 			return err
