@@ -161,8 +161,10 @@ type foldKey struct {
 }
 
 type foldRow struct {
-	id    int64
-	first time.Time
+	id       int64
+	first    time.Time
+	identity string // the username the row names
+	others   bool   // it counts other usernames too
 }
 
 // New starts a Log writing to db (whose audit table Migrate has brought up
@@ -438,6 +440,10 @@ type op struct {
 	first time.Time // of the row's first event, which bounds folding
 	count int
 	last  time.Time
+	// identity is the username the row names, its first event's; others
+	// says the row counts events for other usernames too.
+	identity string
+	others   bool
 }
 
 // plan folds the batch into ops: identical foldable events within
@@ -454,17 +460,19 @@ func (l *Log) plan(batch []entry) []*op {
 		n := max(e.Count, 1)
 		k, ok := foldable(e)
 		if !ok {
-			ops = append(ops, &op{e: e, count: n})
+			ops = append(ops, &op{e: e, count: n, identity: e.Identity})
 			continue
 		}
 		if o := open[k]; o != nil && within(o.first, e.Time) {
 			o.count += n
 			o.last = later(o.last, e.Time)
+			o.others = o.others || e.Identity != o.identity
 			continue
 		}
-		o := &op{e: e, key: &k, first: e.Time, count: n, last: e.Time}
+		o := &op{e: e, key: &k, first: e.Time, count: n, last: e.Time, identity: e.Identity}
 		if fr, ok := l.folds[k]; ok && within(fr.first, e.Time) {
-			o.id, o.first = fr.id, fr.first
+			o.id, o.first, o.identity = fr.id, fr.first, fr.identity
+			o.others = fr.others || e.Identity != fr.identity
 		}
 		open[k] = o
 		ops = append(ops, o)
@@ -472,11 +480,28 @@ func (l *Log) plan(batch []entry) []*op {
 	return ops
 }
 
+// ReasonRateLimited ends the reason of a login refused by the limiter
+// ("rate limited", "portal: rate limited"): such refusals from one client
+// fold whatever usernames they name, and the row then says so with
+// OthersSuffix.
+const (
+	ReasonRateLimited = "rate limited"
+	OthersSuffix      = " (and other usernames)"
+)
+
 func foldable(e Event) (foldKey, bool) {
 	if e.Kind != KindPull && (e.Kind != KindLogin || e.Result != ResultFailure) {
 		return foldKey{}, false
 	}
-	return foldKey{e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}, true
+	identity := e.Identity
+	if e.Kind == KindLogin && strings.HasSuffix(e.Reason, ReasonRateLimited) {
+		// A flood of refused guesses with a new username each must cost a
+		// row per window, not a row per guess, or it pushes the real
+		// history out through retention. The refusal checked nothing, so
+		// the usernames it names are worth no more than the count.
+		identity = ""
+	}
+	return foldKey{e.Kind, e.Result, identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}, true
 }
 
 func within(first, t time.Time) bool {
@@ -522,9 +547,13 @@ func (l *Log) write(batch []entry) error {
 	defer ins.Close()
 	ids := make([]int64, len(ops))
 	for i, o := range ops {
+		reason := o.e.Reason
+		if o.others {
+			reason += OthersSuffix
+		}
 		if o.id > 0 {
 			last := o.last.UnixMilli()
-			res, err := tx.ExecContext(context.Background(), `UPDATE audit SET count = count + ?, last_time = CASE WHEN last_time < ? THEN ? ELSE last_time END WHERE id = ?`, o.count, last, last, o.id)
+			res, err := tx.ExecContext(context.Background(), `UPDATE audit SET count = count + ?, last_time = CASE WHEN last_time < ? THEN ? ELSE last_time END, reason = ? WHERE id = ?`, o.count, last, last, reason, o.id)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
@@ -535,7 +564,9 @@ func (l *Log) write(batch []entry) error {
 			// Retention deleted the row meanwhile: start a new one.
 			o.first = o.e.Time
 		}
-		if err := ins.QueryRow(insertArgs(o.e, o.count, o.last)...).Scan(&ids[i]); err != nil {
+		e := o.e
+		e.Identity, e.Reason = o.identity, reason
+		if err := ins.QueryRow(insertArgs(e, o.count, o.last)...).Scan(&ids[i]); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
 	}
@@ -564,7 +595,7 @@ func (l *Log) remember(ops []*op, ids []int64) {
 		if len(l.folds) >= maxFolds {
 			clear(l.folds)
 		}
-		l.folds[*o.key] = foldRow{id: ids[i], first: o.first}
+		l.folds[*o.key] = foldRow{id: ids[i], first: o.first, identity: o.identity, others: o.others}
 	}
 }
 

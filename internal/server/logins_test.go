@@ -111,3 +111,40 @@ func TestCurrentPasswordIsCheckedAsALogin(t *testing.T) {
 		t.Errorf("the owner's password changed: %v", err)
 	}
 }
+
+// TestRateLimitedFloodWithRandomUsernamesFolds: wrong Basic credentials
+// with a new username each, from one client, cost the audit log the
+// failures the limiter lets through (AddressThreshold and a few after
+// windows) plus a folded row for the refusals, not a row per attempt; and
+// the rows' counts add up to the attempts.
+func TestRateLimitedFloodWithRandomUsernamesFolds(t *testing.T) {
+	e := newEnv(t)
+	const attempts = 400
+	for i := range attempts {
+		if st, _, _ := e.do("GET", "/v2/", basic(fmt.Sprintf("u%d", i), "wrong"), nil); st != 401 && st != 429 {
+			t.Fatalf("attempt %d: %d", i, st)
+		}
+	}
+	events, err := e.srv.Audit().List(t.Context(), audit.Filter{Kind: audit.KindLogin, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, limited := 0, 0
+	for _, ev := range events {
+		total += max(ev.Count, 1)
+		if strings.HasPrefix(ev.Reason, audit.ReasonRateLimited) {
+			limited++
+			if ev.Count > 1 && !strings.HasSuffix(ev.Reason, audit.OthersSuffix) {
+				t.Errorf("folded refusals of several usernames read %q", ev.Reason)
+			}
+		}
+	}
+	if total != attempts {
+		t.Errorf("the rows count %d attempts, want %d", total, attempts)
+	}
+	// 50 checked failures (the address threshold), a few more checked as
+	// windows close, and the refusals folded per fold window.
+	if len(events) > 60 || limited > 2 {
+		t.Errorf("%d audit rows (%d of refusals) for %d attempts from one client, want at most 60 (2)", len(events), limited, attempts)
+	}
+}
