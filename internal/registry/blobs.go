@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -445,6 +446,7 @@ func (rg *Registry) upload(req *request) error {
 			return rg.rangeError(req, id, size, "chunk starts at %d but the upload has %d bytes", start, size)
 		}
 		if err != nil {
+			rg.dropIfUnwritable(req, id, err)
 			return uploadErr(err, "")
 		}
 		if want >= 0 {
@@ -475,6 +477,7 @@ func (rg *Registry) upload(req *request) error {
 		}
 		size, err := rg.blobs.Commit(ctx, id, d, req.r.Body)
 		if err != nil {
+			rg.dropIfUnwritable(req, id, err)
 			return uploadErr(err, d)
 		}
 		if err := rg.linkBlob(req, d, size); err != nil {
@@ -489,6 +492,19 @@ func (rg *Registry) upload(req *request) error {
 		return nil
 	}
 	return methodNotAllowed(req, "GET, PATCH, PUT, DELETE")
+}
+
+// dropIfUnwritable ends upload id at once when err says the store is full or
+// read-only: clients start a new upload rather than resume one after an
+// error, so keeping what it holds until the session expires would keep the
+// disk full for nothing.
+func (rg *Registry) dropIfUnwritable(req *request, id string, err error) {
+	if storage.Unwritable(err) == nil {
+		return
+	}
+	if cerr := rg.blobs.Cancel(context.WithoutCancel(req.r.Context()), id); cerr != nil && !errors.Is(cerr, storage.ErrUploadNotFound) {
+		rg.log.Warn("could not remove an upload that failed on unwritable storage", "upload", id, "err", cerr)
+	}
 }
 
 func (rg *Registry) rangeError(req *request, id string, size int64, format string, args ...any) error {

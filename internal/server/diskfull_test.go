@@ -106,6 +106,11 @@ func TestFullOrReadOnlyStorageIsNamedAndPullsGoOn(t *testing.T) {
 	if !errors.As(err, &te) || te.StatusCode != 507 || !strings.Contains(err.Error(), "blob storage is full") {
 		t.Errorf("push to a full disk: %v, want 507 saying storage is full", err)
 	}
+	// The refused upload's partial data is gone at once: clients start a new
+	// upload after an error, so keeping it would keep the disk full.
+	if left, err := os.ReadDir(filepath.Join(data, "uploads")); err != nil || len(left) != 0 {
+		t.Errorf("upload sessions left on the full disk: %d, %v", len(left), err)
+	}
 	st, text, r := e.readiness()
 	if st != 200 || r.Status != "degraded" || r.Checks["storage"].Status != "writes failing" ||
 		!strings.Contains(r.Checks["storage"].Error, "storage is full (no space left on device)") ||
@@ -146,5 +151,48 @@ func TestFullOrReadOnlyStorageIsNamedAndPullsGoOn(t *testing.T) {
 	}
 	if err := e.pull("team/app", "owner", ownerPassword); err != nil {
 		t.Errorf("pull from a read-only disk: %v", err)
+	}
+}
+
+// An upload that runs the disk full is removed at once, with what it had
+// written: clients start a new upload after an error rather than resume,
+// so its data would only keep the disk full until the session expired.
+func TestUploadThatFillsTheDiskIsRemoved(t *testing.T) {
+	data := smallFilesystem(t, "16m")
+	e := newEnv(t, func(c *config.Config) { c.Data = data })
+	filler := fill(t, data)
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave room for the session and part of its chunk.
+	if err := os.Truncate(filler, fi.Size()-3<<20); err != nil {
+		t.Fatal(err)
+	}
+	owner := basic("owner", ownerPassword)
+	for _, method := range []string{"PATCH", "PUT"} {
+		st, body, h := e.do("POST", "/v2/team/big/blobs/uploads/", owner, nil)
+		if st != http.StatusAccepted {
+			t.Fatalf("POST: %d %s", st, body)
+		}
+		loc := h.Get("Location")
+		chunk := strings.NewReader(strings.Repeat("x", 8<<20))
+		path := loc
+		if method == "PUT" {
+			path += "&digest=sha256:" + strings.Repeat("0", 64)
+			if !strings.Contains(loc, "?") {
+				path = loc + "?digest=sha256:" + strings.Repeat("0", 64)
+			}
+		}
+		st, body, _ = e.do(method, path, owner, chunk)
+		if st != http.StatusInsufficientStorage {
+			t.Fatalf("%s of 8 MiB with 3 MiB free: %d %s, want 507", method, st, body)
+		}
+		if left, err := os.ReadDir(filepath.Join(data, "uploads")); err != nil || len(left) != 0 {
+			t.Errorf("%s: upload sessions left on the full disk: %d, %v", method, len(left), err)
+		}
+		if st, _, _ := e.do("GET", loc, owner, nil); st != http.StatusNotFound {
+			t.Errorf("%s: the refused upload still answers %d, want 404", method, st)
+		}
 	}
 }

@@ -173,33 +173,19 @@ func (s *FS) Put(ctx context.Context, d digest.Digest, r io.Reader) (int64, erro
 }
 
 // PutSized is Put for a client that declared the content's length (size, or
-// -1 if it did not). Content already stored is verified but not written
-// again if the stored file has the declared size; otherwise the stored file
-// is suspect (truncated, or the client lies, which the digest check
-// catches) and is replaced by what the client sends. A stored file of the
-// right size is not re-hashed: that would read a multi-gigabyte layer for
-// every push of it, and damage of that kind is what the scrub and fsck
-// find, moving the file aside so that the next push writes it.
-func (s *FS) PutSized(ctx context.Context, d digest.Digest, size int64, r io.Reader) (int64, error) {
+// -1 if it did not); the filesystem needs no size in advance. What the
+// client sends always replaces a stored copy, so a re-push repairs one that
+// was damaged, whatever the damage.
+func (s *FS) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Reader) (int64, error) {
 	defer s.timed("put")()
 	if err := validate(d); err != nil {
 		return 0, err
 	}
-	if p, _ := s.blobPath(d); size >= 0 {
-		if stored, ok := s.touchSize(p); ok && stored == size {
-			// The content is already here: verify what the client sends (a
-			// claimed digest proves nothing) but do not write it again.
-			h := d.Algorithm().Hash()
-			n, err := hashCopy(io.Discard, h, r)
-			if err != nil {
-				return n, fmt.Errorf("read blob: %w", err)
-			}
-			if digest.NewDigest(d.Algorithm(), h) != d {
-				return n, ErrDigestMismatch
-			}
-			return n, nil
-		}
-	}
+	// Content already stored is written again all the same: the client's
+	// bytes are verified against the digest as they arrive, while the
+	// stored file may have rotted without changing size (only a full read
+	// would tell), and install replaces it at no extra cost. Clients HEAD
+	// before they push, so this path rarely sees content that is stored.
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-")
 	if err != nil {
 		return 0, fmt.Errorf("create temporary blob: %w", err)
@@ -265,21 +251,6 @@ func (s *FS) touch(p string) bool {
 	defer s.gcMu.RUnlock()
 	now := time.Now()
 	return os.Chtimes(p, now, now) == nil
-}
-
-// touchSize is touch that also returns the file's size.
-func (s *FS) touchSize(p string) (int64, bool) {
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
-	now := time.Now()
-	if os.Chtimes(p, now, now) != nil {
-		return 0, false
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0, false
-	}
-	return fi.Size(), true
 }
 
 // Touch marks blob d as just used (see touch), or says it is not stored.
