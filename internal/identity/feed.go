@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/berth-registry/berth/internal/sqldb"
 )
 
 // Several nodes on one PostgreSQL database each hold the identities in
@@ -61,10 +63,14 @@ type feed struct {
 	// check begun before cannot confirm it after.
 	epoch     atomic.Int64
 	listening atomic.Bool
-	kick      chan struct{}
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	cancel    context.CancelFunc
+	// reported and reportedAt are the version last recorded in
+	// identity_nodes, and when.
+	reported   atomic.Int64
+	reportedAt atomic.Int64
+	kick       chan struct{}
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	cancel     context.CancelFunc
 }
 
 func (s *Service) startFeed(ctx context.Context) (*feed, error) {
@@ -129,14 +135,30 @@ func (f *feed) check(ctx context.Context) error {
 	return nil
 }
 
-// report records that this node has applied version v and is alive.
+// report records that this node has applied version v and is alive:
+// at once when v is new, else at most once a second (liveWithin is 2 s).
+// The record need not survive a crash of the database, so it is committed
+// without waiting for the disk (it is visible to the other nodes at once
+// all the same).
 func (f *feed) report(ctx context.Context, v int64) error {
-	_, err := f.s.db.W().ExecContext(ctx, `INSERT INTO identity_nodes(node, applied_version, seen_at) VALUES (?, ?, ?)
-		ON CONFLICT(node) DO UPDATE SET applied_version = excluded.applied_version, seen_at = excluded.seen_at`,
-		f.node, v, time.Now().UnixMilli())
+	now := time.Now()
+	if v == f.reported.Load() && now.Sub(time.Unix(0, f.reportedAt.Load())) < time.Second {
+		return nil
+	}
+	err := f.s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO identity_nodes(node, applied_version, seen_at) VALUES (?, ?, ?)
+			ON CONFLICT(node) DO UPDATE SET applied_version = excluded.applied_version, seen_at = excluded.seen_at`,
+			f.node, v, now.UnixMilli())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("report identity version: %w", err)
 	}
+	f.reported.Store(v)
+	f.reportedAt.Store(now.UnixNano())
 	return nil
 }
 
