@@ -81,6 +81,11 @@ func (s *Service) startFeed(ctx context.Context) (*feed, error) {
 		node = host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:8]
 	}
 	f := &feed{s: s, node: node, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	// Nodes that ended without saying so (killed, crashed) leave a row
+	// behind: forget those long gone.
+	if _, err := s.db.W().ExecContext(ctx, `DELETE FROM identity_nodes WHERE seen_at < ?`, time.Now().Add(-24*time.Hour).UnixMilli()); err != nil {
+		return nil, fmt.Errorf("forget old nodes: %w", err)
+	}
 	if err := f.check(ctx); err != nil {
 		return nil, err
 	}
