@@ -54,9 +54,6 @@ func TestContainerImage(t *testing.T) {
 		gw := testutil.StartS3(t)
 		bucket := gw.NewBucket()
 		db, storage := pg.NewDatabase(), gw.URL(bucket, "image")
-		if why := testutil.PostgresServingRefused(t, pg.NewDatabase(), gw.URL(bucket, "probe"), gw.Env()); why != "" {
-			t.Skipf("berth serve refuses PostgreSQL: %s", why)
-		}
 		env := append([]string{"BERTH_DATABASE=" + db, "BERTH_STORAGE=" + storage}, gw.Env()...)
 		runImage(t, d, tag, env, func(t *testing.T) {
 			view := testutil.Server{Kind: testutil.KindBerth, DataDir: filepath.Join(gw.Dir, bucket, "image")}

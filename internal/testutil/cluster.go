@@ -1,15 +1,10 @@
 package testutil
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -37,21 +32,12 @@ type Cluster struct {
 // berth nodes on them (one after the other, so that the first creates the
 // schema and the owner) and HAProxy in front of them. Options apply to
 // every node. Everything stops when the test ends.
-//
-// It skips the test, saying why, while berth serve refuses PostgreSQL
-// (ErrDatabaseNotSupported): a cluster needs every part of berth in the
-// shared database.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	pg := StartPostgres(t)
 	gw := StartS3(t)
 	c := &Cluster{PG: pg, S3: gw, Bucket: gw.NewBucket(), Database: pg.NewDatabase()}
 	c.Storage = gw.URL(c.Bucket, "registry")
-	// The probe gets a database and prefix of its own: if it serves, it
-	// creates an owner there, with a password of its own.
-	if why := PostgresServingRefused(t, pg.NewDatabase(), gw.URL(c.Bucket, "probe"), gw.Env()); why != "" {
-		t.Skipf("berth serve refuses PostgreSQL, so no cluster can run yet: %s", why)
-	}
 	password := RandomString(16)
 	for range n {
 		nodeOpts := append([]Option{
@@ -84,65 +70,6 @@ func (c *Cluster) CheckBucket(t testing.TB) int {
 	t.Helper()
 	view := &Server{Kind: KindBerth, DataDir: filepath.Join(c.S3.Dir, c.Bucket, "registry"), t: t}
 	return view.CheckBlobStore(t)
-}
-
-// PostgresServingRefused starts `berth serve` on database and storage and
-// returns the reason it gives for refusing the database, or "" if it
-// serves (it is then stopped again).
-func PostgresServingRefused(t testing.TB, database, storage string, env []string) string {
-	t.Helper()
-	bin := BerthBinary(t)
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", t.TempDir(), "--database", database, "--storage", storage)
-	cmd.Env = append(append(cleanEnv("BERTH_"), env...), "BERTH_OWNER_PASSWORD="+RandomString(16))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-done:
-			if msg := out.String(); strings.Contains(msg, "not supported for every part yet") {
-				return lastLine(msg)
-			}
-			t.Fatalf("berth serve --database %s exited at start (%v):\n%s", database, err, out.String())
-		default:
-		}
-		if resp, err := client.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				_ = cmd.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-done:
-				case <-time.After(stopTimeout):
-					_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-					<-done
-				}
-				return ""
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-			t.Fatalf("berth serve --database %s neither served nor exited within %v:\n%s", database, startTimeout, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // Others returns the nodes other than node i (counted from 0).
