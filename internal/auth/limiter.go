@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,7 +91,9 @@ type LimitEntry struct {
 //     window is open, an address that has failed (for this username or
 //     any) is refused, unless the username logged in from it before; one
 //     that has not failed and is not known waits SlowDown, then is
-//     checked; a known one goes ahead at once.
+//     checked, one such check at a time per username, so that guesses
+//     from ever new addresses cannot fill the password checks that the
+//     right password waits for; a known one goes ahead at once.
 //
 // A success clears its (username, address) count and remembers the
 // address as known for the username. It does not reset the address count,
@@ -112,7 +115,11 @@ type Limiter struct {
 	fails *lruTable // of failure counts
 	known *lruTable // username and address of successful logins
 
-	guards *[guardStripes]sync.Mutex // see Guard
+	clients keyedMutex // see Guard
+	// users queues the checks of a username under pressure from
+	// addresses it does not know; queued counts the attempts waiting.
+	users  keyedMutex
+	queued atomic.Int64
 }
 
 type limiterEntry struct {
@@ -161,9 +168,8 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 		cfg.Sleep = time.Sleep
 	}
 	return &Limiter{cfg: cfg,
-		fails:  newLRUTable(cfg.ForgetAfter, cfg.MaxEntries),
-		known:  newLRUTable(cfg.KnownFor, cfg.MaxEntries),
-		guards: new([guardStripes]sync.Mutex)}
+		fails: newLRUTable(cfg.ForgetAfter, cfg.MaxEntries),
+		known: newLRUTable(cfg.KnownFor, cfg.MaxEntries)}
 }
 
 // Allow reports whether a login attempt for username from address ip may
@@ -173,11 +179,32 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 // a port); without one, the username's window refuses every attempt, as
 // the client cannot be told apart.
 func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration) {
-	now := l.cfg.Now()
-	k := limiterKeys(username, ip)
-	if l.cfg.Store != nil {
-		return l.allowShared(k, now)
+	retryAfter, slow := l.decide(limiterKeys(username, ip))
+	if retryAfter > 0 {
+		return false, retryAfter
 	}
+	if slow {
+		l.cfg.Sleep(l.cfg.SlowDown)
+	}
+	return true, 0
+}
+
+// decide returns how long an attempt for k must wait, rounded up to whole
+// seconds (0: it may go ahead), and whether it is to be slowed down first.
+func (l *Limiter) decide(k limiterKey) (retryAfter time.Duration, slow bool) {
+	now := l.cfg.Now()
+	if l.cfg.Store != nil {
+		retryAfter, slow = l.decideShared(k, now)
+	} else {
+		retryAfter, slow = l.decideLocal(k, now)
+	}
+	if retryAfter > 0 {
+		return (retryAfter + time.Second - 1).Truncate(time.Second), false
+	}
+	return 0, slow
+}
+
+func (l *Limiter) decideLocal(k limiterKey, now time.Time) (retryAfter time.Duration, slow bool) {
 	l.mu.Lock()
 	l.fails.sweep(now)
 	client, addr, user := l.fails.get(k.client, now), l.fails.get(k.addr, now), l.fails.get(k.user, now)
@@ -186,7 +213,6 @@ func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration)
 			retryAfter = max(retryAfter, e.until.Sub(now))
 		}
 	}
-	slow := false
 	if retryAfter == 0 && user != nil && now.Before(user.until) && l.known.get(k.client, now) == nil {
 		if client != nil || addr != nil || k.addr == "" {
 			retryAfter = user.until.Sub(now)
@@ -195,23 +221,17 @@ func (l *Limiter) Allow(username, ip string) (ok bool, retryAfter time.Duration)
 		}
 	}
 	l.mu.Unlock()
-	if retryAfter > 0 {
-		return false, (retryAfter + time.Second - 1).Truncate(time.Second)
-	}
-	if slow {
-		l.cfg.Sleep(l.cfg.SlowDown)
-	}
-	return true, 0
+	return retryAfter, slow
 }
 
-// allowShared is Allow with the counts in the store. A store that cannot
-// be read refuses the attempt for a second: better than letting guesses
-// through uncounted.
-func (l *Limiter) allowShared(k limiterKey, now time.Time) (bool, time.Duration) {
+// decideShared is decideLocal with the counts in the store. A store that
+// cannot be read refuses the attempt for a second: better than letting
+// guesses through uncounted.
+func (l *Limiter) decideShared(k limiterKey, now time.Time) (retryAfter time.Duration, slow bool) {
 	st := l.cfg.Store
 	es, err := st.Failures([]string{k.client, k.addr, k.user}, now.Add(-l.cfg.ForgetAfter))
 	if err != nil {
-		return false, time.Second
+		return time.Second, false
 	}
 	entry := func(key string) *limiterEntry {
 		e, ok := es[key]
@@ -221,18 +241,16 @@ func (l *Limiter) allowShared(k limiterKey, now time.Time) (bool, time.Duration)
 		return &limiterEntry{key: key, failures: e.Failures, last: e.Last, until: e.Until}
 	}
 	client, addr, user := entry(k.client), entry(k.addr), entry(k.user)
-	var retryAfter time.Duration
 	for _, e := range []*limiterEntry{client, addr} {
 		if e != nil && now.Before(e.until) {
 			retryAfter = max(retryAfter, e.until.Sub(now))
 		}
 	}
-	slow := false
 	if retryAfter == 0 && user != nil && now.Before(user.until) {
 		known := false
 		if k.client != "" {
 			if known, err = st.Known(k.client, now.Add(-l.cfg.KnownFor)); err != nil {
-				return false, time.Second
+				return time.Second, false
 			}
 		}
 		if !known {
@@ -243,13 +261,7 @@ func (l *Limiter) allowShared(k limiterKey, now time.Time) (bool, time.Duration)
 			}
 		}
 	}
-	if retryAfter > 0 {
-		return false, (retryAfter + time.Second - 1).Truncate(time.Second)
-	}
-	if slow {
-		l.cfg.Sleep(l.cfg.SlowDown)
-	}
-	return true, 0
+	return retryAfter, slow
 }
 
 // Fail records a failed login for username from ip.
@@ -440,26 +452,62 @@ func normalizeAddr(s string) string {
 // refused before it reaches the limiter, the audit log or a password check.
 const MaxUsernameLength = 256
 
-// guardStripes is how many locks Guard spreads usernames over.
-const guardStripes = 256
-
 // Guard serialises the attempts of one client (username and address), so
 // that Allow, the password check and Fail happen as one step: a burst of
 // concurrent guesses from one address is then counted as it arrives, and
-// only Threshold of them are ever checked. Attempts from other addresses
-// do not wait behind it, so guesses from elsewhere cannot hold up the
-// holder of the right password. Call the returned function when the
-// attempt is recorded.
+// only Threshold of them are ever checked. Each client has a lock of its
+// own, so attempts from other addresses do not wait behind it and guesses
+// from elsewhere cannot hold up the holder of the right password. Call the
+// returned function when the attempt is recorded.
 func (l *Limiter) Guard(username, ip string) (unlock func()) {
-	h := uint32(2166136261) // FNV-1a
-	for _, s := range []string{normalizeAddr(ip), "\x00", username} {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint32(s[i])) * 16777619
-		}
+	return l.clients.lock(normalizeAddr(ip) + "\x00" + username)
+}
+
+// Queued returns how many attempts wait for their username's turn: those
+// from addresses it does not know while it is under pressure, which are
+// checked one at a time.
+func (l *Limiter) Queued() int { return int(l.queued.Load()) }
+
+// keyedMutex is a lock per key, kept only while someone holds it or waits
+// for it, so that its memory is bounded by the attempts in progress.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*countedMutex
+}
+
+type countedMutex struct {
+	sync.Mutex
+	refs int // holders and waiters; guarded by keyedMutex.mu
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*countedMutex{}
 	}
-	m := &l.guards[h%guardStripes]
+	m := k.locks[key]
+	if m == nil {
+		m = &countedMutex{}
+		k.locks[key] = m
+	}
+	m.refs++
+	k.mu.Unlock()
 	m.Lock()
-	return m.Unlock
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		if m.refs--; m.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// len returns how many keys have a lock.
+func (k *keyedMutex) len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.locks)
 }
 
 // LimitedError refuses a login attempt because of earlier failures.
@@ -476,13 +524,32 @@ func (e *LimitedError) Error() string {
 // face takes, in this order: it waits for the client's attempt in progress
 // (Guard); refuses at once with a *LimitedError if the username or address
 // is held back (Allow); else runs check and records its outcome (Fail or
-// Succeed) before the client's next attempt may start. It returns check's
+// Succeed) before the client's next attempt may start. An attempt to be
+// slowed down waits SlowDown without the client's lock, then looks again,
+// and waits for the username's turn (see Limiter). It returns check's
 // error. The token endpoint, Basic credentials, the REST API's and the
 // portal's password checks all call it, so that none can leave a step out.
 func (l *Limiter) Attempt(username, ip string, check func() error) error {
-	defer l.Guard(username, ip)()
-	if ok, wait := l.Allow(username, ip); !ok {
+	k := limiterKeys(username, ip)
+	unlock := l.Guard(username, ip)
+	defer func() { unlock() }()
+	wait, slow := l.decide(k)
+	if slow {
+		// The client's other attempts may have failed meanwhile: decide
+		// again.
+		unlock()
+		l.cfg.Sleep(l.cfg.SlowDown)
+		unlock = l.Guard(username, ip)
+		wait, slow = l.decide(k)
+	}
+	if wait > 0 {
 		return &LimitedError{RetryAfter: wait}
+	}
+	if slow {
+		l.queued.Add(1)
+		release := l.users.lock(k.user)
+		l.queued.Add(-1)
+		defer release()
 	}
 	if err := check(); err != nil {
 		l.Fail(username, ip)

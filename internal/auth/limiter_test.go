@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -283,5 +285,62 @@ func TestLimiterConcurrent(t *testing.T) {
 	}
 	if n := l.Len(); n > 50 {
 		t.Errorf("Len = %d, cap 50", n)
+	}
+}
+
+// TestGuardIsPerClient: while one client's attempt holds its lock, the
+// attempts of every other client (another address, or another username
+// from the same address) go ahead; a lock is forgotten once nobody holds
+// or waits for it, so memory is bounded by the attempts in progress.
+func TestGuardIsPerClient(t *testing.T) {
+	l := NewLimiter(LimiterConfig{})
+	unlock := l.Guard("owner", "127.0.0.1")
+	for i := range 1000 {
+		l.Guard("owner", fmt.Sprintf("127.1.%d.%d", i/250, i%250+1))()
+		l.Guard(fmt.Sprintf("user-%d", i), "127.0.0.1")()
+	}
+	if n := l.clients.len(); n != 1 {
+		t.Errorf("%d client locks kept while one is held, want 1", n)
+	}
+	unlock()
+	if n := l.clients.len(); n != 0 {
+		t.Errorf("%d client locks kept after all are released, want 0", n)
+	}
+}
+
+// TestSlowedAttemptsWaitWithoutTheClientLock: two concurrent attempts of
+// one clean client for a username under pressure are slowed down side by
+// side, not one behind the other's wait; afterwards they are decided
+// again, so the second is refused once the first has failed, unchecked.
+func TestSlowedAttemptsWaitWithoutTheClientLock(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	sleeping := make(chan struct{})
+	wake := make(chan struct{})
+	l := NewLimiter(LimiterConfig{Now: clock.Now, Sleep: func(time.Duration) { sleeping <- struct{}{}; <-wake }})
+	for i := range 5 {
+		l.Fail("owner", fmt.Sprintf("192.0.2.%d", i+1))
+	}
+	var checks atomic.Int64
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			errs <- l.Attempt("owner", "198.51.100.7", func() error { checks.Add(1); return errors.New("wrong password") })
+		}()
+	}
+	<-sleeping
+	<-sleeping // both wait at once
+	close(wake)
+	var limited int
+	for range 2 {
+		var le *LimitedError
+		if err := <-errs; errors.As(err, &le) {
+			limited++
+		}
+	}
+	if n := checks.Load(); n != 1 || limited != 1 {
+		t.Errorf("%d checks and %d refusals, want 1 and 1", n, limited)
+	}
+	if n, q := l.clients.len(), l.users.len(); n != 0 || q != 0 {
+		t.Errorf("%d client and %d username locks kept after the attempts, want 0", n, q)
 	}
 }
