@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,13 @@ type LimiterConfig struct {
 	// before it is checked when it comes from an address that has neither
 	// failed nor logged in as that username; 1s by default.
 	SlowDown time.Duration
+	// SlowChecks is how many password checks of such slowed-down attempts
+	// run at once, whatever their usernames (one at a time per username);
+	// max(1, GOMAXPROCS/2) by default, fewer than the slow hashes the
+	// identity service runs at once (max(2, GOMAXPROCS)), so that guesses
+	// from ever new addresses for many usernames still leave room for the
+	// others' checks.
+	SlowChecks int
 	// KnownFor is how long an address is remembered as one a username
 	// logged in from; 30 days by default.
 	KnownFor time.Duration
@@ -91,9 +99,10 @@ type LimitEntry struct {
 //     window is open, an address that has failed (for this username or
 //     any) is refused, unless the username logged in from it before; one
 //     that has not failed and is not known waits SlowDown, then is
-//     checked, one such check at a time per username, so that guesses
-//     from ever new addresses cannot fill the password checks that the
-//     right password waits for; a known one goes ahead at once.
+//     checked, one such check at a time per username and SlowChecks in
+//     all, so that guesses from ever new addresses cannot fill the
+//     password checks that the right password waits for; a known one
+//     goes ahead at once.
 //
 // A success clears its (username, address) count and remembers the
 // address as known for the username. It does not reset the address count,
@@ -118,8 +127,9 @@ type Limiter struct {
 	clients keyedMutex // see Guard
 	// users queues the checks of a username under pressure from
 	// addresses it does not know; queued counts the attempts waiting.
-	users  keyedMutex
-	queued atomic.Int64
+	users     keyedMutex
+	slowSlots chan struct{} // SlowChecks of them
+	queued    atomic.Int64
 }
 
 type limiterEntry struct {
@@ -155,6 +165,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	if cfg.SlowDown <= 0 {
 		cfg.SlowDown = time.Second
 	}
+	if cfg.SlowChecks <= 0 {
+		cfg.SlowChecks = max(1, runtime.GOMAXPROCS(0)/2)
+	}
 	if cfg.KnownFor <= 0 {
 		cfg.KnownFor = 30 * 24 * time.Hour
 	}
@@ -168,8 +181,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 		cfg.Sleep = time.Sleep
 	}
 	return &Limiter{cfg: cfg,
-		fails: newLRUTable(cfg.ForgetAfter, cfg.MaxEntries),
-		known: newLRUTable(cfg.KnownFor, cfg.MaxEntries)}
+		fails:     newLRUTable(cfg.ForgetAfter, cfg.MaxEntries),
+		known:     newLRUTable(cfg.KnownFor, cfg.MaxEntries),
+		slowSlots: make(chan struct{}, cfg.SlowChecks)}
 }
 
 // Allow reports whether a login attempt for username from address ip may
@@ -463,9 +477,9 @@ func (l *Limiter) Guard(username, ip string) (unlock func()) {
 	return l.clients.lock(normalizeAddr(ip) + "\x00" + username)
 }
 
-// Queued returns how many attempts wait for their username's turn: those
-// from addresses it does not know while it is under pressure, which are
-// checked one at a time.
+// Queued returns how many attempts wait for their turn: those from
+// addresses a username under pressure does not know, which are checked one
+// at a time per username and SlowChecks at a time in all.
 func (l *Limiter) Queued() int { return int(l.queued.Load()) }
 
 // keyedMutex is a lock per key, kept only while someone holds it or waits
@@ -548,8 +562,12 @@ func (l *Limiter) Attempt(username, ip string, check func() error) error {
 	if slow {
 		l.queued.Add(1)
 		release := l.users.lock(k.user)
+		l.slowSlots <- struct{}{}
 		l.queued.Add(-1)
-		defer release()
+		defer func() {
+			<-l.slowSlots
+			release()
+		}()
 	}
 	if err := check(); err != nil {
 		l.Fail(username, ip)

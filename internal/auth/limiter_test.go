@@ -3,6 +3,8 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -342,5 +344,53 @@ func TestSlowedAttemptsWaitWithoutTheClientLock(t *testing.T) {
 	}
 	if n, q := l.clients.len(), l.users.len(); n != 0 || q != 0 {
 		t.Errorf("%d client and %d username locks kept after the attempts, want 0", n, q)
+	}
+}
+
+// TestSlowChecksAreBounded: guesses from ever new addresses for several
+// usernames under pressure are checked one at a time per username and
+// SlowChecks at a time in all, the rest waiting their turn.
+func TestSlowChecksAreBounded(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	l := NewLimiter(LimiterConfig{Now: clock.Now, SlowChecks: 2, Sleep: func(time.Duration) {}})
+	const users, each = 4, 3
+	for u := range users {
+		for i := range 5 {
+			l.Fail(fmt.Sprintf("user-%d", u), fmt.Sprintf("192.0.2.%d", i+1))
+		}
+	}
+	release := make(chan struct{})
+	var inFlight, most atomic.Int64
+	var perUser [users]atomic.Int64
+	var wg sync.WaitGroup
+	for u := range users {
+		for i := range each {
+			wg.Go(func() {
+				ip := fmt.Sprintf("198.51.%d.%d", u, i+1)
+				_ = l.Attempt(fmt.Sprintf("user-%d", u), ip, func() error {
+					n := inFlight.Add(1)
+					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+					}
+					if perUser[u].Add(1) > 1 {
+						t.Errorf("two checks for user-%d at once", u)
+					}
+					<-release
+					perUser[u].Add(-1)
+					inFlight.Add(-1)
+					return errors.New("wrong password")
+				})
+			})
+		}
+	}
+	for inFlight.Load()+int64(l.Queued()) < users*each {
+		runtime.Gosched()
+	}
+	if n := inFlight.Load(); n != 2 {
+		t.Errorf("%d slowed-down checks at once, want 2 (SlowChecks)", n)
+	}
+	close(release)
+	wg.Wait()
+	if n := most.Load(); n > 2 {
+		t.Errorf("up to %d slowed-down checks at once, want at most 2", n)
 	}
 }
