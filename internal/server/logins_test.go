@@ -139,6 +139,7 @@ func TestRateLimitedFloodWithRandomUsernamesFolds(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d attempts: %d audit rows, %d of them refusals", attempts, len(events), limited)
 	if total != attempts {
 		t.Errorf("the rows count %d attempts, want %d", total, attempts)
 	}
