@@ -544,10 +544,22 @@ func (e *LimitedError) Error() string {
 // error. The token endpoint, Basic credentials, the REST API's and the
 // portal's password checks all call it, so that none can leave a step out.
 func (l *Limiter) Attempt(username, ip string, check func() error) error {
+	return l.AttemptVouched(username, ip, nil, check)
+}
+
+// AttemptVouched is Attempt with vouched, which reports without a slow
+// hash whether the password is known to be right (a recently verified
+// one): such an attempt is not slowed down or queued when the username is
+// under pressure, as it cannot be a guess. It is still refused where
+// Attempt refuses, and still checked.
+func (l *Limiter) AttemptVouched(username, ip string, vouched func() bool, check func() error) error {
 	k := limiterKeys(username, ip)
 	unlock := l.Guard(username, ip)
 	defer func() { unlock() }()
 	wait, slow := l.decide(k)
+	if slow && vouched != nil && vouched() {
+		slow = false
+	}
 	if slow {
 		// The client's other attempts may have failed meanwhile: decide
 		// again.

@@ -394,3 +394,34 @@ func TestSlowChecksAreBounded(t *testing.T) {
 		t.Errorf("up to %d slowed-down checks at once, want at most 2", n)
 	}
 }
+
+// TestVouchedAttemptsSkipTheSlowDown: under pressure, an attempt whose
+// password is vouched for goes ahead without waiting; one that is not
+// waits; an address that failed is refused either way, unchecked.
+func TestVouchedAttemptsSkipTheSlowDown(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	var slept sleeps
+	l := NewLimiter(LimiterConfig{Now: clock.Now, Sleep: slept.Sleep})
+	for i := range 5 {
+		l.Fail("owner", fmt.Sprintf("192.0.2.%d", i+1))
+	}
+	tests := []struct {
+		name, ip string
+		vouched  bool
+		sleeps   int
+		limited  bool
+	}{
+		{"clean address, vouched", "198.51.100.1", true, 0, false},
+		{"clean address, not vouched", "198.51.100.2", false, 1, false},
+		{"failed address, vouched", "192.0.2.1", true, 0, true},
+	}
+	for _, tt := range tests {
+		slept.n = 0
+		checked := false
+		err := l.AttemptVouched("owner", tt.ip, func() bool { return tt.vouched }, func() error { checked = true; return nil })
+		var le *LimitedError
+		if limited := errors.As(err, &le); limited != tt.limited || checked == tt.limited || slept.n != tt.sleeps {
+			t.Errorf("%s: limited %v, checked %v, %d sleeps; want limited %v, %d sleeps", tt.name, limited, checked, slept.n, tt.limited, tt.sleeps)
+		}
+	}
+}

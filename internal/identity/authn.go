@@ -145,6 +145,44 @@ type cachedLogin struct {
 	until      time.Time
 }
 
+// Remembered reports whether password is known to be username's without
+// a slow hash: a user's password verified within userCacheTTL (and the user
+// unchanged since), or a token's or the admin user's current password,
+// which are hashed fast. The limiter lets such an attempt skip the queue of
+// a username under pressure: it cannot be a guess, and saying so fast
+// tells only the holder of the password that it is right.
+func (s *Service) Remembered(username, password string) bool {
+	if username == "" || password == "" {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := s.now()
+	var p *principal
+	order := []string{SlotPassword1, SlotPassword2}
+	switch {
+	case username == s.admin.name:
+		p, order = s.admin, []string{SlotAdminPassword, SlotAdminPassword2}
+	case s.tokens[username] != nil:
+		p = s.tokens[username]
+	case s.users[username] != nil:
+		p = s.users[username]
+		key := sha256.Sum256([]byte(s.opts.RegistryName + "\x00" + p.name + "\x00" + password))
+		v, ok := s.userLogins.Load(key)
+		return ok && v.(cachedLogin).generation == p.generation && now.Before(v.(cachedLogin).until)
+	default:
+		return false
+	}
+	hashes := make([]string, len(order))
+	for i, n := range order {
+		if sl := p.slots[n]; sl != nil && !sl.expired(now) {
+			hashes[i] = sl.hash
+		}
+	}
+	_, ok := auth.MatchSecret(password, hashes...)
+	return ok
+}
+
 func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enabled bool, role auth.Role, password string) (Login, error) {
 	key := sha256.Sum256([]byte(s.opts.RegistryName + "\x00" + p.name + "\x00" + password))
 	now := s.now()

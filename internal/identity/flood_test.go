@@ -88,6 +88,17 @@ func TestRightPasswordIsNotQueuedBehindAFlood(t *testing.T) {
 	if err := login("alice", "alice-password-1", "127.4.0.1"); err != nil {
 		t.Errorf("another user's right password from a clean address during the flood: %v", err)
 	}
+	// The right password, just verified, from a clean address: vouched
+	// for, it skips the queue of guesses.
+	clean := func(password string) error {
+		return l.AttemptVouched("victim", "127.5.0.1", func() bool { return s.Remembered("victim", password) }, func() error {
+			_, err := s.Authenticate("victim", password)
+			return err
+		})
+	}
+	if err := clean("victim-password-1"); err != nil {
+		t.Errorf("the right password, recently verified, from a clean address during the flood: %v", err)
+	}
 	if n, q := inFlight.Load(), l.Queued(); n != 1 || q != guessers-1 {
 		t.Errorf("after the right logins %d guesses in their check and %d waiting, want 1 and %d", n, q, guessers-1)
 	}
@@ -96,4 +107,36 @@ func TestRightPasswordIsNotQueuedBehindAFlood(t *testing.T) {
 	if n := most.Load(); n != 1 {
 		t.Errorf("at most %d guesses checked at once, want 1", n)
 	}
+}
+
+// TestRemembered: only a password known to be right without a slow hash
+// is vouched for: a user's recently verified one, a token's current one.
+func TestRemembered(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := newService(t, t.TempDir(), clk)
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, owner, UserSpec{Name: "alice", Role: "pull", Password: "alice-password-1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, creds, err := s.CreateToken(ctx, owner, TokenSpec{Name: "ci-token", ScopeMap: auth.ScopeMapPull, Passwords: []string{SlotPassword1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what, user, password string, want bool) {
+		t.Helper()
+		if got := s.Remembered(user, password); got != want {
+			t.Errorf("%s: Remembered = %v, want %v", what, got, want)
+		}
+	}
+	check("user, not yet verified", "alice", "alice-password-1", false)
+	if _, err := s.Authenticate("alice", "alice-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	check("user, verified", "alice", "alice-password-1", true)
+	check("user, wrong password", "alice", "guess", false)
+	check("token, right password", "ci-token", creds.Passwords[0].Value, true)
+	check("token, wrong password", "ci-token", "guess", false)
+	check("unknown name", "nobody", "guess", false)
+	clk.add(userCacheTTL)
+	check("user, verified too long ago", "alice", "alice-password-1", false)
 }

@@ -221,7 +221,7 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 		return identity.Login{}, unavailable(err)
 	}
 	var login identity.Login
-	err := s.limiter.Attempt(user, ip, func() (err error) {
+	err := s.limiter.AttemptVouched(user, ip, func() bool { return s.id.Remembered(user, pass) }, func() (err error) {
 		login, err = s.id.Authenticate(user, pass)
 		return err
 	})

@@ -90,7 +90,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	ip := h.clientIP(r)
 	start := h.now()
 	var login identity.Login
-	err := h.limiter.Attempt(user, ip, func() (err error) {
+	err := h.limiter.AttemptVouched(user, ip, func() bool { return h.ids.Remembered(user, pass) }, func() (err error) {
 		login, err = h.ids.Authenticate(user, pass)
 		return err
 	})
