@@ -29,8 +29,10 @@ type Config struct {
 	// bucket.endpoint, which most S3-compatible servers need.
 	PathStyle bool
 	// PartSize is the size of the first parts of multipart uploads; later
-	// ones grow so that 10,000 parts hold terabytes. It is also the most
-	// an upload buffers in memory. At least 5 MiB (S3's minimum).
+	// ones grow so that 10,000 parts hold terabytes. A push buffers at
+	// most four parts of this size, or two of the larger later ones (see
+	// partsInFlight). At least 5 MiB
+	// (S3's minimum).
 	PartSize int64
 	// MaxAttempts bounds the retries of one request on 5xx, throttling and
 	// connection errors, with exponential backoff.

@@ -2,10 +2,12 @@ package s3store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -309,8 +312,21 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 func (s *Store) putObject(ctx context.Context, key string, b []byte) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.cfg.Bucket, Key: &key, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
-	})
+	}, unsignedPayload)
 	return err
+}
+
+// unsignedPayload sends a PUT's body as UNSIGNED-PAYLOAD, as the SDK does
+// on HTTPS. Over plain HTTP it would otherwise hash every byte with SHA-256
+// to sign it, and the object store would hash it again to check: two more
+// passes over content berth has already verified against its digest. What
+// still protects the bytes between berth and the store is TLS on https://
+// endpoints and TCP's checksum on http:// ones; a signed payload would not
+// make plain HTTP safe anyway, since the store's answers to GETs are not
+// signed (berth checks blobs up to 1 MiB on every read, fsck and the scrub
+// all of them).
+func unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
 
 // Delete removes blob d. Deleting a blob that is not stored is not an error.
@@ -363,48 +379,88 @@ type multipart struct {
 // partSize is the size of part number n (1-based): the configured size for
 // the first thousand, doubling every thousand after up to 16 times the
 // first, so that S3's 10,000 parts hold over 100,000 first-size parts (1.7
-// TiB with 16 MiB parts) while an upload never buffers more than two parts.
+// TiB with 16 MiB parts) while what an upload buffers stays bounded (see
+// partsInFlight).
 func (s *Store) partSize(n int32) int64 {
 	shift := min((n-1)/1000, 4)
 	return min(s.cfg.PartSize<<shift, 5<<30)
 }
 
+// partsInFlight is how many first-size parts an upload sends at once: the
+// object store writes them in parallel while the next part is read. With
+// the part being read, an upload buffers at most partsInFlight+1 parts of
+// the configured size; once parts grow (past the thousandth) only one is in
+// flight besides the one being read, which keeps the bound near four
+// first-size parts until parts are four times that size.
+const partsInFlight = 3
+
 // stream uploads first (already read and hashed) and then the rest of r as
-// parts, hashing r as it is read. While one part is being sent, the next is
-// read, so the socket and the object store work at the same time. It
-// returns how many bytes it read in all.
+// parts, hashing r as it is read. While parts are being sent, the next is
+// read, so the socket and the object store work at the same time. Parts
+// may finish in any order; m.parts ends up in part order. It returns how
+// many bytes it read in all. After an error no part is still being sent.
 func (m *multipart) stream(ctx context.Context, first []byte, r io.Reader, h io.Writer) (int64, error) {
 	total := int64(len(first))
 	type result struct {
 		part Part
+		size int64
 		err  error
 	}
-	results := make(chan result, 1)
-	inFlight := 0
-	wait := func() error {
+	results := make(chan result, partsInFlight)
+	budget := partsInFlight * m.s.cfg.PartSize
+	var (
+		inFlight      int
+		inFlightBytes int64
+		failed        error
+		next          int32 = 1
+	)
+	wait := func() {
 		res := <-results
 		inFlight--
-		if res.err != nil {
-			return res.err
+		inFlightBytes -= res.size
+		switch {
+		case res.err != nil && failed == nil:
+			// The other parts in flight are let finish rather than
+			// cancelled: a part the store is still writing when the
+			// upload is aborted could outlive the abort.
+			failed = res.err
+		case res.err == nil:
+			m.parts = append(m.parts, res.part)
 		}
-		m.parts = append(m.parts, res.part)
-		return nil
+	}
+	fail := func(err error) (int64, error) {
+		for inFlight > 0 {
+			wait()
+		}
+		if failed != nil {
+			return total, failed
+		}
+		return total, err
 	}
 	send := func(b []byte, release func()) {
-		n := int32(len(m.parts) + inFlight + 1)
+		// A part always goes if none is in flight; more only within the
+		// budget.
+		for inFlight > 0 && (inFlight >= partsInFlight || inFlightBytes+int64(len(b)) > budget) {
+			wait()
+		}
+		if failed != nil {
+			release()
+			return
+		}
+		n := next
+		next++
 		inFlight++
+		inFlightBytes += int64(len(b))
 		go func() {
 			defer release()
 			p, err := m.uploadPart(ctx, n, b)
-			results <- result{p, err}
+			results <- result{p, int64(len(b)), err}
 		}()
 	}
 	send(first, func() {})
-	for {
-		next := int32(len(m.parts) + inFlight + 1)
+	for failed == nil {
 		if next > 10000 {
-			_ = wait()
-			return total, errors.New("blob too large: over 10,000 parts")
+			return fail(errors.New("blob too large: over 10,000 parts"))
 		}
 		bp := m.s.bufs.Get().(*[]byte)
 		buf := (*bp)[:min(int64(cap(*bp)), m.s.partSize(next))]
@@ -414,15 +470,9 @@ func (m *multipart) stream(ctx context.Context, first []byte, r io.Reader, h io.
 		n, err := io.ReadFull(r, buf)
 		h.Write(buf[:n])
 		total += int64(n)
-		// Parts must go in order and results come one at a time; keep one
-		// part in flight while the next is read.
-		if werr := wait(); werr != nil {
-			m.s.bufs.Put(bp)
-			return total, werr
-		}
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			m.s.bufs.Put(bp)
-			return total, fmt.Errorf("read blob: %w", err)
+			return fail(fmt.Errorf("read blob: %w", err))
 		}
 		if n > 0 {
 			send(buf[:n], func() { m.s.bufs.Put(bp) })
@@ -433,11 +483,10 @@ func (m *multipart) stream(ctx context.Context, first []byte, r io.Reader, h io.
 			break
 		}
 	}
-	for inFlight > 0 {
-		if err := wait(); err != nil {
-			return total, err
-		}
+	if _, err := fail(nil); err != nil {
+		return total, err
 	}
+	slices.SortFunc(m.parts, func(a, b Part) int { return cmp.Compare(a.Number, b.Number) })
 	return total, nil
 }
 
@@ -445,7 +494,7 @@ func (m *multipart) uploadPart(ctx context.Context, n int32, b []byte) (Part, er
 	out, err := m.s.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket: &m.s.cfg.Bucket, Key: &m.key, UploadId: &m.id, PartNumber: aws.Int32(n),
 		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
-	})
+	}, unsignedPayload)
 	if err != nil {
 		return Part{}, fmt.Errorf("upload part %d: %w", n, err)
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,4 +348,114 @@ func TestMonolithicCommitIsNotCopied(t *testing.T) {
 		t.Fatalf("blob stored under a wrong digest: %v", err)
 	}
 	assertNoUploadObjects(t, s)
+}
+
+// partGate is the HTTP client of a store under test: it records the
+// payload hash header of every PUT, holds part uploads until want of them
+// are being sent at once (or a while has passed, so a store that sends
+// fewer fails the test instead of hanging it), and fails part failPart.
+type partGate struct {
+	next     s3.HTTPClient
+	want     int
+	failPart string
+
+	mu       sync.Mutex
+	active   int
+	most     int
+	released chan struct{}
+	payloads map[string]bool
+}
+
+func (g *partGate) Do(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPut {
+		return g.next.Do(r)
+	}
+	g.mu.Lock()
+	g.payloads[r.Header.Get("X-Amz-Content-Sha256")] = true
+	part := r.URL.Query().Get("partNumber")
+	if part == "" {
+		g.mu.Unlock()
+		return g.next.Do(r)
+	}
+	g.active++
+	g.most = max(g.most, g.active)
+	if g.active >= g.want {
+		select {
+		case <-g.released:
+		default:
+			close(g.released)
+		}
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.released:
+	case <-time.After(5 * time.Second):
+	}
+	defer func() { g.mu.Lock(); g.active--; g.mu.Unlock() }()
+	if part == g.failPart {
+		return nil, errors.New("connection reset by the test")
+	}
+	return g.next.Do(r)
+}
+
+// A large push sends several parts at once, unsigned (berth verifies the
+// digest itself); they complete in order, and a part that fails leaves
+// nothing stored and no multipart upload behind.
+func TestPushSendsPartsInParallel(t *testing.T) {
+	base := newStore(t)
+	cfg := base.Config()
+	cfg.MaxAttempts = 1 // the failing part must not be retried
+	const mib = 1 << 20
+	data := make([]byte, 5*5*mib+12345) // six parts of 5 MiB
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	for i, tc := range []struct {
+		name     string
+		failPart string
+	}{
+		{"all parts", ""},
+		{"part 4 fails", "4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data[0] = byte(i) // a blob not stored yet
+			d := digest.FromBytes(data)
+			ctx := context.Background()
+			s, err := New(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := &partGate{want: partsInFlight, failPart: tc.failPart, released: make(chan struct{}), payloads: map[string]bool{}}
+			s.client = s3.New(s.client.Options(), func(o *s3.Options) { g.next = o.HTTPClient; o.HTTPClient = g })
+			n, err := s.Put(ctx, d, bytes.NewReader(data))
+			if g.most < partsInFlight {
+				t.Errorf("at most %d parts were sent at once, want %d", g.most, partsInFlight)
+			}
+			if len(g.payloads) != 1 || !g.payloads["UNSIGNED-PAYLOAD"] {
+				t.Errorf("payload hashes sent: %v, want only UNSIGNED-PAYLOAD", g.payloads)
+			}
+			if tc.failPart != "" {
+				if err == nil {
+					t.Fatal("push succeeded although a part failed")
+				}
+				if _, err := s.Stat(ctx, d); !errors.Is(err, storage.ErrBlobNotFound) {
+					t.Fatalf("after a failed push, Stat = %v, want ErrBlobNotFound", err)
+				}
+				mps, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &cfg.Bucket})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(mps.Uploads) != 0 {
+					t.Fatalf("%d multipart uploads left behind", len(mps.Uploads))
+				}
+				return
+			}
+			if err != nil || n != int64(len(data)) {
+				t.Fatalf("Put = %d, %v", n, err)
+			}
+			if got := readAll(t, s, d); !bytes.Equal(got, data) {
+				t.Fatal("stored content differs from what was pushed (parts out of order?)")
+			}
+		})
+	}
 }
