@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -201,13 +202,36 @@ func (w *ociErrors) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-// ReadFrom keeps sendfile for successful responses.
+// ReadFrom keeps sendfile for successful responses of files. Any other
+// content (an object store's response body) is relayed with copyBufSize
+// reads instead of the 32 KiB net/http's connection falls back to: a relay
+// costs two system calls per buffer, and on a busy machine those are what a
+// pull waits for.
 func (w *ociErrors) ReadFrom(r io.Reader) (int64, error) {
 	if w.failed {
 		return io.Copy(io.Discard, r)
 	}
-	return io.Copy(w.ResponseWriter, r)
+	under := r
+	if lr, ok := r.(*io.LimitedReader); ok {
+		under = lr.R
+	}
+	if _, isFile := under.(*os.File); isFile {
+		return io.Copy(w.ResponseWriter, r)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{w.ResponseWriter}, r, *bp)
 }
+
+// copyBufSize is the buffer of a blob relayed from a store that is not the
+// filesystem: one per such response in progress.
+const copyBufSize = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses its
+// buffer.
+type writerOnly struct{ io.Writer }
 
 func (rg *Registry) deleteBlob(req *request, d digest.Digest) error {
 	err := rg.meta.UnlinkBlob(req.r.Context(), req.rt.name, d)

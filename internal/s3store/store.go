@@ -206,6 +206,23 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readBufSize is the buffer of WriteTo: the response body of a GET gives
+// what the socket holds, often far more than io.Copy's 32 KiB, and every
+// read is a system call.
+const readBufSize = 1 << 20
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// WriteTo copies the blob from the current position to its end into w, for
+// io.Copy (the scrub, fsck, a hash of the content).
+func (r *objectReader) WriteTo(w io.Writer) (int64, error) {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	// Hide both sides' shortcuts, which would lead back here or to a
+	// small buffer.
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *bp)
+}
+
 func (r *objectReader) Seek(offset int64, whence int) (int64, error) {
 	var abs int64
 	switch whence {

@@ -459,3 +459,68 @@ func TestPushSendsPartsInParallel(t *testing.T) {
 		})
 	}
 }
+
+// largestWrite records what it is written and the largest single write.
+type largestWrite struct {
+	buf     bytes.Buffer
+	largest int
+}
+
+func (w *largestWrite) Write(p []byte) (int, error) {
+	w.largest = max(w.largest, len(p))
+	return w.buf.Write(p)
+}
+
+// io.Copy from a blob reads from where the reader was moved to, to the end,
+// with reads larger than io.Copy's 32 KiB.
+func TestBlobWriteToFromPosition(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	data := make([]byte, 8<<20+5)
+	for i := range data {
+		data[i] = byte(i * 13 / 7)
+	}
+	d := digest.FromBytes(data)
+	if _, err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		read int   // bytes read before the copy
+		seek int64 // then a seek from the start, if not negative
+	}{
+		{"whole", 0, -1},
+		{"after a seek", 0, 1 << 20},
+		{"after reads", 100, -1},
+		{"after reads and a seek back", 70000, 3},
+		{"at the end", 0, int64(len(data))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := s.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := io.ReadFull(f, make([]byte, tc.read)); err != nil {
+				t.Fatal(err)
+			}
+			from := int64(tc.read)
+			if tc.seek >= 0 {
+				if from, err = f.Seek(tc.seek, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var w largestWrite
+			n, err := io.Copy(&w, f)
+			if err != nil || n != int64(len(data))-from {
+				t.Fatalf("copy = %d, %v; want %d bytes", n, err, int64(len(data))-from)
+			}
+			if !bytes.Equal(w.buf.Bytes(), data[from:]) {
+				t.Fatal("copied content differs")
+			}
+			if n > 1<<20 && w.largest <= 32<<10 {
+				t.Errorf("largest write %d bytes: the copy used io.Copy's small buffer", w.largest)
+			}
+		})
+	}
+}
