@@ -9,12 +9,13 @@ import "sync"
 // result only if the generation has not moved, so a write that commits
 // during the read can never leave stale data marked current.
 //
-// The cache is per process: several berth nodes sharing one database would
-// each need to hear of the others' writes, so it is only used by the
-// embedded SQLite store, which one process owns. A nil *readCache caches
-// nothing.
+// The cache is per process. On PostgreSQL, where several nodes share one
+// database, each node hears of the others' writes through its feed
+// (feed.go), which bumps the repositories they wrote, or all of them after
+// it may have missed some. A nil *readCache caches nothing.
 type readCache struct {
 	mu        sync.RWMutex
+	all       uint64 // bumped by bumpAll
 	gens      map[string]uint64
 	manifests map[string]map[string]Manifest // repository → reference → manifest
 	count     int                            // manifests held
@@ -26,14 +27,30 @@ func newReadCache(max int) *readCache {
 	return &readCache{gens: map[string]uint64{}, manifests: map[string]map[string]Manifest{}, repos: map[string]Repository{}, max: max}
 }
 
+// cacheGen is a repository's generation, with the whole cache's.
+type cacheGen struct{ all, repo uint64 }
+
 // gen returns repo's generation, to be passed back to a put.
-func (c *readCache) gen(repo string) uint64 {
+func (c *readCache) gen(repo string) cacheGen {
 	if c == nil {
-		return 0
+		return cacheGen{}
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.gens[repo]
+	return cacheGen{c.all, c.gens[repo]}
+}
+
+// bumpAll invalidates everything cached.
+func (c *readCache) bumpAll() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.all++
+	clear(c.manifests)
+	c.count = 0
+	clear(c.repos)
+	c.mu.Unlock()
 }
 
 // bump invalidates everything cached for repo.
@@ -59,13 +76,13 @@ func (c *readCache) manifest(repo, ref string) (Manifest, bool) {
 	return m, ok
 }
 
-func (c *readCache) putManifest(repo, ref string, gen uint64, m Manifest) {
+func (c *readCache) putManifest(repo, ref string, gen cacheGen, m Manifest) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gens[repo] != gen {
+	if (cacheGen{c.all, c.gens[repo]}) != gen {
 		return
 	}
 	if c.count >= c.max {
@@ -93,13 +110,13 @@ func (c *readCache) repository(name string) (Repository, bool) {
 	return r, ok
 }
 
-func (c *readCache) putRepository(name string, gen uint64, r Repository) {
+func (c *readCache) putRepository(name string, gen cacheGen, r Repository) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gens[name] != gen {
+	if (cacheGen{c.all, c.gens[name]}) != gen {
 		return
 	}
 	if len(c.repos) >= c.max {

@@ -22,13 +22,14 @@ import (
 // on PostgreSQL, where several nodes write at once, by a lock on the
 // repository's row that every write transaction takes first.
 type Store struct {
-	db *sqldb.DB
-	w  *sqldb.Conn
-	r  *sqldb.Conn
-	d  *sqldb.Dialect
-	// cache is nil on PostgreSQL: another node's write would not
-	// invalidate it.
+	db    *sqldb.DB
+	w     *sqldb.Conn
+	r     *sqldb.Conn
+	d     *sqldb.Dialect
 	cache *readCache
+	// feed keeps the cache from serving other nodes' changes on
+	// PostgreSQL; nil on SQLite, whose one process makes every write.
+	feed *feed
 	// now stamps blob links (when a push last referred to them), which
 	// garbage collection compares with its grace cutoff.
 	now func() time.Time
@@ -52,28 +53,51 @@ func OpenSQLite(ctx context.Context, dir string) (*Store, error) {
 // Open returns the metadata store in db, migrating its tables. The store
 // owns db from then on: Close closes it.
 func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	if err := Migrate(ctx, db); err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, w: db.W(), r: db.R(), d: db.Dialect(), now: time.Now}
+	s.cache = newReadCache(10000)
+	// On PostgreSQL other nodes write too: the feed tells this node of
+	// their writes, and says when the cache cannot be trusted.
+	if db.Engine() == sqldb.Postgres {
+		f, err := startFeed(ctx, db, s.cache)
+		if err != nil {
+			return nil, err
+		}
+		s.feed = f
+	}
+	return s, nil
+}
+
+// Migrate brings the metadata store's tables in db to this binary's
+// schema, without opening the store (which on PostgreSQL would follow the
+// other nodes' changes until closed).
+func Migrate(ctx context.Context, db *sqldb.DB) error {
 	steps := sqliteMigrations
 	if db.Engine() == sqldb.Postgres {
 		steps = postgresMigrations
 	}
 	if err := db.Migrate(ctx, "meta", steps); err != nil {
-		return nil, err
+		return err
 	}
-	s := &Store{db: db, w: db.W(), r: db.R(), d: db.Dialect(), now: time.Now}
-	if err := backfillSummaries(ctx, s.w); err != nil {
-		return nil, err
-	}
-	// The read cache is per process, so it is only correct where this
-	// process makes every write: the embedded database, which one process
-	// owns. On PostgreSQL every read goes to the database.
-	if db.Engine() == sqldb.SQLite {
-		s.cache = newReadCache(10000)
-	}
-	return s, nil
+	return backfillSummaries(ctx, db.W())
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.feed.close()
+	return s.db.Close()
+}
+
+// readCache returns the cache if it can be trusted now, else nil (which
+// caches nothing).
+func (s *Store) readCache() *readCache {
+	if s.feed != nil && !s.feed.current() {
+		return nil
+	}
+	return s.cache
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
@@ -308,6 +332,15 @@ var postgresMigrations = []string{
 		referenced_at BIGINT NOT NULL DEFAULT 0,
 		deleting_at BIGINT NOT NULL DEFAULT 0
 	);`,
+	// The read caches' feed (feed.go): the version every write takes, and
+	// the version each node has applied.
+	`CREATE TABLE meta_version (v BIGINT NOT NULL);
+	INSERT INTO meta_version VALUES (0);
+	CREATE TABLE meta_nodes (
+		node TEXT COLLATE "C" PRIMARY KEY,
+		applied BIGINT NOT NULL,
+		seen_at BIGINT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the version of the metadata store's schema on engine e.
@@ -319,10 +352,27 @@ func SchemaVersion(e sqldb.Engine) int {
 }
 
 // tx runs fn in a write transaction on repository repo, then invalidates
-// what the read cache holds for repo.
+// what the read cache holds for repo. On PostgreSQL it also tells the other
+// nodes, and returns once they have invalidated theirs (see feed.go).
 func (s *Store) tx(ctx context.Context, repo string, fn func(*sqldb.Tx) error) error {
-	defer s.cache.bump(repo)
-	return s.db.InTx(ctx, fn)
+	if s.feed == nil {
+		defer s.cache.bump(repo)
+		return s.db.InTx(ctx, fn)
+	}
+	var v int64
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		var err error
+		v, err = s.feed.announce(ctx, tx, repo)
+		return err
+	})
+	s.cache.bump(repo)
+	if err == nil {
+		s.feed.await(v)
+	}
+	return err
 }
 
 // change appends c to the change log in tx; it must be the transaction's
@@ -396,13 +446,14 @@ func ensureRepo(ctx context.Context, tx *sqldb.Tx, name string) (int64, error) {
 
 // Repository returns one repository.
 func (s *Store) Repository(ctx context.Context, name string) (Repository, error) {
-	if r, ok := s.cache.repository(name); ok {
+	c := s.readCache()
+	if r, ok := c.repository(name); ok {
 		return r, nil
 	}
-	gen := s.cache.gen(name)
+	gen := c.gen(name)
 	r, err := s.readRepository(ctx, name)
 	if err == nil {
-		s.cache.putRepository(name, gen, r)
+		c.putRepository(name, gen, r)
 	}
 	return r, err
 }
@@ -717,13 +768,14 @@ func scanManifest(row scanner) (Manifest, error) {
 // Manifest returns the manifest that ref (a tag or a digest) names in repo.
 // The result's Content is shared with the cache and must not be changed.
 func (s *Store) Manifest(ctx context.Context, repo, ref string) (Manifest, error) {
-	if m, ok := s.cache.manifest(repo, ref); ok {
+	c := s.readCache()
+	if m, ok := c.manifest(repo, ref); ok {
 		return m, nil
 	}
-	gen := s.cache.gen(repo)
+	gen := c.gen(repo)
 	m, err := s.readManifest(ctx, repo, ref)
 	if err == nil {
-		s.cache.putManifest(repo, ref, gen, m)
+		c.putManifest(repo, ref, gen, m)
 	}
 	return m, err
 }

@@ -320,9 +320,7 @@ var progressSteps = map[sqldb.Engine][]string{
 // prepareTarget brings every component's tables in db to this binary's
 // schema version, and checks that none was newer.
 func prepareTarget(ctx context.Context, db *sqldb.DB) error {
-	// meta.Open migrates the metadata store's tables; the store shares db,
-	// which the caller closes.
-	if _, err := meta.Open(ctx, db); err != nil {
+	if err := meta.Migrate(ctx, db); err != nil {
 		return err
 	}
 	if err := identity.Migrate(ctx, db); err != nil {

@@ -55,14 +55,15 @@ type table struct {
 }
 
 // skipped reports whether table name is not copied: the schema version
-// records (the target has its own), leases and the nodes following
-// identity changes (held by running nodes), and
+// records (the target has its own), leases, the nodes following
+// identity and metadata changes (held by running nodes) and the metadata
+// version they follow,
 // upload sessions (the state of a half-done upload belongs to the content
 // store it was made in; the client starts it again), and this command's
 // own progress record.
 func skipped(name string) bool {
 	return name == "schema_migrations" || strings.HasPrefix(name, "schema_migrations_") ||
-		name == "leases" || name == "identity_nodes" || name == "uploads" || name == progressTable || strings.HasPrefix(name, "sqlite_")
+		name == "leases" || name == "identity_nodes" || name == "meta_nodes" || name == "meta_version" || name == "uploads" || name == progressTable || strings.HasPrefix(name, "sqlite_")
 }
 
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver, as "pgx"
 	_ "modernc.org/sqlite"             // the pure-Go SQLite driver
@@ -42,6 +43,8 @@ type DB struct {
 	w, r    *Conn
 	dialect *Dialect
 	name    string // where, without secrets, for messages
+	mu      sync.Mutex
+	onClose []func()
 }
 
 // SQLiteFile is the name of the embedded database in the data directory.
@@ -107,9 +110,10 @@ func OpenPostgres(ctx context.Context, setting string) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %s", name, hidePassword(err.Error(), setting))
 	}
 	// Every node has its own pool; the server's max_connections bounds the
-	// sum, so a node takes a modest share.
-	p.SetMaxOpenConns(max(8, 4*runtime.GOMAXPROCS(0)))
-	p.SetMaxIdleConns(max(8, 4*runtime.GOMAXPROCS(0)))
+	// sum, so a node takes a modest share (two of them listen for the
+	// identity and metadata feeds).
+	p.SetMaxOpenConns(max(16, 8*runtime.GOMAXPROCS(0)))
+	p.SetMaxIdleConns(max(16, 8*runtime.GOMAXPROCS(0)))
 	d := newDialect(Postgres)
 	c := &Conn{p, d}
 	db := &DB{w: c, r: c, dialect: d, name: name}
@@ -173,8 +177,23 @@ func (db *DB) R() *Conn { return db.r }
 // Ping reports whether the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.r.db.PingContext(ctx) }
 
+// OnClose registers fn to run when Close begins, while the database still
+// answers: for work in the background that holds a connection of its own.
+func (db *DB) OnClose(fn func()) {
+	db.mu.Lock()
+	db.onClose = append(db.onClose, fn)
+	db.mu.Unlock()
+}
+
 // Close closes the database.
 func (db *DB) Close() error {
+	db.mu.Lock()
+	fns := db.onClose
+	db.onClose = nil
+	db.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 	if db.r == db.w {
 		return db.w.db.Close()
 	}
