@@ -21,3 +21,7 @@ func (s *Store) ListenerPID() uint32 {
 	}
 	return s.feed.listenPID.Load()
 }
+
+// HoldListen keeps the feed from listening again, once its connection is
+// lost, until hold is closed.
+func (s *Store) HoldListen(hold chan struct{}) { s.feed.holdListen.Store(&hold) }

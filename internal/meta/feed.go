@@ -81,6 +81,10 @@ type feed struct {
 	reported   atomic.Int64
 	reportedAt atomic.Int64
 	closeOnce  sync.Once
+	// holdListen, when set, is waited on before each new listening
+	// connection (for tests of what a node misses while it listens to
+	// nothing).
+	holdListen atomic.Pointer[chan struct{}]
 }
 
 func startFeed(ctx context.Context, db *sqldb.DB, cache *readCache) (*feed, error) {
@@ -277,6 +281,13 @@ func (f *feed) listenLoop(ctx context.Context) {
 }
 
 func (f *feed) listen(ctx context.Context) error {
+	if hold := f.holdListen.Load(); hold != nil {
+		select {
+		case <-*hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f.dropConn.Store(&cancel)

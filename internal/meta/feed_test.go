@@ -165,3 +165,33 @@ func TestCacheWithoutNotifications(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheForgetsWhatItMissed: a change committed while B listens to
+// nothing (its connection lost, the new one not yet listening) is never
+// heard by B; B, which read the database meanwhile, forgets everything it
+// cached when it listens again.
+func TestCacheForgetsWhatItMissed(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoNodes(t)
+	const repo = "app"
+	pushN(t, a, repo, 0, "t")
+	for i := 1; i <= 3; i++ {
+		waitFor(t, "B to cache t", func() bool { _, ok := readOn(t, b, repo, "t"); return ok })
+		hold := make(chan struct{})
+		b.HoldListen(hold)
+		pid := b.ListenerPID()
+		if _, err := a.DB().ExecContext(ctx, `SELECT pg_terminate_backend($1)`, int64(pid)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "B to stop trusting its cache", func() bool { return !b.CacheTrusted() })
+		m := pushN(t, a, repo, i, "t")
+		if got, _ := b.Manifest(ctx, repo, "t"); got.Digest != m.Digest {
+			t.Fatalf("round %d: B serves t at %s while not listening, want %s", i, got.Digest, m.Digest)
+		}
+		close(hold)
+		waitFor(t, "B to listen again", func() bool { return b.CacheTrusted() && b.ListenerPID() != pid })
+		if got, _ := b.Manifest(ctx, repo, "t"); got.Digest != m.Digest {
+			t.Fatalf("round %d: B serves t at %s after listening again, want %s", i, got.Digest, m.Digest)
+		}
+	}
+}
