@@ -104,6 +104,7 @@ var conformance = []struct {
 	{"DatabaseEnforcesRules", testDatabaseEnforcesRules},
 	{"RulesHoldAgainstAStaleNode", testRulesHoldAgainstAStaleNode},
 	{"LastOwnerRace", testLastOwnerRace},
+	{"SharedNameRace", testSharedNameRace},
 	{"SigningKeyRotation", testSigningKeyRotation},
 	{"SharedLoginLimits", testSharedLoginLimits},
 	{"FollowerMatchesFullLoad", testFollowerMatchesFullLoad},
@@ -144,6 +145,8 @@ func testDatabaseEnforcesRules(t *testing.T, b backend) {
 	}{
 		{"user name in another case", `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('OWNER', 'reader', 'h', TRUE, 1000, 1)`, true},
 		{"token name in another case", `INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('DB-Token', 'db-map', TRUE, 1001, 1)`, true},
+		{"token named as a user", `INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('Owner', 'db-map', TRUE, 1003, 1)`, true},
+		{"user named as a token", `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('DB-TOKEN', 'reader', 'h', TRUE, 1004, 1)`, true},
 		{"scope map name in another case", `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES ('DB-MAP', '', '[]', 1, 1)`, true},
 		{"demote the last owner", `UPDATE users SET role = 'reader' WHERE name = 'owner'`, false},
 		{"disable the last owner", `UPDATE users SET enabled = FALSE WHERE name = 'owner'`, false},
@@ -281,6 +284,84 @@ func testLastOwnerRace(t *testing.T, b backend) {
 			if err := s.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// testSharedNameRace: two nodes create a user and a token whose names
+// differ only in case at the same time; a docker login must name one
+// principal, so exactly one of them may succeed, and the other gets the
+// conflict the faces show. First deterministically on PostgreSQL (a user
+// is inserted and held uncommitted while the other node creates the
+// token), then with both nodes racing freely.
+func testSharedNameRace(t *testing.T, b backend) {
+	ctx := context.Background()
+	place := b.place(t)
+	clk := &clock{t: time.Now()}
+	s1 := b.service(t, place, clk)
+	db1 := b.db(t, place)
+	s2 := b.open(t, b.db(t, place), identity.Options{Now: clk.now, Console: io.Discard})
+	principals := func(name string) int {
+		var n int
+		if err := db1.W().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users WHERE lower(name) = ?) + (SELECT COUNT(*) FROM tokens WHERE lower(name) = ?)`,
+			name, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if b.engine == sqldb.Postgres {
+		tx, err := db1.W().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('held-name', 'reader', 'h', TRUE, 5000, 1)`); err != nil {
+			t.Fatal(err)
+		}
+		acts := grants(t, "app", "content/read")
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := s2.CreateToken(ctx, owner, identity.TokenSpec{Name: "HELD-NAME", Actions: acts})
+			done <- err
+		}()
+		waitForLockWait(t, db1, done)
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, identity.ErrConflict) {
+			t.Errorf("token HELD-NAME while user held-name was being created: %v, want ErrConflict", err)
+		}
+		if n := principals("held-name"); n != 1 {
+			t.Fatalf("%d users and tokens named held-name in any case, want 1", n)
+		}
+	}
+	acts := grants(t, "app", "content/read")
+	for round := range 10 {
+		name := fmt.Sprintf("ci-name%d", round)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, errs[0] = s1.CreateUser(ctx, owner, identity.UserSpec{Name: name, Role: "reader", Password: "a-long-password"})
+		})
+		wg.Go(func() {
+			_, _, errs[1] = s2.CreateToken(ctx, owner, identity.TokenSpec{Name: strings.ToUpper(name), Actions: acts})
+		})
+		wg.Wait()
+		var ok, conflicts int
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, identity.ErrConflict):
+				conflicts++
+			default:
+				t.Errorf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 || conflicts != 1 {
+			t.Fatalf("round %d: %d created, %d conflicts (%v); want 1 and 1", round, ok, conflicts, errs)
+		}
+		if n := principals(name); n != 1 {
+			t.Fatalf("round %d: %d users and tokens named %s in any case, want 1", round, n, name)
 		}
 	}
 }
@@ -988,8 +1069,67 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				if fresh, _, err := s.Signer().IssueAccess(login.Subject, nil); err != nil || kidOf(t, fresh) != auth.KeyID(key.Public().(ed25519.PublicKey)) {
 					t.Errorf("after the migration the old key should still sign: %v", err)
 				}
+				// The user and token there were hold their login names: no
+				// user may take the token's, in any case, nor token the user's.
+				for _, q := range []string{
+					`INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('Old-Token', 'reader', 'h', TRUE, 10, 1000)`,
+					`INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('OWNER', 'old-map', TRUE, 11, 1000)`,
+				} {
+					if _, err := db.W().ExecContext(ctx, q); !sqldb.IsUniqueViolation(err) {
+						t.Errorf("%s after the migration: %v, want a unique violation", q, err)
+					}
+				}
 			})
 		}
+	}
+}
+
+// TestMigrateRefusesSharedNames: a database from before the database
+// enforced one login namespace, whose user and token share a name in
+// different cases, is refused with what the operator must do, and
+// migrates once one of them is gone.
+func TestMigrateRefusesSharedNames(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	for _, e := range []sqldb.Engine{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(e.String(), func(t *testing.T) {
+			ctx := context.Background()
+			b := backend{engine: e, place: func(t *testing.T) string { return t.TempDir() }}
+			if e == sqldb.Postgres {
+				b.place = func(*testing.T) string { return pg.NewDatabase() }
+			}
+			db := b.db(t, b.place(t))
+			steps := identity.MigrationsFor(e)
+			if err := db.Migrate(ctx, "identity", steps[:len(steps)-1]); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{
+				`INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES ('old-map', '', '[]', 1000, 1000)`,
+				`INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('shared-name', 'owner', 'h', TRUE, 1, 1000)`,
+				`INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('Shared-Name', 'old-map', TRUE, 2, 1000)`,
+				`INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('other-token', 'old-map', TRUE, 3, 1000)`,
+			} {
+				if _, err := db.W().ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			err := identity.Migrate(ctx, db)
+			if err == nil || !strings.Contains(err.Error(), "a user and a token have the same name") || !strings.Contains(err.Error(), "INTERSECT") {
+				t.Fatalf("migrating with a user and a token of one name: %v, want the refusal that says what to do", err)
+			}
+			if got, err := db.Version(ctx, "identity"); err != nil || got != len(steps)-1 {
+				t.Fatalf("schema at %d, %v after the refusal; want %d", got, err, len(steps)-1)
+			}
+			if _, err := db.W().ExecContext(ctx, `DELETE FROM tokens WHERE name = 'Shared-Name'`); err != nil {
+				t.Fatal(err)
+			}
+			if err := identity.Migrate(ctx, db); err != nil {
+				t.Fatalf("migrating once the names differ: %v", err)
+			}
+			var n int
+			if err := db.W().QueryRowContext(ctx, `SELECT COUNT(*) FROM principal_names`).Scan(&n); err != nil || n != 2 {
+				t.Fatalf("%d login names after the migration, %v; want 2", n, err)
+			}
+		})
 	}
 }
 

@@ -35,6 +35,33 @@ const (
 	ruleInUse     = "berth: scope map in use"
 )
 
+// principalNamesTable is where users and tokens share one login namespace:
+// a docker login names exactly one of them, so no two may have names that
+// differ only in case. Its primary key settles two nodes creating a user
+// and a token of one name at once; the triggers on users and tokens keep
+// it, so that no way of writing them can skip it. (The admin user's name
+// comes from the configuration, which every node shares, and is checked
+// against it.)
+const principalNamesTable = `CREATE TABLE principal_names (
+		name_lower TEXT PRIMARY KEY,
+		kind TEXT NOT NULL,
+		name TEXT NOT NULL
+	);`
+
+// ruleSharedName is the message of a migration refusing a database whose
+// users and tokens already share names, and what the operator does about it.
+const ruleSharedName = "berth: a user and a token have the same name (names are case-insensitive, and a docker login must name exactly one of them): " +
+	"delete or recreate one of each pair under another name with the version of berth that wrote the database, then start this one again; " +
+	"find them with SELECT lower(name) FROM users INTERSECT SELECT lower(name) FROM tokens"
+
+// fillPrincipalNames fills principal_names from the users and tokens there
+// are, after check has refused names the two share.
+func fillPrincipalNames(check string) string {
+	return check + `
+	INSERT INTO principal_names(name_lower, kind, name) SELECT lower(name), 'user', name FROM users;
+	INSERT INTO principal_names(name_lower, kind, name) SELECT lower(name), 'token', name FROM tokens;`
+}
+
 // sqliteMigrations start from the tables as the metadata store's
 // migrations left them, or create them where those did not run.
 var sqliteMigrations = []string{
@@ -100,6 +127,26 @@ var sqliteMigrations = []string{
 	portalSessionsTables("INTEGER"),
 	loginLimitTables("INTEGER"),
 	changesTable("INTEGER"),
+	principalNamesTable + `
+	CREATE TRIGGER users_principal_insert AFTER INSERT ON users
+	BEGIN INSERT INTO principal_names(name_lower, kind, name) VALUES (lower(NEW.name), 'user', NEW.name); END;
+	CREATE TRIGGER users_principal_rename AFTER UPDATE OF name ON users
+	BEGIN UPDATE principal_names SET name_lower = lower(NEW.name), name = NEW.name WHERE name_lower = lower(OLD.name) AND kind = 'user'; END;
+	CREATE TRIGGER users_principal_delete AFTER DELETE ON users
+	BEGIN DELETE FROM principal_names WHERE name_lower = lower(OLD.name) AND kind = 'user'; END;
+	CREATE TRIGGER tokens_principal_insert AFTER INSERT ON tokens
+	BEGIN INSERT INTO principal_names(name_lower, kind, name) VALUES (lower(NEW.name), 'token', NEW.name); END;
+	CREATE TRIGGER tokens_principal_rename AFTER UPDATE OF name ON tokens
+	BEGIN UPDATE principal_names SET name_lower = lower(NEW.name), name = NEW.name WHERE name_lower = lower(OLD.name) AND kind = 'token'; END;
+	CREATE TRIGGER tokens_principal_delete AFTER DELETE ON tokens
+	BEGIN DELETE FROM principal_names WHERE name_lower = lower(OLD.name) AND kind = 'token'; END;` +
+		// SQLite raises only in triggers: a temporary one refuses the
+		// first shared name as the table fills.
+		fillPrincipalNames(`
+	CREATE TEMP TRIGGER principal_names_fill BEFORE INSERT ON main.principal_names
+	WHEN EXISTS (SELECT 1 FROM main.principal_names WHERE name_lower = NEW.name_lower)
+	BEGIN SELECT RAISE(ABORT, '`+ruleSharedName+`'); END;`) + `
+	DROP TRIGGER temp.principal_names_fill;`,
 }
 
 // changesTable records what each identity version touched, so that other
@@ -251,6 +298,30 @@ var postgresMigrations = []string{
 	portalSessionsTables("BIGINT"),
 	loginLimitTables("BIGINT"),
 	changesTable("BIGINT"),
+	strings.Replace(principalNamesTable, "TEXT PRIMARY KEY", `TEXT COLLATE "C" PRIMARY KEY`, 1) + `
+	CREATE FUNCTION berth_principal_names() RETURNS trigger LANGUAGE plpgsql AS $$
+	DECLARE
+		k TEXT := CASE TG_TABLE_NAME WHEN 'users' THEN 'user' ELSE 'token' END;
+	BEGIN
+		IF TG_OP IN ('UPDATE', 'DELETE') THEN
+			DELETE FROM principal_names WHERE name_lower = lower(OLD.name) AND kind = k;
+		END IF;
+		IF TG_OP IN ('INSERT', 'UPDATE') THEN
+			INSERT INTO principal_names(name_lower, kind, name) VALUES (lower(NEW.name), k, NEW.name);
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER users_principal_names AFTER INSERT OR UPDATE OF name OR DELETE ON users
+		FOR EACH ROW EXECUTE FUNCTION berth_principal_names();
+	CREATE TRIGGER tokens_principal_names AFTER INSERT OR UPDATE OF name OR DELETE ON tokens
+		FOR EACH ROW EXECUTE FUNCTION berth_principal_names();` +
+		fillPrincipalNames(`
+	DO $$ BEGIN
+		IF EXISTS (SELECT lower(name) FROM users INTERSECT SELECT lower(name) FROM tokens) THEN
+			RAISE EXCEPTION '`+ruleSharedName+`' USING ERRCODE = 'P0001',
+				DETAIL = (SELECT string_agg(n, ', ' ORDER BY n) FROM (SELECT lower(name) AS n FROM users INTERSECT SELECT lower(name) FROM tokens) AS shared);
+		END IF;
+	END $$;`),
 }
 
 // dbRule turns the database refusing a change for one of its rules into
@@ -268,6 +339,8 @@ func dbRule(err error) error {
 		return errf(ErrForbidden, "this change would leave no enabled owner: make another user owner first")
 	case strings.Contains(msg, ruleInUse):
 		return errf(ErrInUse, "the scope map is used by tokens: assign them another scope map first, or force the deletion (CLI --force, API ?force=true)")
+	case sqldb.IsUniqueViolation(err) && strings.Contains(msg, "principal_names"):
+		return errf(ErrConflict, "the name is already a user's or a token's: usernames and token names are docker usernames and must be unique (names are case-insensitive)")
 	case sqldb.IsUniqueViolation(err):
 		return errf(ErrConflict, "the name is already taken (names are case-insensitive)")
 	}

@@ -59,11 +59,12 @@ type table struct {
 // identity and metadata changes (held by running nodes) and the metadata
 // version they follow,
 // upload sessions (the state of a half-done upload belongs to the content
-// store it was made in; the client starts it again), and this command's
-// own progress record.
+// store it was made in; the client starts it again), the login names of
+// users and tokens (the target's triggers fill them as those are copied),
+// and this command's own progress record.
 func skipped(name string) bool {
 	return name == "schema_migrations" || strings.HasPrefix(name, "schema_migrations_") ||
-		name == "leases" || name == "identity_nodes" || name == "meta_nodes" || name == "meta_version" || name == "uploads" || name == progressTable || strings.HasPrefix(name, "sqlite_")
+		name == "leases" || name == "identity_nodes" || name == "meta_nodes" || name == "meta_version" || name == "uploads" || name == "principal_names" || name == progressTable || strings.HasPrefix(name, "sqlite_")
 }
 
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
