@@ -293,6 +293,23 @@ func readLayers(t *testing.T, ref string, img v1.Image) {
 
 // inventory is what a registry holds, walked from its metadata store, each
 // blob read back from its content store and hashed.
+// loginNames checks that the target's users and tokens hold their login
+// names (principal_names is not copied; the target's triggers fill it),
+// want of them, one for each user and token.
+func loginNames(t *testing.T, db *sqldb.DB, want int) {
+	t.Helper()
+	var n, missing int
+	if err := db.W().QueryRowContext(t.Context(), `SELECT COUNT(*),
+		(SELECT COUNT(*) FROM users WHERE lower(name) NOT IN (SELECT name_lower FROM principal_names WHERE kind = 'user')) +
+		(SELECT COUNT(*) FROM tokens WHERE lower(name) NOT IN (SELECT name_lower FROM principal_names WHERE kind = 'token'))
+		FROM principal_names`).Scan(&n, &missing); err != nil {
+		t.Fatal(err)
+	}
+	if n != want || missing != 0 {
+		t.Fatalf("the target has %d login names, %d users and tokens without one; want %d and 0", n, missing, want)
+	}
+}
+
 func inventory(t *testing.T, db *sqldb.DB, blobs blobSource) []string {
 	t.Helper()
 	ctx := t.Context()
@@ -446,6 +463,12 @@ func TestMigrateToS3AndBack(t *testing.T) {
 	}
 	got := sqliteInventory(t, target, s3Store(t, url))
 	sameInventory(t, "SQLite+filesystem to SQLite+S3", want, got)
+	tdb, err := sqldb.OpenSQLite(t.Context(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loginNames(t, tdb, 3)
+	tdb.Close()
 
 	rep, err = Run(t.Context(), o)
 	if err != nil || !rep.AlreadyDone {
@@ -505,6 +528,7 @@ func TestMigratePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameInventory(t, "SQLite+filesystem to PostgreSQL+S3", want, inventory(t, db, s3Store(t, url)))
+	loginNames(t, db, 3)
 	// The ids go on past the copied ones.
 	var next int64
 	if err := db.W().QueryRowContext(t.Context(), `SELECT nextval(pg_get_serial_sequence('"repositories"', 'id'))`).Scan(&next); err != nil {
