@@ -235,8 +235,10 @@ func TestSecondChunkOnBusyUploadIsRefusedWithoutItsBody(t *testing.T) {
 	// empty chunks show when it holds the upload.
 	first := l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\n", 1<<20))
 	io.WriteString(first, "0123456789")
+	// Waiting for that is bounded generously: on a loaded machine the
+	// first chunk's handler may take seconds to be scheduled.
 	busy := false
-	for range 200 {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		resp, err := answer(l.stuck(head("PATCH", loc, "Authorization: "+owner+"\r\nConnection: close\r\n", 0)), 20*time.Second)
 		if err != nil {
 			t.Fatal(err)
