@@ -2,17 +2,13 @@ package identity
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/berth-registry/berth/internal/sqldb"
 )
@@ -77,8 +73,7 @@ func (s *Service) startFeed(ctx context.Context) (*feed, error) {
 	node := s.opts.Node
 	if node == "" {
 		// Unique per Service, even for two in one process.
-		host, _ := os.Hostname()
-		node = host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:8]
+		node = sqldb.NodeName()
 	}
 	f := &feed{s: s, node: node, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	// Nodes that ended without saying so (killed, crashed) leave a row
@@ -218,32 +213,13 @@ func (f *feed) listenLoop(ctx context.Context) {
 }
 
 func (f *feed) listen(ctx context.Context) error {
-	conn, err := f.s.db.W().SQL().Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("listen: not a pgx connection (%T)", dc)
-		}
-		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, `LISTEN `+notifyChannel); err != nil {
-			return errors.Join(err, driver.ErrBadConn)
-		}
+	return f.s.db.Listen(ctx, notifyChannel, func(context.Context, *pgx.Conn) error {
 		f.listening.Store(true)
 		// Changes committed before LISTEN took effect have no
 		// notification coming: check now.
 		signalKick(f.kick)
-		for {
-			if _, err := pc.WaitForNotification(ctx); err != nil {
-				// The connection listens: never give it back to the pool.
-				return errors.Join(err, driver.ErrBadConn)
-			}
-			signalKick(f.kick)
-		}
-	})
+		return nil
+	}, func(string) { signalKick(f.kick) })
 }
 
 func signalKick(c chan struct{}) {

@@ -2,18 +2,14 @@ package meta
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql/driver"
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/berth-registry/berth/internal/sqldb"
 )
@@ -88,11 +84,10 @@ type feed struct {
 }
 
 func startFeed(ctx context.Context, db *sqldb.DB, cache *readCache) (*feed, error) {
-	host, _ := os.Hostname()
 	f := &feed{
 		db: db, cache: cache,
 		// Unique per Store, even for two in one process.
-		node:  host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:8],
+		node:  sqldb.NodeName(),
 		heard: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	f.reported.Store(-1)
@@ -291,39 +286,19 @@ func (f *feed) listen(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f.dropConn.Store(&cancel)
-	conn, err := f.db.W().SQL().Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("listen: not a pgx connection (%T)", dc)
-		}
-		pc := sc.Conn()
+	return f.db.Listen(ctx, metaChannel, func(ctx context.Context, pc *pgx.Conn) error {
 		f.listenPID.Store(pc.PgConn().PID())
-		if _, err := pc.Exec(ctx, `LISTEN `+metaChannel); err != nil {
-			return errors.Join(err, driver.ErrBadConn)
-		}
 		// Changes committed before LISTEN took effect were not heard:
 		// forget everything cached.
 		var v int64
 		if err := pc.QueryRow(ctx, `SELECT v FROM meta_version`).Scan(&v); err != nil {
-			return errors.Join(err, driver.ErrBadConn)
+			return err
 		}
 		f.cache.bumpAll()
 		f.apply(v)
 		f.listening.Store(true)
-		for {
-			n, err := pc.WaitForNotification(ctx)
-			if err != nil {
-				// The connection listens: never give it back to the pool.
-				return errors.Join(err, driver.ErrBadConn)
-			}
-			f.handle(n.Payload)
-		}
-	})
+		return nil
+	}, f.handle)
 }
 
 // handle applies one notification: "c <version> <repository>" for a
