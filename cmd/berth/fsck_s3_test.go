@@ -24,10 +24,7 @@ import (
 func TestCLIFsckOfflineS3(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.StartS3(t)
-	for _, kv := range gw.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	gw.SetEnv(t)
 	bucket := gw.NewBucket()
 	url := gw.URL(bucket, "reg")
 	dir := t.TempDir()

@@ -15,20 +15,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/testutil"
 )
-
-type allow struct{}
-
-func (allow) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
-	return allow{}, nil
-}
-func (allow) Name() string                    { return "test" }
-func (allow) Can(string, auth.Operation) bool { return true }
-func (allow) CanSee(string) bool              { return true }
 
 type fixture struct {
 	t    *testing.T
@@ -50,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { md.Close() })
-	srv := httptest.NewServer(registry.New(registry.Options{Blobs: fs, Meta: md, Authorizer: allow{}}))
+	srv := httptest.NewServer(registry.New(registry.Options{Blobs: fs, Meta: md, Authorizer: testutil.AllowAll{}}))
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, dir: dir, url: srv.URL, fs: fs, meta: md}
 }

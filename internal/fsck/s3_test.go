@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,10 +27,7 @@ import (
 func TestCheckOnS3(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.StartS3(t)
-	for _, kv := range gw.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	gw.SetEnv(t)
 	bucket := gw.NewBucket()
 	cfg, err := s3store.ParseURL(gw.URL(bucket, "reg"))
 	if err != nil {
@@ -47,7 +43,7 @@ func TestCheckOnS3(t *testing.T) {
 	}
 	defer md.Close()
 	blobs := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{})
-	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allow{}}))
+	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: testutil.AllowAll{}}))
 	defer srv.Close()
 	send := func(method, path string, body []byte) int {
 		t.Helper()

@@ -12,11 +12,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 func TestCollect(t *testing.T) {
@@ -90,16 +90,6 @@ func TestCollect(t *testing.T) {
 	}
 }
 
-// allowAll lets every request through.
-type allowAll struct{}
-
-func (allowAll) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
-	return allowAll{}, nil
-}
-func (allowAll) Name() string                    { return "ci" }
-func (allowAll) Can(string, auth.Operation) bool { return true }
-func (allowAll) CanSee(string) bool              { return true }
-
 // TestCollectSparesRelinkedBlobs pushes an image, deletes it, lets the
 // grace period pass, refers to its blobs again the way a client re-pushing
 // it does, collects garbage, and then pushes the manifest: it must find its
@@ -155,7 +145,7 @@ func TestCollectSparesRelinkedBlobs(t *testing.T) {
 			clock.Store(time.Now().UnixNano())
 			now := func() time.Time { return time.Unix(0, clock.Load()) }
 			store.SetClock(now)
-			srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: store, Authorizer: allowAll{}}))
+			srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: store, Authorizer: testutil.AllowAll{}}))
 			defer srv.Close()
 			send := func(method, path, body string, want int) *http.Response {
 				t.Helper()

@@ -47,10 +47,7 @@ func (m *pushDuringCollect) BlobReferenced(ctx context.Context, d digest.Digest)
 func TestCollectOnS3(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.StartS3(t)
-	for _, kv := range gw.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	gw.SetEnv(t)
 	cfg, err := s3store.ParseURL(gw.URL(gw.NewBucket(), "reg"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +66,7 @@ func TestCollectOnS3(t *testing.T) {
 	defer md.Close()
 	md.SetClock(now)
 	blobs := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{Now: now})
-	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allowAll{}}))
+	srv := httptest.NewServer(registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: testutil.AllowAll{}}))
 	defer srv.Close()
 	send := func(method, path, body string, want int) {
 		t.Helper()

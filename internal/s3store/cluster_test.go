@@ -17,7 +17,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/sqldb"
@@ -25,15 +24,6 @@ import (
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 	"github.com/berth-registry/berth/internal/testutil"
 )
-
-type allowAll struct{}
-
-func (allowAll) Authorize(*http.Request, []registry.Access) (registry.Caller, error) {
-	return allowAll{}, nil
-}
-func (allowAll) Name() string                    { return "ci" }
-func (allowAll) Can(string, auth.Operation) bool { return true }
-func (allowAll) CanSee(string) bool              { return true }
 
 // Two registry nodes, each with its own S3 client and its own connections
 // to one PostgreSQL database, behind a load balancer that sends each
@@ -66,7 +56,7 @@ func TestUploadThroughLoadBalancer(t *testing.T) {
 		}
 		t.Cleanup(func() { md.Close() })
 		tables = append(tables, md)
-		reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
+		reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: testutil.AllowAll{}})
 		node := i
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/readyz" {
@@ -196,7 +186,7 @@ func TestRedirectChecksSize(t *testing.T) {
 	st := newStore(t)
 	md := newMeta(t)
 	blobs := NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{})
-	reg := registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: allowAll{},
+	reg := registry.New(registry.Options{Blobs: blobs, Meta: md, Authorizer: testutil.AllowAll{},
 		Redirect: func(ctx context.Context, d digest.Digest) (string, error) { return st.PresignGet(ctx, d, time.Minute) }})
 	srv := httptest.NewServer(reg)
 	defer srv.Close()
@@ -275,10 +265,7 @@ func TestPushRepairsObjectOfWrongSize(t *testing.T) {
 func TestSmallBlobReadOnce(t *testing.T) {
 	ctx := context.Background()
 	gw := testutil.StartS3(t)
-	for _, kv := range gw.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	gw.SetEnv(t)
 	target, err := neturl.Parse(gw.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +289,7 @@ func TestSmallBlobReadOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := newMeta(t)
-	reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: allowAll{}})
+	reg := registry.New(registry.Options{Blobs: NewBlobs(st, NewDBSessions(md, storage.UploadLimits{}), md, BlobsOptions{}), Meta: md, Authorizer: testutil.AllowAll{}})
 	content, d := storagetest.Random(t, 100000)
 	w := httptest.NewRecorder()
 	reg.ServeHTTP(w, httptest.NewRequest("POST", "/v2/app/blobs/uploads/?digest="+d.String(), bytes.NewReader(content)))

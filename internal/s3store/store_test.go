@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +25,7 @@ func newStore(t *testing.T) *Store {
 	t.Helper()
 	srv := testutil.StartS3(t)
 	bucket := srv.NewBucket()
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	srv.SetEnv(t)
 	cfg, err := ParseURL(srv.URL(bucket, "reg") + "&part-size=5MiB")
 	if err != nil {
 		t.Fatal(err)

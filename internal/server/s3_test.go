@@ -13,10 +13,7 @@ import (
 // while the database stays ok, and ok again once it is back.
 func TestReadyzReportsTheObjectStore(t *testing.T) {
 	gw := testutil.StartS3(t)
-	for _, kv := range gw.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	gw.SetEnv(t)
 	url := gw.URL(gw.NewBucket(), "reg") + "&max-attempts=1"
 	e := newEnv(t, func(c *config.Config) { c.Storage = url })
 	if err := e.push("team/app", "owner", ownerPassword); err != nil {

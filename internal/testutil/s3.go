@@ -174,6 +174,16 @@ func (s *S3Server) URL(bucket, prefix string) string {
 	return u + "?endpoint=" + s.Endpoint + "&region=" + s.Region + "&path-style=true"
 }
 
+// SetEnv gives the test's own process the server's keys (the AWS SDK's
+// default chain reads them from the environment), until the test ends.
+func (s *S3Server) SetEnv(t testing.TB) {
+	t.Helper()
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
 // Env is the environment that gives a berth process this server's keys.
 func (s *S3Server) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey, "AWS_REGION=" + s.Region}
