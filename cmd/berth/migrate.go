@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/migrate"
 )
 
@@ -58,7 +59,7 @@ AWS_SECRET_ACCESS_KEY (or the AWS SDK's default chain), for both sides.`,
 			rep, err := migrate.Run(cmd.Context(), o)
 			if err != nil {
 				if rep != nil && (rep.BlobsCopied > 0 || rep.BlobsSkipped > 0) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "blobs: %d copied (%s), %d already in the target\n", rep.BlobsCopied, sizeText(rep.BytesCopied), rep.BlobsSkipped)
+					fmt.Fprintf(cmd.ErrOrStderr(), "blobs: %d copied (%s), %d already in the target\n", rep.BlobsCopied, config.ByteSize(rep.BytesCopied).Human(), rep.BlobsSkipped)
 				}
 				return err
 			}
@@ -92,9 +93,9 @@ func writeMigrateReport(w io.Writer, rep *migrate.Report) {
 	if rep.DryRun {
 		verb = "to copy"
 	}
-	fmt.Fprintf(w, "blobs %s: %d (%s)\n", verb, rep.BlobsCopied, sizeText(rep.BytesCopied))
-	fmt.Fprintf(w, "blobs already in the target: %d (%s)\n", rep.BlobsSkipped, sizeText(rep.BytesSkipped))
-	fmt.Fprintf(w, "orphaned blobs in the source, not copied: %d (%s)\n", rep.Orphans, sizeText(rep.OrphanBytes))
+	fmt.Fprintf(w, "blobs %s: %d (%s)\n", verb, rep.BlobsCopied, config.ByteSize(rep.BytesCopied).Human())
+	fmt.Fprintf(w, "blobs already in the target: %d (%s)\n", rep.BlobsSkipped, config.ByteSize(rep.BytesSkipped).Human())
+	fmt.Fprintf(w, "orphaned blobs in the source, not copied: %d (%s)\n", rep.Orphans, config.ByteSize(rep.OrphanBytes).Human())
 	if rep.Uploads > 0 {
 		fmt.Fprintf(w, "upload sessions in progress, not copied (clients start them again): %d\n", rep.Uploads)
 	}
@@ -134,18 +135,4 @@ func writeMigrateJSON(w io.Writer, rep *migrate.Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// sizeText is n bytes in binary units.
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -62,6 +62,22 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
+// Human is b for people: whole bytes below 1 KiB, else one decimal in the
+// largest binary unit it reaches ("1.5 MiB").
+func (b ByteSize) Human() string {
+	n := int64(b)
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
 // Set and Type make *ByteSize a command-line flag value.
 func (b *ByteSize) Set(s string) error { return b.UnmarshalText([]byte(s)) }
 

@@ -54,3 +54,14 @@ func TestScrubRateFromFileAndEnvironment(t *testing.T) {
 		t.Error("an invalid BERTH_SCRUB_RATE is accepted")
 	}
 }
+
+func TestByteSizeHuman(t *testing.T) {
+	for _, c := range []struct {
+		n    ByteSize
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 20, "5.0 MiB"}, {3 << 40, "3.0 TiB"}} {
+		if got := c.n.Human(); got != c.want {
+			t.Errorf("ByteSize(%d).Human() = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

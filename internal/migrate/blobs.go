@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/s3store"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -157,7 +158,7 @@ func (c *blobCopy) record(b blobRef, copied bool, err error) {
 	}
 	if c.progress != nil && time.Since(c.lastReport) >= 5*time.Second {
 		c.lastReport = time.Now()
-		fmt.Fprintf(c.progress, "blobs: %d of %d done (%d copied, %s)\n", c.done, c.total, c.copied, bytesText(c.copiedBytes))
+		fmt.Fprintf(c.progress, "blobs: %d of %d done (%d copied, %s)\n", c.done, c.total, c.copied, config.ByteSize(c.copiedBytes).Human())
 	}
 }
 
@@ -200,18 +201,4 @@ func (c *blobCopy) one(ctx context.Context, b blobRef) (bool, error) {
 		return false, fmt.Errorf("blob %s: %d bytes copied, but the metadata records %d", b.digest, n, b.size)
 	}
 	return true, nil
-}
-
-// bytesText is n in binary units, for people.
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

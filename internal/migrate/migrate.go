@@ -27,6 +27,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/sqldb"
@@ -185,7 +186,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	for _, b := range refs {
 		total += b.size
 	}
-	o.say("blobs: %d referenced (%s), copying those the target lacks, %d at once", len(refs), bytesText(total), o.Parallel)
+	o.say("blobs: %d referenced (%s), copying those the target lacks, %d at once", len(refs), config.ByteSize(total).Human(), o.Parallel)
 	bc := &blobCopy{src: srcStore, dst: dstStore, parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
 	err = bc.run(ctx, refs)
 	rep.BlobsCopied, rep.BytesCopied, rep.BlobsSkipped, rep.BytesSkipped = bc.copied, bc.copiedBytes, bc.skipped, bc.skipByte

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 )
 
@@ -335,7 +336,7 @@ var funcs = template.FuncMap{
 	"fmtDate":     func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"fmtClock":    func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	"shortDigest": shortDigest,
-	"size":        humanSize,
+	"size":        func(n int64) string { return config.ByteSize(n).Human() },
 	"mediaType":   mediaTypeLabel,
 	"join":        strings.Join,
 	"actionNames": func() []string { return auth.AllActions.ScopeMapNames() },
@@ -370,19 +371,6 @@ func shortDigest(d any) string {
 		return s[:i+13]
 	}
 	return s
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // actionShort is the label of a scope-map action in table headers.
