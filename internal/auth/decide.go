@@ -56,7 +56,9 @@ func (k *Kind) UnmarshalText(b []byte) error {
 // Role is a user's role, after ACR's built-in roles.
 type Role string
 
-// The roles. Data-plane actions apply to every repository.
+// The roles. Data-plane actions and management rights apply to the
+// repositories the assignment's pattern matches ("*" for the registry-wide
+// role).
 const (
 	// RoleOwner: all five actions, and all management including users and roles.
 	RoleOwner Role = "owner"
@@ -70,11 +72,14 @@ const (
 	RolePush Role = "push"
 	// RoleDelete: content/delete.
 	RoleDelete Role = "delete"
+	// RoleTokenAdmin: no data-plane actions; sees and manages scope maps
+	// and tokens (within the pattern it is assigned on).
+	RoleTokenAdmin Role = "token-admin"
 )
 
 // Roles returns every role, most powerful first.
 func Roles() []Role {
-	return []Role{RoleOwner, RoleContributor, RoleReader, RolePull, RolePush, RoleDelete}
+	return []Role{RoleOwner, RoleContributor, RoleReader, RolePull, RolePush, RoleDelete, RoleTokenAdmin}
 }
 
 // ParseRole parses a role name exactly as listed by Roles.
@@ -84,10 +89,10 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("invalid role %q: must be one of owner, contributor, reader, pull, push, delete", s)
+	return "", fmt.Errorf("invalid role %q: must be one of owner, contributor, reader, pull, push, delete, token-admin", s)
 }
 
-// Actions returns the data-plane actions the role grants on every
+// Actions returns the data-plane actions the role grants on each
 // repository. An unknown role grants nothing.
 func (r Role) Actions() Actions {
 	switch r {
@@ -114,8 +119,13 @@ type Identity struct {
 	// Name is the token name, the admin username, or the user name; empty
 	// for anonymous callers.
 	Name string
-	// Role is a user's role; ignored for other kinds.
+	// Role is a user's registry-wide role, the assignment on "*"; empty
+	// for none. Ignored for other kinds.
 	Role Role
+	// Assignments are a user's other role assignments, each on a
+	// repository pattern; their data-plane actions and management rights
+	// apply only where the pattern matches. Never changed once built.
+	Assignments []Assignment
 	// Policy is a token's scope map. For anonymous callers it may be set to
 	// offer anonymous pull (compile a scope map granting content/read);
 	// nil grants nothing. Ignored for the admin and users.
@@ -152,7 +162,7 @@ func Allowed(id Identity, repo string) Actions {
 	case KindAdmin:
 		a = AllActions
 	case KindUser:
-		a = id.Role.Actions()
+		a = id.Role.Actions() | id.assignedActions(repo)
 	case KindToken, KindAnonymous:
 		a = id.Policy.Allowed(repo)
 	}
@@ -260,13 +270,16 @@ func (r Role) Permissions() Permission {
 		return everything &^ ManageUsers
 	case RoleReader:
 		return ViewManagement | ReadAudit
+	case RoleTokenAdmin:
+		return ViewManagement | ManageTokens
 	}
 	// pull, push and delete are data-plane roles.
 	return 0
 }
 
-// CanManage reports whether id holds every right in what. It is false for
-// an empty what, for the same fail-closed reason as Decide.
+// CanManage reports whether id holds every right in what registry-wide,
+// on "*" (CanManageIn narrows it to a pattern). It is false for an empty
+// what, for the same fail-closed reason as Decide.
 func CanManage(id Identity, what Permission) bool {
-	return id.Kind == KindUser && what != 0 && id.Role.Permissions()&what == what
+	return CanManageIn(id, what, Pattern{kind: PatternAll})
 }
