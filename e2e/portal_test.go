@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/berth-registry/berth/internal/testutil"
@@ -101,14 +99,38 @@ func TestPortal(t *testing.T) {
 	// A scope map: content/read + content/write on demo/*. First with a
 	// second, invalid pattern, which the server refuses with its message
 	// next to the field and stores nothing.
+	// The form starts with one row; Write alone warns that pushes need
+	// Read, and one click adds it; "+ Add" appends a row and focuses it.
 	run("fill in the scope map",
 		chromedp.Navigate(base+"/scope-maps/new"),
 		chromedp.WaitVisible(chromedp.ID("name")),
 		chromedp.SendKeys(chromedp.ID("name"), "demo-push"),
 		chromedp.SendKeys(chromedp.ID("description"), "CI pushes to demo/*"),
 		chromedp.SendKeys(chromedp.ID("pattern-0"), "demo/*"),
-		chromedp.Click(chromedp.CSS(`input[name="action-0"][value="content/read"]`)),
 		chromedp.Click(chromedp.CSS(`input[name="action-0"][value="content/write"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr:has(#pattern-0) [data-read-warning]`)),
+	)
+	if rows := read("count the rows", chromedp.Evaluate[string](`String(document.querySelectorAll("table[data-grants] tbody tr").length)`)); rows != "1" {
+		t.Errorf("the new scope map form starts with %s rows, want 1", rows)
+	}
+	warning := read("read the Write-without-Read warning", chromedp.Text(chromedp.CSS(`tr:has(#pattern-0) [data-read-warning]`)))
+	if !strings.Contains(warning, "Write without Read: pushes will be refused") {
+		t.Errorf("the Write-only row warns %q", warning)
+	}
+	run("add Read with one click",
+		shot("scope-map-write-only"),
+		chromedp.Click(chromedp.CSS(`tr:has(#pattern-0) [data-add-read]`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`tr:has(#pattern-0) [data-read-warning]`)),
+		chromedp.Click(chromedp.CSS(`[data-add-row]`)),
+		chromedp.WaitVisible(chromedp.ID("pattern-1")),
+	)
+	if v := read("is Read checked", chromedp.Evaluate[string](`String(document.querySelector('input[name="action-0"][value="content/read"]').checked)`)); v != "true" {
+		t.Errorf("Add Read left Read unchecked")
+	}
+	if v := read("where is the focus", chromedp.Evaluate[string](`document.activeElement.id + " " + String(document.querySelector("table[data-grants] tbody tr:last-child #pattern-1") !== null)`)); v != "pattern-1 true" {
+		t.Errorf("after + Add, focus and last row: %q, want the new last row's pattern focused", v)
+	}
+	run("a second, invalid pattern",
 		chromedp.SendKeys(chromedp.ID("pattern-1"), "a/*/b"),
 		chromedp.Click(chromedp.CSS(`input[name="action-1"][value="content/read"]`)),
 		chromedp.Click(chromedp.CSS(`form button[type="submit"].btn-primary`)),
@@ -237,6 +259,41 @@ func TestPortal(t *testing.T) {
 		t.Errorf("push with a disabled token failed, but not as refused: %s", out)
 	}
 
+	// Deleting a password asks in the portal's own dialog; cancelling
+	// keeps the password.
+	run("ask before deleting password1",
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.ID("enable-token")),
+		chromedp.Click(chromedp.CSS(`button[data-confirm^="Delete password1"]`)),
+		chromedp.WaitVisible(chromedp.CSS("dialog.dialog[open]")),
+		shot("confirm-dialog"),
+	)
+	question := read("read the dialog", chromedp.Text(chromedp.CSS("dialog.dialog[open] .dialog-question")))
+	if !strings.Contains(question, "Delete password1 of ci-demo?") {
+		t.Errorf("the dialog asks %q", question)
+	}
+	run("cancel the dialog",
+		chromedp.Click(chromedp.CSS("dialog.dialog[open] [data-dialog-cancel]")),
+		chromedp.WaitNotPresent(chromedp.CSS("dialog.dialog[open]")),
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-confirm^="Delete password1"]`)),
+	)
+
+	// The last owner cannot be demoted: the form says so, in place.
+	run("demote the last owner",
+		chromedp.Navigate(base+"/users/"+srv.Username),
+		chromedp.WaitVisible(chromedp.ID("role")),
+		chromedp.SetValue(chromedp.ID("role"), "reader"),
+		chromedp.Submit(chromedp.ID("role")),
+		chromedp.WaitVisible(chromedp.CSS(".inline-form .field-error")),
+	)
+	if msg := read("read the refusal", chromedp.Text(chromedp.CSS(".inline-form .field-error"))); !strings.Contains(msg, "is the only enabled owner, so they cannot be given another role") {
+		t.Errorf("demoting the last owner says %q", msg)
+	}
+	if h1 := read("read the heading", chromedp.Text(chromedp.CSS("main h1"))); strings.Contains(h1, "Not allowed") {
+		t.Errorf("demoting the last owner ends on %q", h1)
+	}
+
 	run("screenshot the audit log",
 		chromedp.Navigate(base+"/audit"),
 		chromedp.WaitVisible(chromedp.CSS("table.audit")),
@@ -249,20 +306,40 @@ func TestPortal(t *testing.T) {
 		}
 	}
 
+	// Every page in both schemes: every text meets WCAG AA; at 390 px
+	// nothing is out of sight. The scope map editor shows all its action
+	// columns on a phone.
+	checkLooks(t, ctx, base, []string{"/repositories", "/repositories/demo/app", "/scope-maps", "/scope-maps/demo-push",
+		"/scope-maps/new", "/tokens", "/tokens/new", "/tokens/ci-demo", "/access-keys", "/users", "/users/" + srv.Username,
+		"/audit", "/account"}, "nav.mainnav")
+
 	// A phone-width window and the dark scheme.
 	run("phone width",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
+		chromedp.Navigate(base+"/scope-maps/demo-push"),
+		chromedp.WaitVisible(chromedp.ID("pattern-0")),
+		shot("scope-map-phone"),
+	)
+	if off := read("the editor's columns on a phone", chromedp.Evaluate[string](`Array.from(document.querySelectorAll('tr:has(#pattern-0) input[type="checkbox"]')).filter(c => { const r = c.getBoundingClientRect(); return r.width === 0 || r.right > innerWidth; }).map(c => c.value).join(" ")`)); off != "" {
+		t.Errorf("at 390 px the scope map editor hides the columns %s", off)
+	}
+	run("phone width, token",
 		chromedp.Navigate(base+"/tokens/ci-demo"),
 		chromedp.WaitVisible(chromedp.ID("enable-token")),
 		shot("token-phone"),
+		chromedp.Click(chromedp.ID("generate-password2")),
+		chromedp.WaitVisible(chromedp.ID("cmd-password2")),
 	)
+	// The docker login box shows the whole command on a phone.
+	if bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](overflowScript)); err != nil || len(bad) > 0 {
+		t.Errorf("the new password's card at 390 px: %v %v", bad, err)
+	}
+	if off := read("the permission table on a phone", chromedp.Evaluate[string](`Array.from(document.querySelectorAll(".grants-view tbody td")).filter(c => { const r = c.getBoundingClientRect(); return r.width === 0 || r.right > innerWidth; }).length + ""`)); off != "0" {
+		t.Errorf("at 390 px %s cells of the token's permission table are out of sight", off)
+	}
 	run("dark scheme",
 		chromedp.EmulateViewport(1280, 860),
-		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
-			return err
-		}),
+		colorScheme("dark"),
 		chromedp.Navigate(base+"/scope-maps"),
 		chromedp.WaitVisible(chromedp.CSS(`a[href="/scope-maps/demo-push"]`)),
 		shot("scope-maps-dark"),

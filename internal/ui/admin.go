@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -91,9 +92,12 @@ type userForm struct {
 	Role string
 }
 
+// The users pages are read by every role that sees management settings
+// (auth.ViewManagement, as GET /api/v1/users is); only ManageUsers gets
+// their forms.
 func (h *Handler) usersPage(w http.ResponseWriter, r *http.Request, rq *request) {
-	if !rq.can(auth.ManageUsers) {
-		h.forbidden(w, r, rq, "manage users (only owners can)")
+	if !rq.can(auth.ViewManagement) {
+		h.forbidden(w, r, rq, "see users")
 		return
 	}
 	h.renderUsers(w, r, rq, http.StatusOK, userForm{Role: string(auth.RoleReader)}, nil, "")
@@ -135,7 +139,11 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request, rq *request
 	if _, err := h.ids.CreateUser(r.Context(), rq.id, identity.UserSpec{Name: f.Name, Role: f.Role, Password: pw}); err != nil {
 		if st := statusOf(err); st == http.StatusUnprocessableEntity || st == http.StatusConflict {
 			msg := h.message(err)
-			errs[userFieldError(msg)] = capitalize(msg) + "."
+			if st == http.StatusConflict {
+				errs["name"] = nameTaken(f.Name)
+			} else {
+				errs[userFieldError(msg)] = capitalize(msg) + "."
+			}
 			h.renderUsers(w, r, rq, st, f, errs, "The user was not created: fix the fields marked below.")
 			return
 		}
@@ -153,8 +161,8 @@ type userData struct {
 }
 
 func (h *Handler) userPage(w http.ResponseWriter, r *http.Request, rq *request) {
-	if !rq.can(auth.ManageUsers) {
-		h.forbidden(w, r, rq, "manage users (only owners can)")
+	if !rq.can(auth.ViewManagement) {
+		h.forbidden(w, r, rq, "see users")
 		return
 	}
 	h.renderUser(w, r, rq, http.StatusOK, r.PathValue("name"), nil, "")
@@ -197,6 +205,18 @@ func (h *Handler) userAction(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	if _, err := h.ids.UpdateUser(r.Context(), rq.id, name, u); err != nil {
+		if errors.Is(err, identity.ErrForbidden) && (u.Role != nil || u.Status != nil) {
+			// The one refusal an owner meets here: the last enabled owner
+			// may not be demoted or disabled. Said on the form, in place.
+			field, what := "role", "given another role"
+			if u.Status != nil {
+				field, what = "status", "disabled"
+			}
+			h.renderUser(w, r, rq, http.StatusConflict, name, map[string]string{field: fmt.Sprintf(
+				"%s is the only enabled owner, so they cannot be %s: make another user owner first.", name, what)},
+				"Nothing was changed: see below.")
+			return
+		}
 		if st := statusOf(err); st == http.StatusUnprocessableEntity {
 			m := h.message(err)
 			h.renderUser(w, r, rq, st, name, map[string]string{userFieldError(m): capitalize(m) + "."}, "Nothing was changed: see below.")
@@ -272,12 +292,16 @@ func parseLocal(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05", "2006-01-02"} {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "UTC"))
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02", time.RFC3339} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not a date and time: use YYYY-MM-DDTHH:MM, in UTC", s)
+	return time.Time{}, fmt.Errorf("%q is not a date and time: use YYYY-MM-DD HH:MM (or just YYYY-MM-DD), in UTC", s)
 }
 
 func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -302,6 +326,9 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 	}
 	if filter.Until, err = parseLocal(f.Until); err != nil {
 		d.Errors["until"] = capitalize(err.Error()) + "."
+	}
+	if len(d.Errors) == 0 && !filter.Since.IsZero() && !filter.Until.IsZero() && filter.Since.After(filter.Until) {
+		d.Errors["until"] = fmt.Sprintf("The until date (%s) is before the from date (%s): swap them, or clear one.", f.Until, f.Since)
 	}
 	if b := q.Get("before"); b != "" {
 		fmt.Sscan(b, &filter.Before)

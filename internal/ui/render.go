@@ -347,13 +347,18 @@ var funcs = template.FuncMap{
 	},
 	"roles": func() []auth.Role { return auth.Roles() },
 	"add":   func(a, b int) int { return a + b },
+	// writeNoRead flags a scope-map row that cannot push: clients read
+	// (HEAD the blobs and manifests) before they write.
+	"writeNoRead": func(a auth.Actions) bool { return a.Has(auth.ContentWrite) && !a.Has(auth.ContentRead) },
+	"roleRights":  roleRights,
 }
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format("2006-01-02 15:04 UTC")
+	// No-break spaces: a timestamp never breaks across lines.
+	return t.UTC().Format("2006-01-02\u00a015:04\u00a0UTC")
 }
 
 func fmtTimePtr(t *time.Time) string {

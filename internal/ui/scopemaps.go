@@ -147,7 +147,7 @@ func (h *Handler) newScopeMapPage(w http.ResponseWriter, r *http.Request, rq *re
 		h.forbidden(w, r, rq, "create scope maps")
 		return
 	}
-	f := scopeMapForm{New: true, Editable: true, Rows: withBlankRows(nil, 3)}
+	f := scopeMapForm{New: true, Editable: true, Rows: withBlankRows(nil, 1)}
 	h.render(w, r, rq, http.StatusOK, "scopemap.html", view{Title: "New scope map", Nav: "scope-maps", Data: f})
 }
 
@@ -161,7 +161,7 @@ func (h *Handler) scopeMapPage(w http.ResponseWriter, r *http.Request, rq *reque
 	f := scopeMapForm{Name: m.Name, Description: m.Description, Rows: grantRows(m.Actions), Tokens: m.Tokens,
 		Created: m.CreatedAt, Builtin: builtin, Editable: !builtin && rq.can(auth.ManageTokens)}
 	if f.Editable {
-		f.Rows = withBlankRows(f.Rows, 2)
+		f.Rows = withBlankRows(f.Rows, 1)
 	}
 	h.render(w, r, rq, http.StatusOK, "scopemap.html", view{Title: "Scope map " + m.Name, Nav: "scope-maps", Data: f})
 }

@@ -123,7 +123,7 @@ func (h *Handler) newTokenPage(w http.ResponseWriter, r *http.Request, rq *reque
 		h.forbidden(w, r, rq, "create tokens")
 		return
 	}
-	f := tokenForm{Status: identity.StatusEnabled, Mode: "existing", ScopeMap: r.URL.Query().Get("scope-map"), Rows: withBlankRows(nil, 3)}
+	f := tokenForm{Status: identity.StatusEnabled, Mode: "existing", ScopeMap: r.URL.Query().Get("scope-map"), Rows: withBlankRows(nil, 1)}
 	h.renderTokenForm(w, r, rq, http.StatusOK, f, "")
 }
 
@@ -178,7 +178,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *reques
 	if err != nil {
 		switch {
 		case errors.Is(err, identity.ErrConflict):
-			f.Errors["name"] = h.message(err) + ". Choose another name."
+			f.Errors["name"] = nameTaken(f.Name)
 			h.renderTokenForm(w, r, rq, http.StatusConflict, f, "The token was not created: fix the fields marked below.")
 		case errors.Is(err, identity.ErrInvalid):
 			h.renderTokenForm(w, r, rq, http.StatusUnprocessableEntity, f, "The token was not created: "+h.message(err))
@@ -254,6 +254,17 @@ func parseExpiry(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// pastExpiry is the portal's words for an expiry date that has passed.
+func pastExpiry(t time.Time) error {
+	return fmt.Errorf("the expiry date %s is in the past: choose a later date, or leave it empty for a password that does not expire", t.UTC().Format("2006-01-02"))
+}
+
+// nameTaken is the portal's words for a name a token or user already has.
+func nameTaken(name string) string {
+	return fmt.Sprintf("The name %s is taken: a token or a user already has it (names are case-insensitive, so %s and %s are the same). Choose another name.",
+		name, strings.ToUpper(name), strings.ToLower(name))
+}
+
 // loginCommand is the command the portal shows with a new password.
 func loginCommand(user, password, host string) string {
 	return fmt.Sprintf("docker login -u %s -p %s %s", user, password, host)
@@ -292,6 +303,9 @@ func (h *Handler) tokenAction(w http.ResponseWriter, r *http.Request, rq *reques
 		slot := r.PostForm.Get("slot")
 		errs := map[string]string{}
 		expiry, err := parseExpiry(r.PostForm.Get("expiry"))
+		if err == nil && !expiry.IsZero() && !expiry.After(h.now()) {
+			err = pastExpiry(expiry)
+		}
 		if err != nil {
 			errs["expiry-"+slot] = capitalize(err.Error()) + "."
 			h.renderToken(w, r, rq, http.StatusUnprocessableEntity, name, nil, errs, "No password was generated: see below.")
@@ -306,7 +320,9 @@ func (h *Handler) tokenAction(w http.ResponseWriter, r *http.Request, rq *reques
 		creds, err := h.ids.GenerateCredentials(r.Context(), rq.id, name, []string{slot}, expiry)
 		if err != nil {
 			if errors.Is(err, identity.ErrInvalid) {
-				errs["expiry-"+slot] = h.message(err) + "."
+				// The only invalid input left is an expiry that passed
+				// between the check above and the service's.
+				errs["expiry-"+slot] = capitalize(pastExpiry(expiry).Error()) + "."
 				h.renderToken(w, r, rq, http.StatusUnprocessableEntity, name, nil, errs, "No password was generated: see below.")
 				return
 			}

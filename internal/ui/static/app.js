@@ -38,12 +38,124 @@
     if (t) copy(t, b);
   });
 
-  // Confirmation: a submit button (or form) with data-confirm="question".
+  // Confirmation: a submit button (or form) with data-confirm="question"
+  // asks in the portal's own dialog (not the browser's), whose confirm
+  // button repeats the label of the button that was pressed.
+  var dialog = null;
+  function confirmDialog(question, label, danger, then) {
+    if (!dialog) {
+      dialog = document.createElement("dialog");
+      dialog.className = "dialog";
+      dialog.setAttribute("aria-labelledby", "dialog-question");
+      dialog.innerHTML = '<form method="dialog"><p id="dialog-question" class="dialog-question"></p>' +
+        '<div class="actions dialog-actions"><button class="btn" value="cancel" data-dialog-cancel>Cancel</button>' +
+        '<button class="btn btn-primary" value="ok" data-dialog-ok></button></div></form>';
+      document.body.appendChild(dialog);
+    }
+    dialog.querySelector(".dialog-question").textContent = question;
+    var ok = dialog.querySelector("[data-dialog-ok]");
+    ok.textContent = label || "Continue";
+    ok.className = "btn " + (danger ? "btn-danger" : "btn-primary");
+    dialog.returnValue = "";
+    dialog.onclose = function () { then(dialog.returnValue === "ok"); };
+    dialog.showModal();
+    dialog.querySelector("[data-dialog-cancel]").focus();
+  }
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
-    var b = ev.submitter && ev.submitter.hasAttribute("data-confirm") ? ev.submitter : form;
+    if (form.getAttribute("method") === "dialog") return;
+    if (form.hasAttribute("data-confirmed")) {
+      form.removeAttribute("data-confirmed");
+      return;
+    }
+    var sub = ev.submitter;
+    var b = sub && sub.hasAttribute("data-confirm") ? sub : form;
     var q = b.getAttribute && b.getAttribute("data-confirm");
-    if (q && !window.confirm(q)) ev.preventDefault();
+    if (!q) return;
+    ev.preventDefault();
+    var danger = sub && (sub.classList.contains("btn-danger") || sub.classList.contains("danger-text"));
+    confirmDialog(q, sub ? sub.textContent.trim() : "", danger, function (yes) {
+      if (!yes) {
+        if (sub) sub.focus();
+        return;
+      }
+      form.setAttribute("data-confirmed", "");
+      if (form.requestSubmit) form.requestSubmit(sub || undefined);
+      else form.submit();
+    });
+  });
+
+  // Narrow screens: every table sits in a scroll box, and a box whose
+  // content is wider than it says so above it. Tables marked table-stack
+  // fold into one block per row instead; their cells are labelled with
+  // their column's header.
+  function labelCells(table) {
+    var heads = table.querySelectorAll("thead th");
+    if (!heads.length) return;
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        var th = heads[i];
+        if (!th || td.hasAttribute("data-label")) return;
+        var only = th.querySelector(".sr-only");
+        if (only && only.textContent.trim() === th.textContent.trim()) return;
+        var label = (th.childNodes[0] && th.childNodes[0].textContent || th.textContent).trim();
+        td.setAttribute("data-label", label);
+      });
+    });
+  }
+  function fitBoxes() {
+    document.querySelectorAll("main table").forEach(function (t) {
+      if (t.classList.contains("table-stack")) labelCells(t);
+      if (t.parentNode.classList && t.parentNode.classList.contains("table-wrap")) return;
+      var w = document.createElement("div");
+      w.className = "table-wrap";
+      t.parentNode.insertBefore(w, t);
+      w.appendChild(t);
+    });
+    document.querySelectorAll("main .table-wrap, main pre.code").forEach(function (el) {
+      var over = el.scrollWidth > el.clientWidth + 1;
+      var hint = el.previousElementSibling;
+      if (!hint || !hint.classList.contains("scroll-hint")) {
+        if (!over) return;
+        hint = document.createElement("p");
+        hint.className = "scroll-hint";
+        hint.setAttribute("aria-hidden", "true");
+        hint.textContent = "Scroll sideways to see all of it →";
+        el.parentNode.insertBefore(hint, el);
+      }
+      hint.hidden = !over;
+      el.classList.toggle("scrolls", over);
+    });
+  }
+  var fitTimer = 0;
+  window.addEventListener("resize", function () {
+    clearTimeout(fitTimer);
+    fitTimer = setTimeout(fitBoxes, 100);
+  });
+
+  // Scope map editor: Write without Read cannot push (clients read before
+  // they write), so such a row says so and offers to add Read.
+  function checkReadWrite(row) {
+    var w = row.querySelector('input[type="checkbox"][value="content/write"]');
+    var r = row.querySelector('input[type="checkbox"][value="content/read"]');
+    var warn = row.querySelector("[data-read-warning]");
+    if (!w || !r || !warn) return;
+    warn.hidden = !(w.checked && !r.checked);
+  }
+  document.addEventListener("change", function (ev) {
+    var row = ev.target.closest && ev.target.closest("table[data-grants] tr");
+    if (row) checkReadWrite(row);
+  });
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest("[data-add-read]");
+    if (!b) return;
+    var row = b.closest("tr");
+    var r = row.querySelector('input[type="checkbox"][value="content/read"]');
+    if (r) {
+      r.checked = true;
+      checkReadWrite(row);
+      r.focus();
+    }
   });
 
   // Scope map editor: add and remove rows.
@@ -67,6 +179,7 @@
       var body = table.querySelector("tbody");
       body.insertAdjacentHTML("beforeend", html);
       var input = body.lastElementChild.querySelector("input[data-pattern]");
+      labelCells(table);
       if (input) input.focus();
       return;
     }
@@ -129,6 +242,10 @@
   document.addEventListener("change", function (ev) {
     if (ev.target.matches && ev.target.matches("input[data-mode]")) showMode();
   });
-  document.addEventListener("DOMContentLoaded", showMode);
-  if (document.readyState !== "loading") showMode();
+  function ready() {
+    showMode();
+    fitBoxes();
+  }
+  document.addEventListener("DOMContentLoaded", ready);
+  if (document.readyState !== "loading") ready();
 })();
