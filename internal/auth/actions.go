@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// Actions is a set of the five data-plane actions of an ACR scope map. It is a
+// Actions is a set of the data-plane actions of a scope map: ACR's five and
+// berth's content/overwrite. It is a
 // bitset so that a grant, a request and the difference between them are each a
 // single machine word: the decision on the request path is a few OR and
 // AND-NOT operations, with nothing to allocate.
@@ -28,12 +29,18 @@ const (
 	// MetadataWrite untags and changes repository and manifest attributes
 	// such as writeEnabled (token action "metadata_write").
 	MetadataWrite
+	// ContentOverwrite moves an existing tag to another manifest. It is
+	// berth's, not ACR's, and has no access-token name: the Docker token
+	// grammar cannot say it, so it rides along with "push" in access
+	// tokens and is decided on the data plane against the scope map. Without
+	// it a token may create tags but never replace what one points at.
+	ContentOverwrite
 
 	// NoActions is the empty set.
 	NoActions Actions = 0
-	// AllActions is the set of all five actions, what "_repositories_admin"
+	// AllActions is the set of all six actions, what "_repositories_admin"
 	// and the admin user have.
-	AllActions = ContentRead | ContentWrite | ContentDelete | MetadataRead | MetadataWrite
+	AllActions = ContentRead | ContentWrite | ContentDelete | MetadataRead | MetadataWrite | ContentOverwrite
 )
 
 // actionNames is the one table linking the bits to both spellings. It is an
@@ -48,6 +55,7 @@ var actionNames = [...]struct {
 	{ContentDelete, "content/delete", "delete"},
 	{MetadataRead, "metadata/read", "metadata_read"},
 	{MetadataWrite, "metadata/write", "metadata_write"},
+	{ContentOverwrite, "content/overwrite", ""}, // no token name: see ContentOverwrite
 }
 
 // Has reports whether a contains every action in b.
@@ -85,12 +93,15 @@ func (a Actions) ScopeMapNames() []string {
 func (a Actions) TokenNames() []string {
 	out := make([]string, 0, a.Len())
 	for _, n := range actionNames {
-		if a&n.bit != 0 {
+		if a&n.bit != 0 && n.token != "" {
 			out = append(out, n.token)
 		}
 	}
 	return out
 }
+
+// actionList names every scope-map action, for messages.
+const actionList = "content/read, content/write, content/delete, metadata/read, metadata/write, content/overwrite"
 
 // ParseAction parses one scope-map action name such as "content/read". The
 // match is exact: scope maps are stored in canonical lower-case form, so an
@@ -101,7 +112,7 @@ func ParseAction(s string) (Actions, error) {
 			return n.bit, nil
 		}
 	}
-	return NoActions, fmt.Errorf("invalid action %q: must be one of content/read, content/write, content/delete, metadata/read, metadata/write", s)
+	return NoActions, fmt.Errorf("invalid action %q: must be one of "+actionList, s)
 }
 
 // ParseTokenAction parses one action of a Docker token scope or JWT access
@@ -110,10 +121,10 @@ func ParseAction(s string) (Actions, error) {
 // servers ignore actions they do not know, so this is not an error.
 func ParseTokenAction(s string) (a Actions, ok bool) {
 	if s == "*" {
-		return AllActions, true
+		return AllActions &^ ContentOverwrite, true // "push" carries overwrite
 	}
 	for _, n := range actionNames {
-		if s == n.token {
+		if s == n.token && s != "" {
 			return n.bit, true
 		}
 	}

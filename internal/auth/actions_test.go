@@ -57,8 +57,8 @@ func TestParseTokenActions(t *testing.T) {
 		{"pull", ContentRead},
 		{"pull,push", ContentRead | ContentWrite},
 		{"push,pull", ContentRead | ContentWrite},
-		{"*", AllActions},
-		{"pull,*", AllActions},
+		{"*", AllActions &^ ContentOverwrite}, // no token name; push carries it
+		{"pull,*", AllActions &^ ContentOverwrite},
 		{"", NoActions},
 		{",,,", NoActions},
 		{"pull,,push,", ContentRead | ContentWrite},
@@ -83,7 +83,7 @@ func TestActionsString(t *testing.T) {
 		{NoActions, "none"},
 		{ContentWrite, "content/write"},
 		{ContentWrite | ContentRead, "content/read,content/write"},
-		{AllActions, "content/read,content/write,content/delete,metadata/read,metadata/write"},
+		{AllActions, "content/read,content/write,content/delete,metadata/read,metadata/write,content/overwrite"},
 	}
 	for _, tt := range tests {
 		if got := tt.a.String(); got != tt.want {
@@ -93,7 +93,7 @@ func TestActionsString(t *testing.T) {
 	if got := AllActions.TokenNames(); !slices.Equal(got, []string{"pull", "push", "delete", "metadata_read", "metadata_write"}) {
 		t.Errorf("AllActions.TokenNames() = %q", got)
 	}
-	if !AllActions.Has(ContentRead|MetadataWrite) || ContentRead.Has(ContentRead|ContentWrite) || AllActions.Len() != 5 {
+	if !AllActions.Has(ContentRead|MetadataWrite) || ContentRead.Has(ContentRead|ContentWrite) || AllActions.Len() != 6 {
 		t.Error("Has or Len is wrong")
 	}
 }

@@ -20,6 +20,7 @@ type decideFixture struct {
 type probe struct {
 	id   int
 	repo string
+	tag  string
 }
 
 // buildDecideFixture makes a realistic mix. Repositories live under 500
@@ -29,7 +30,11 @@ type probe struct {
 // one map out of fifty "*" for read. Each pattern gets one to three actions.
 // Half the probes ask about a repository the token has a rule for, half
 // about a random repository.
-func buildDecideFixture(tokens, patterns int) *decideFixture {
+//
+// With tagPatterns > 0 every rule is limited to that many tag patterns,
+// drawn from 64 sets (teams share tag conventions), and every probe asks
+// about a tag as well.
+func buildDecideFixture(tokens, patterns, tagPatterns int) *decideFixture {
 	r := rand.New(rand.NewPCG(1, 2))
 	const teams, apps = 500, 40
 	f := &decideFixture{}
@@ -39,6 +44,23 @@ func buildDecideFixture(tokens, patterns int) *decideFixture {
 			if a%4 == 0 {
 				f.repos = append(f.repos, fmt.Sprintf("team%03d/svc/app%d", t, a), fmt.Sprintf("team%03d/svc/deep/app%d", t, a))
 			}
+		}
+	}
+	var tagSets [][]string
+	if tagPatterns > 0 {
+		for i := range 64 {
+			var set []string
+			for j := range tagPatterns {
+				switch j % 3 {
+				case 0:
+					set = append(set, fmt.Sprintf("v%d.*", (i+j)%20))
+				case 1:
+					set = append(set, fmt.Sprintf("*-rc%d*", (i*j)%7))
+				default:
+					set = append(set, fmt.Sprintf("team%d-%d-*", i, j))
+				}
+			}
+			tagSets = append(tagSets, set)
 		}
 	}
 	actionSets := []Actions{ContentRead, ContentRead | ContentWrite, ContentRead | MetadataRead, ContentRead | ContentWrite | MetadataRead, ContentDelete}
@@ -53,7 +75,14 @@ func buildDecideFixture(tokens, patterns int) *decideFixture {
 			}
 			seen[pattern] = true
 			for _, name := range actionSets[r.IntN(len(actionSets))].ScopeMapNames() {
-				m.Actions = append(m.Actions, "repositories/"+pattern+"/"+name)
+				a := "repositories/" + pattern + "/" + name
+				m.Actions = append(m.Actions, a)
+				if tagSets != nil {
+					if m.Tags == nil {
+						m.Tags = map[string][]string{}
+					}
+					m.Tags[a] = tagSets[r.IntN(len(tagSets))]
+				}
 			}
 		}
 		if i%50 == 0 {
@@ -88,7 +117,11 @@ func buildDecideFixture(tokens, patterns int) *decideFixture {
 		if i%2 == 0 && len(ruleRepos[id]) > 0 {
 			repo = ruleRepos[id][r.IntN(len(ruleRepos[id]))]
 		}
-		f.probes[i] = probe{id, repo}
+		tag := ""
+		if tagPatterns > 0 {
+			tag = []string{"v3.1.4", "v1-rc2", "team7-1-x", "latest"}[r.IntN(4)]
+		}
+		f.probes[i] = probe{id, repo, tag}
 	}
 	return f
 }
@@ -102,7 +135,7 @@ func BenchmarkDecide(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	f := buildDecideFixture(50_000, MaxScopeMapPatterns)
+	f := buildDecideFixture(50_000, MaxScopeMapPatterns, 0)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	heapMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
@@ -129,6 +162,44 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 	b.Run("hot-64", func(b *testing.B) { run(b, hot) })
+}
+
+// BenchmarkDecideTags is BenchmarkDecide with tag rules: every one of the
+// 500 rules of each of the 50,000 scope maps is limited to 10 tag patterns.
+// "repo" is the repository-level decision every request takes (blobs,
+// pushes by digest); "tag" the decision on one tag (PermitsTag), which
+// manifest and tag requests take as well.
+func BenchmarkDecideTags(b *testing.B) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f := buildDecideFixture(50_000, MaxScopeMapPatterns, 10)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heapMiB := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+	run := func(b *testing.B, probes []probe, decide func(p probe) bool) {
+		allowed, i := 0, 0
+		b.ReportAllocs()
+		for b.Loop() {
+			if decide(probes[i%len(probes)]) {
+				allowed++
+			}
+			i++
+		}
+		b.ReportMetric(float64(allowed)/float64(i), "allowed-ratio")
+		b.ReportMetric(heapMiB, "fixture-MiB")
+	}
+	repo := func(p probe) bool { _, ok := Decide(f.ids[p.id], p.repo, ContentRead|ContentWrite); return ok }
+	tag := func(p probe) bool { return PermitsTag(f.ids[p.id], p.repo, OpPush, p.tag) }
+	var hot []probe
+	for _, p := range f.probes {
+		if p.id < 64 {
+			hot = append(hot, p)
+		}
+	}
+	b.Run("repo/random", func(b *testing.B) { run(b, f.probes, repo) })
+	b.Run("tag/random", func(b *testing.B) { run(b, f.probes, tag) })
+	b.Run("tag/hot-64", func(b *testing.B) { run(b, hot, tag) })
 }
 
 func BenchmarkVerifyJWT(b *testing.B) {

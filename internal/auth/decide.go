@@ -103,7 +103,8 @@ func (r Role) Actions() Actions {
 	case RolePull:
 		return ContentRead
 	case RolePush:
-		return ContentRead | ContentWrite
+		// Pushing has always replaced tags; content/overwrite keeps that.
+		return ContentRead | ContentWrite | ContentOverwrite
 	case RoleDelete:
 		return ContentDelete
 	}
@@ -167,9 +168,20 @@ func Allowed(id Identity, repo string) Actions {
 		a = id.Policy.Allowed(repo)
 	}
 	if id.Bearer != nil {
-		a &= id.Bearer.Granted(repo)
+		a &= bearerGranted(id.Bearer, repo)
 	}
 	return a
+}
+
+// bearerGranted is what an access token's claim allows on repo. The token
+// grammar has no name for content/overwrite, so "push" carries it: whether a
+// tag may be moved is decided against the scope map, on the data plane.
+func bearerGranted(c *Claims, repo string) Actions {
+	g := c.Granted(repo)
+	if g&ContentWrite != 0 {
+		g |= ContentOverwrite
+	}
+	return g
 }
 
 // VisibleInCatalog reports whether the catalog lists repository repo for id:
@@ -216,9 +228,17 @@ type DeniedError struct {
 	// Or, when set, is the alternative that would have been allowed as
 	// well (an untag takes metadata/write or content/delete).
 	Or Actions
+	// Tag, when set, is the tag the operation Op was denied on (CheckTag),
+	// and TagPatterns the patterns the scope map allows that operation on.
+	Tag         string
+	Op          Operation
+	TagPatterns []string
 }
 
 func (e *DeniedError) Error() string {
+	if e.Tag != "" {
+		return e.tagMessage()
+	}
 	if reason := checkName(e.Repository); reason != "" {
 		return fmt.Sprintf("%s: invalid repository name %q: %s", e.Identity, e.Repository, reason)
 	}

@@ -108,7 +108,7 @@ func TestDecide(t *testing.T) {
 		{"token additive deep", tok(teamPolicy), "samples/teama/x/y", R | W | MR, 0, true},
 		{"token prefix itself", tok(teamPolicy), "samples", R, R, false},
 		{"token prefix sibling", tok(teamPolicy), "samplesx/y", R, R, false},
-		{"token partial missing", tok(teamPolicy), "samples/teama/x", AllActions, D | MW, false},
+		{"token partial missing", tok(teamPolicy), "samples/teama/x", AllActions, D | MW | ContentOverwrite, false},
 		{"token nil policy", tok(nil), "team/app", R, R, false},
 
 		// Built-in scope maps.

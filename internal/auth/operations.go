@@ -34,6 +34,9 @@ const (
 	// OpWriteAttributes changes the attributes (readEnabled, writeEnabled,
 	// deleteEnabled, listEnabled) of a repository or a manifest.
 	OpWriteAttributes
+	// OpOverwriteTag moves an existing tag to another manifest (a push of
+	// a tag that points elsewhere); creating a tag is OpPush.
+	OpOverwriteTag
 )
 
 // operations is the one table of what each operation needs: every action
@@ -59,6 +62,7 @@ var operations = [...]struct {
 	OpDeleteBlob:       {"delete blob", "delete blobs", ContentDelete, NoActions},
 	OpDeleteRepository: {"delete repository", "delete the repository", ContentDelete, NoActions},
 	OpWriteAttributes:  {"change attributes", "lock and unlock the repository and its manifests (attributes)", MetadataWrite, NoActions},
+	OpOverwriteTag:     {"overwrite tag", "move existing tags to other manifests", ContentWrite | ContentOverwrite, NoActions},
 }
 
 // Operations returns every operation, in the order of the table.

@@ -24,10 +24,11 @@ var operationMatrix = []struct {
 	{OpDeleteBlob, []Actions{ContentDelete}},
 	{OpDeleteRepository, []Actions{ContentDelete}},
 	{OpWriteAttributes, []Actions{MetadataWrite}},
+	{OpOverwriteTag, []Actions{ContentWrite | ContentOverwrite}},
 }
 
 // TestOperationMatrix runs every operation against every one of the 32
-// sets of scope-map actions a token can be granted on a repository, and
+// 64 sets of scope-map actions a token can be granted on a repository, and
 // against each role, and compares the decision with the matrix.
 func TestOperationMatrix(t *testing.T) {
 	if len(operationMatrix) != len(Operations()) {

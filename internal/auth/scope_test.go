@@ -16,7 +16,7 @@ func TestParseScope(t *testing.T) {
 		{"repository:team/app:pull", repo("team/app", ContentRead), true},
 		{"repository:team/app:pull,push", repo("team/app", ContentRead|ContentWrite), true},
 		{"repository:team/app:push,pull,delete", repo("team/app", ContentRead|ContentWrite|ContentDelete), true},
-		{"repository:team/app:*", repo("team/app", AllActions), true},
+		{"repository:team/app:*", repo("team/app", AllActions&^ContentOverwrite), true},
 		{"repository:team/app:metadata_read,metadata_write", repo("team/app", MetadataRead|MetadataWrite), true},
 		{"repository:app:", repo("app", 0), true},                                        // no actions: kept, grants nothing
 		{"repository:app:frob", repo("app", 0), true},                                    // unknown actions ignored

@@ -42,6 +42,11 @@ type ScopeMap struct {
 	Description string
 	Type        ScopeMapType
 	Actions     []string
+	// Tags limits actions to tags: for an entry of Actions, the tag
+	// patterns (literal tags or globs with '*') it applies to. An action
+	// without an entry applies to every tag. This is berth's; ACR has no
+	// tag level.
+	Tags map[string][]string
 }
 
 // Names of the built-in scope maps.
@@ -62,11 +67,12 @@ func BuiltinScopeMaps() []ScopeMap {
 		return out
 	}
 	return []ScopeMap{
-		{ScopeMapAdmin, "Can perform all read, write and delete operations on the registry", SystemDefined, all(AllActions)},
-		{ScopeMapPull, "Can pull any repository of the registry", SystemDefined, all(ContentRead)},
-		{ScopeMapPullMetadataRead, "Can pull any repository and list its tags and manifests", SystemDefined, all(ContentRead | MetadataRead)},
-		{ScopeMapPush, "Can push to and pull from any repository of the registry", SystemDefined, all(ContentRead | ContentWrite)},
-		{ScopeMapPushMetadataWrite, "Can push to and pull from any repository, and read and change its metadata", SystemDefined, all(ContentRead | ContentWrite | MetadataRead | MetadataWrite)},
+		{ScopeMapAdmin, "Can perform all read, write and delete operations on the registry", SystemDefined, all(AllActions), nil},
+		{ScopeMapPull, "Can pull any repository of the registry", SystemDefined, all(ContentRead), nil},
+		{ScopeMapPullMetadataRead, "Can pull any repository and list its tags and manifests", SystemDefined, all(ContentRead | MetadataRead), nil},
+		// The push maps replace tags, as ACR's do: they include content/overwrite.
+		{ScopeMapPush, "Can push to and pull from any repository of the registry", SystemDefined, all(ContentRead | ContentWrite | ContentOverwrite), nil},
+		{ScopeMapPushMetadataWrite, "Can push to and pull from any repository, and read and change its metadata", SystemDefined, all(ContentRead | ContentWrite | MetadataRead | MetadataWrite | ContentOverwrite), nil},
 	}
 }
 
@@ -136,7 +142,7 @@ func RepositoryActions(pattern string, actions ...string) ([]string, error) {
 		return nil, err
 	}
 	if len(actions) == 0 {
-		return nil, fmt.Errorf("no actions for repository pattern %q: give one or more of content/read, content/write, content/delete, metadata/read, metadata/write", pattern)
+		return nil, fmt.Errorf("no actions for repository pattern %q: give one or more of "+actionList, pattern)
 	}
 	out := make([]string, 0, len(actions))
 	for _, name := range actions {
@@ -262,6 +268,22 @@ func (m ScopeMap) Validate() error {
 	}
 	if len(groups) > MaxScopeMapPatterns {
 		return fmt.Errorf("invalid scope map %q: it names %d repository patterns, the maximum is %d", m.Name, len(groups), MaxScopeMapPatterns)
+	}
+	if m.Type == SystemDefined && len(m.Tags) > 0 {
+		return fmt.Errorf("invalid scope map %q: the actions of a built-in scope map cannot be changed", m.Name)
+	}
+	for key, pats := range m.Tags {
+		if !slices.Contains(m.Actions, key) {
+			return fmt.Errorf("invalid scope map %q: tags for %q, which it does not grant", m.Name, key)
+		}
+		if len(pats) == 0 || len(pats) > MaxTagPatterns {
+			return fmt.Errorf("invalid scope map %q: %d tag patterns for %q; give 1 to %d", m.Name, len(pats), key, MaxTagPatterns)
+		}
+		for _, p := range pats {
+			if err := ValidateTagPattern(p); err != nil {
+				return fmt.Errorf("scope map %q, %s: %w", m.Name, key, err)
+			}
+		}
 	}
 	return nil
 }

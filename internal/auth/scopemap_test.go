@@ -182,8 +182,8 @@ func TestBuiltinScopeMaps(t *testing.T) {
 		ScopeMapAdmin:             AllActions,
 		ScopeMapPull:              ContentRead,
 		ScopeMapPullMetadataRead:  ContentRead | MetadataRead,
-		ScopeMapPush:              ContentRead | ContentWrite,
-		ScopeMapPushMetadataWrite: ContentRead | ContentWrite | MetadataRead | MetadataWrite,
+		ScopeMapPush:              ContentRead | ContentWrite | ContentOverwrite,
+		ScopeMapPushMetadataWrite: ContentRead | ContentWrite | MetadataRead | MetadataWrite | ContentOverwrite,
 	}
 	maps := BuiltinScopeMaps()
 	if len(maps) != len(want) {

@@ -3,7 +3,6 @@ package identity
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -117,7 +116,7 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*stat
 			continue
 		}
 		def := auth.ScopeMap{Name: name, Description: desc, Type: auth.UserDefined}
-		if err := json.Unmarshal([]byte(actions), &def.Actions); err != nil {
+		if err := decodeActions(actions, &def); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load scope map %q: %w", name, err)
 		}

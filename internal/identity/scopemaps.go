@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"slices"
@@ -15,11 +14,13 @@ import (
 
 // ScopeMap is a scope map as the faces show it.
 type ScopeMap struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Type        string    `json:"type"`
-	Actions     []string  `json:"actions"`
-	CreatedAt   time.Time `json:"creationDate"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Type        string   `json:"type"`
+	Actions     []string `json:"actions"`
+	// Tags limits actions to tag patterns (see auth.ScopeMap.Tags).
+	Tags      map[string][]string `json:"tags,omitempty"`
+	CreatedAt time.Time           `json:"creationDate"`
 	// Tokens lists the tokens that use the scope map.
 	Tokens []string `json:"tokens"`
 }
@@ -84,7 +85,7 @@ func viewOf(m *scopeMap, tokens []string) ScopeMap {
 	}
 	sort.Strings(tokens)
 	return ScopeMap{Name: m.def.Name, Description: m.def.Description, Type: string(m.def.Type),
-		Actions: slices.Clone(m.def.Actions), CreatedAt: m.createdAt, Tokens: tokens}
+		Actions: slices.Clone(m.def.Actions), Tags: cloneTags(m.def.Tags), CreatedAt: m.createdAt, Tokens: tokens}
 }
 
 // ListScopeMaps returns every scope map, built-in ones first.
@@ -138,6 +139,9 @@ type ScopeMapSpec struct {
 	Name        string
 	Description string
 	Actions     []string // stored form: repositories/<pattern>/<action>
+	// Tags limits some of Actions to tag patterns; an action without an
+	// entry applies to every tag.
+	Tags map[string][]string
 }
 
 // CreateScopeMap creates a user-defined scope map.
@@ -154,7 +158,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 		if m, err = s.createScopeMapLocked(ctx, tx, spec); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, actor, "scope map "+spec.Name, "created: "+strings.Join(m.def.Actions, " "))
+		return s.record(ctx, tx, actor, "scope map "+spec.Name, "created: "+describeRules(m.def))
 	})
 	if err != nil {
 		return ScopeMap{}, err
@@ -182,11 +186,10 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec S
 	}
 	now := s.now()
 	m.createdAt, m.updatedAt = now.UTC(), now.UTC()
-	b, _ := json.Marshal(m.def.Actions)
-	m.raw = string(b)
+	m.raw = encodeActions(m.def)
 	s.touchScopeMap(spec.Name)
 	const q = `INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
-	if _, err := tx.ExecContext(ctx, q, spec.Name, spec.Description, string(b), now.UnixMilli(), now.UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, q, spec.Name, spec.Description, m.raw, now.UnixMilli(), now.UnixMilli()); err != nil {
 		return nil, fmt.Errorf("store scope map: %w", err)
 	}
 	return m, nil
@@ -197,7 +200,11 @@ func (s *Service) compileSpec(spec ScopeMapSpec) (*scopeMap, error) {
 	if err != nil {
 		return nil, errf(ErrInvalid, "%v", err)
 	}
-	def := auth.ScopeMap{Name: spec.Name, Description: spec.Description, Type: auth.UserDefined, Actions: actions}
+	tags, err := auth.NormalizeTags(actions, spec.Tags)
+	if err != nil {
+		return nil, errf(ErrInvalid, "%v", err)
+	}
+	def := auth.ScopeMap{Name: spec.Name, Description: spec.Description, Type: auth.UserDefined, Actions: actions, Tags: tags}
 	if err := def.Validate(); err != nil {
 		return nil, errf(ErrInvalid, "%v", err)
 	}
@@ -212,9 +219,14 @@ func (s *Service) compileSpec(spec ScopeMapSpec) (*scopeMap, error) {
 type ScopeMapUpdate struct {
 	Description *string
 	Add         []string // stored-form actions to add
-	Remove      []string // stored-form actions to remove
-	// Actions, when not nil, replaces the whole list (the portal's editor).
+	// AddTags limits actions of Add to tag patterns. Grants add up: an
+	// action the map already grants on every tag stays so.
+	AddTags map[string][]string
+	Remove  []string // stored-form actions to remove, with their tag limits
+	// Actions, when not nil, replaces the whole list (the portal's
+	// editor), and Tags with it the tag limits.
 	Actions []string
+	Tags    map[string][]string
 }
 
 // UpdateScopeMap changes a user-defined scope map. Every token that uses it
@@ -232,12 +244,22 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	if cur.def.Type == auth.SystemDefined {
 		return ScopeMap{}, errf(ErrForbidden, "scope map %q is built in and cannot be changed: create your own with `scope-map create`", name)
 	}
-	spec := ScopeMapSpec{Name: name, Description: cur.def.Description, Actions: slices.Clone(cur.def.Actions)}
+	spec := ScopeMapSpec{Name: name, Description: cur.def.Description, Actions: slices.Clone(cur.def.Actions), Tags: cloneTags(cur.def.Tags)}
 	if u.Description != nil {
 		spec.Description = *u.Description
 	}
 	if u.Actions != nil {
-		spec.Actions = slices.Clone(u.Actions)
+		actions, err := auth.NormalizeActions(u.Actions)
+		if err != nil {
+			return ScopeMap{}, errf(ErrInvalid, "%v", err)
+		}
+		tags, err := auth.NormalizeTags(actions, u.Tags)
+		if err != nil {
+			return ScopeMap{}, errf(ErrInvalid, "%v", err)
+		}
+		spec.Actions, spec.Tags = actions, tags
+	} else if u.Tags != nil {
+		return ScopeMap{}, errf(ErrInvalid, "tags replace the tag limits only together with the actions they belong to")
 	}
 	if len(u.Remove) > 0 {
 		remove, err := auth.NormalizeActions(u.Remove)
@@ -251,22 +273,30 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 			}
 		}
 		spec.Actions = slices.DeleteFunc(spec.Actions, func(a string) bool { return slices.Contains(remove, a) })
+		for _, a := range remove {
+			delete(spec.Tags, a)
+		}
 	}
-	spec.Actions = append(spec.Actions, u.Add...)
+	if len(u.Add) > 0 || len(u.AddTags) > 0 {
+		actions, tags, err := mergeTagged(spec.Actions, spec.Tags, u.Add, u.AddTags)
+		if err != nil {
+			return ScopeMap{}, errf(ErrInvalid, "%v", err)
+		}
+		spec.Actions, spec.Tags = actions, tags
+	}
 	m, err := s.compileSpec(spec)
 	if err != nil {
 		return ScopeMap{}, err
 	}
 	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
-	b, _ := json.Marshal(m.def.Actions)
-	m.raw = string(b)
+	m.raw = encodeActions(m.def)
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		s.touchScopeMap(name)
 		if _, err := tx.ExecContext(ctx, `UPDATE scope_maps SET description = ?, actions = ?, updated_at = ? WHERE name = ?`,
-			spec.Description, string(b), m.updatedAt.UnixMilli(), name); err != nil {
+			spec.Description, m.raw, m.updatedAt.UnixMilli(), name); err != nil {
 			return fmt.Errorf("update scope map: %w", err)
 		}
-		return s.record(ctx, tx, actor, "scope map "+name, "updated: "+strings.Join(m.def.Actions, " "))
+		return s.record(ctx, tx, actor, "scope map "+name, "updated: "+describeRules(m.def))
 	})
 	if err != nil {
 		return ScopeMap{}, err
@@ -345,4 +375,18 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 		delete(s.scopeMaps, name)
 	})
 	return users, nil
+}
+
+// describeRules lists a scope map's actions for the audit log, each
+// tag-limited one followed by its tags, as in
+// "repositories/team/app/content/write[tags=dev-*,pr-*]".
+func describeRules(def auth.ScopeMap) string {
+	parts := make([]string, 0, len(def.Actions))
+	for _, a := range def.Actions {
+		if tags := def.Tags[a]; len(tags) > 0 {
+			a += "[tags=" + strings.Join(tags, ",") + "]"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
 }
