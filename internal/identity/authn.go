@@ -64,9 +64,9 @@ func (s *Service) Authenticate(username, password string) (Login, error) {
 		return Login{}, authErr("unknown username")
 	}
 	if p.kind == auth.KindUser {
-		hash, gen, enabled, role := p.userHash, p.generation, p.enabled, p.role
+		hash, gen, enabled, id := p.userHash, p.generation, p.enabled, userIdentity(p)
 		s.mu.RUnlock()
-		return s.authenticateUser(p, hash, gen, enabled, role, password)
+		return s.authenticateUser(p, hash, gen, enabled, id, password)
 	}
 	login, err := s.authenticateSlots(p, isAdmin, password)
 	s.mu.RUnlock()
@@ -183,7 +183,7 @@ func (s *Service) Remembered(username, password string) bool {
 	return ok
 }
 
-func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enabled bool, role auth.Role, password string) (Login, error) {
+func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enabled bool, id auth.Identity, password string) (Login, error) {
 	key := sha256.Sum256([]byte(s.opts.RegistryName + "\x00" + p.name + "\x00" + password))
 	now := s.now()
 	cached := false
@@ -201,7 +201,7 @@ func (s *Service) authenticateUser(p *principal, hash string, gen uint64, enable
 		s.userLogins.Store(key, cachedLogin{generation: gen, until: now.Add(userCacheTTL)})
 	}
 	s.markUsed(p, nil)
-	return Login{Identity: auth.Identity{Kind: auth.KindUser, Name: p.name, Role: role},
+	return Login{Identity: id,
 		Subject: auth.Subject{Kind: auth.KindUser, Name: p.name, Slot: "password", Generation: gen}}, nil
 }
 
@@ -261,7 +261,7 @@ func (s *Service) ResolveClaims(c *auth.Claims) (auth.Identity, error) {
 		}
 	}
 	s.markUsed(p, sl)
-	id := auth.Identity{Kind: p.kind, Name: p.name, Role: p.role, Bearer: c}
+	id := auth.Identity{Kind: p.kind, Name: p.name, Role: p.role, Assignments: p.assignments, Bearer: c}
 	if p.kind == auth.KindToken {
 		if m := s.scopeMaps[p.scopeMap]; m != nil {
 			id.Policy = m.policy

@@ -179,6 +179,11 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*stat
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load users: %w", err)
 	}
+	if only == nil || len(only.users()) > 0 {
+		if err := readAssignments(ctx, tx, st, only); err != nil {
+			return nil, err
+		}
+	}
 
 	if only != nil && !only.Admin {
 		return s.readPasswords(ctx, tx, st, only)

@@ -12,7 +12,10 @@ import (
 // SQLite it follows the metadata store's migrations, which created the
 // tables before components kept their own schema versions.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
-	return db.Migrate(ctx, "identity", migrations(db.Engine()))
+	if err := db.Migrate(ctx, "identity", migrations(db.Engine())); err != nil {
+		return err
+	}
+	return db.Migrate(ctx, AssignmentsComponent, assignmentsMigrations[db.Engine()])
 }
 
 // SchemaVersion is the version of the identity schema on engine e.

@@ -35,9 +35,9 @@ func (s *Service) authorize(actor auth.Identity, what auth.Permission) error {
 func permissionName(p auth.Permission) string {
 	switch p {
 	case auth.ViewManagement:
-		return "read access to the registry's settings (reader, contributor or owner)"
+		return "read access to the registry's settings (reader, token-admin, contributor or owner)"
 	case auth.ManageTokens:
-		return "the right to manage tokens and scope maps (contributor or owner)"
+		return "the right to manage tokens and scope maps (token-admin, contributor or owner)"
 	case auth.ManageUsers:
 		return "the right to manage users (owner)"
 	case auth.ManageRegistry:
@@ -90,17 +90,21 @@ func viewOf(m *scopeMap, tokens []string) ScopeMap {
 
 // ListScopeMaps returns every scope map, built-in ones first.
 func (s *Service) ListScopeMaps(actor auth.Identity) ([]ScopeMap, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	// A scope map is never changed once in memory, only replaced.
 	all := make([]*scopeMap, 0, len(s.scopeMaps))
 	for _, m := range s.scopeMaps {
-		all = append(all, m)
+		if _, ok := mapInside(actor, auth.ViewManagement, m); ok {
+			all = append(all, m)
+		}
 	}
 	uses := s.tokenUses()
 	s.mu.RUnlock()
+	// A delegated user sees only the tokens inside their patterns, which
+	// are the tokens of the scope maps they see.
 	// The views are built without the lock, which a change waits for
 	// before it applies, and logins then wait for the change.
 	users := make(map[string][]string, len(all))
@@ -122,7 +126,7 @@ func (s *Service) ListScopeMaps(actor auth.Identity) ([]ScopeMap, error) {
 
 // GetScopeMap returns one scope map.
 func (s *Service) GetScopeMap(actor auth.Identity, name string) (ScopeMap, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return ScopeMap{}, err
 	}
 	s.mu.RLock()
@@ -130,6 +134,9 @@ func (s *Service) GetScopeMap(actor auth.Identity, name string) (ScopeMap, error
 	m := s.scopeMaps[name]
 	if m == nil {
 		return ScopeMap{}, errf(ErrNotFound, "scope map %q not found", name)
+	}
+	if err := checkMap(actor, auth.ViewManagement, m); err != nil {
+		return ScopeMap{}, err
 	}
 	return s.scopeMapView(m), nil
 }
@@ -146,7 +153,7 @@ type ScopeMapSpec struct {
 
 // CreateScopeMap creates a user-defined scope map.
 func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec ScopeMapSpec) (ScopeMap, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return ScopeMap{}, err
 	}
 	s.writeMu.Lock()
@@ -155,7 +162,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		s.touchScopeMap(spec.Name)
 		var err error
-		if m, err = s.createScopeMapLocked(ctx, tx, spec); err != nil {
+		if m, err = s.createScopeMapLocked(ctx, tx, actor, spec); err != nil {
 			return err
 		}
 		return s.record(ctx, tx, actor, "scope map "+spec.Name, "created: "+describeRules(m.def))
@@ -169,7 +176,7 @@ func (s *Service) CreateScopeMap(ctx context.Context, actor auth.Identity, spec 
 
 // createScopeMapLocked validates and stores a scope map in tx; the caller
 // puts it into memory once tx commits. Call it with s.writeMu held.
-func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec ScopeMapSpec) (*scopeMap, error) {
+func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, actor auth.Identity, spec ScopeMapSpec) (*scopeMap, error) {
 	if strings.HasPrefix(spec.Name, "_") {
 		if _, ok := auth.BuiltinScopeMap(spec.Name); ok {
 			return nil, errf(ErrConflict, "scope map %q is built in and cannot be created or changed", spec.Name)
@@ -182,6 +189,9 @@ func (s *Service) createScopeMapLocked(ctx context.Context, tx *sqldb.Tx, spec S
 	}
 	m, err := s.compileSpec(spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRules(actor, auth.ManageTokens, spec.Name, m.def.Actions); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -232,7 +242,7 @@ type ScopeMapUpdate struct {
 // UpdateScopeMap changes a user-defined scope map. Every token that uses it
 // is affected from the next request.
 func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name string, u ScopeMapUpdate) (ScopeMap, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return ScopeMap{}, err
 	}
 	s.writeMu.Lock()
@@ -243,6 +253,9 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	if cur.def.Type == auth.SystemDefined {
 		return ScopeMap{}, errf(ErrForbidden, "scope map %q is built in and cannot be changed: create your own with `scope-map create`", name)
+	}
+	if err := checkMap(actor, auth.ManageTokens, cur); err != nil {
+		return ScopeMap{}, err
 	}
 	spec := ScopeMapSpec{Name: name, Description: cur.def.Description, Actions: slices.Clone(cur.def.Actions), Tags: cloneTags(cur.def.Tags)}
 	if u.Description != nil {
@@ -288,6 +301,9 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 	if err != nil {
 		return ScopeMap{}, err
 	}
+	if err := checkRules(actor, auth.ManageTokens, name, m.def.Actions); err != nil {
+		return ScopeMap{}, err
+	}
 	m.createdAt, m.updatedAt = cur.createdAt, s.now().UTC()
 	m.raw = encodeActions(m.def)
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
@@ -309,7 +325,7 @@ func (s *Service) UpdateScopeMap(ctx context.Context, actor auth.Identity, name 
 // fails unless force is set; with force those tokens are left with no
 // permissions (and returned, so the faces can say which).
 func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name string, force bool) ([]string, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return nil, err
 	}
 	s.writeMu.Lock()
@@ -320,6 +336,9 @@ func (s *Service) DeleteScopeMap(ctx context.Context, actor auth.Identity, name 
 	}
 	if cur.def.Type == auth.SystemDefined {
 		return nil, errf(ErrForbidden, "scope map %q is built in and cannot be deleted", name)
+	}
+	if err := checkMap(actor, auth.ManageTokens, cur); err != nil {
+		return nil, err
 	}
 	users := s.scopeMapView(cur).Tokens
 	if len(users) > 0 && !force {

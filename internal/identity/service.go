@@ -182,11 +182,14 @@ type principal struct {
 	generation uint64
 	createdAt  time.Time
 	scopeMap   string    // tokens
-	role       auth.Role // users
-	userHash   string    // users: argon2id
-	slots      map[string]*slot
-	lastUsed   atomic.Int64 // unix ms; 0 = never
-	flushed    atomic.Int64 // lastUsed as last written to the database
+	role       auth.Role // users: the role on "*", or "" for none
+	// assignments are a user's roles on other patterns, sorted; the slice
+	// is replaced, never changed, so identities may share it.
+	assignments []auth.Assignment
+	userHash    string // users: argon2id
+	slots       map[string]*slot
+	lastUsed    atomic.Int64 // unix ms; 0 = never
+	flushed     atomic.Int64 // lastUsed as last written to the database
 }
 
 type slot struct {

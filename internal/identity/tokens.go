@@ -107,13 +107,15 @@ func tokenView(p *principal) Token { return stateOf(p).view() }
 
 // ListTokens returns every token, by name.
 func (s *Service) ListTokens(actor auth.Identity) ([]Token, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	states := make([]tokenState, 0, len(s.tokens))
 	for _, p := range s.tokens {
-		states = append(states, stateOf(p))
+		if s.checkToken(actor, auth.ViewManagement, p) == nil {
+			states = append(states, stateOf(p))
+		}
 	}
 	s.mu.RUnlock()
 	// The views are built and sorted without the lock, which a change
@@ -128,7 +130,7 @@ func (s *Service) ListTokens(actor auth.Identity) ([]Token, error) {
 
 // GetToken returns one token.
 func (s *Service) GetToken(actor auth.Identity, name string) (Token, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return Token{}, err
 	}
 	s.mu.RLock()
@@ -136,6 +138,9 @@ func (s *Service) GetToken(actor auth.Identity, name string) (Token, error) {
 	p := s.tokens[name]
 	if p == nil {
 		return Token{}, errf(ErrNotFound, "token %q not found", name)
+	}
+	if err := s.checkToken(actor, auth.ViewManagement, p); err != nil {
+		return Token{}, err
 	}
 	return tokenView(p), nil
 }
@@ -157,7 +162,7 @@ type TokenSpec struct {
 // CreateToken creates a token, and with Actions its scope map, in one
 // transaction. The answer carries generated password values, once.
 func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec TokenSpec) (Token, *Credentials, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return Token{}, nil, err
 	}
 	if err := auth.ValidateTokenName(spec.Name); err != nil {
@@ -190,8 +195,12 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 	}
 	var newMap *scopeMap
 	if spec.ScopeMap != "" {
-		if s.scopeMaps[spec.ScopeMap] == nil {
+		m := s.scopeMaps[spec.ScopeMap]
+		if m == nil {
 			return Token{}, nil, errf(ErrInvalid, "scope map %q not found: create it first, or use --repository REPO ACTION...", spec.ScopeMap)
+		}
+		if err := checkMap(actor, auth.ManageTokens, m); err != nil {
+			return Token{}, nil, err
 		}
 	} else {
 		spec.ScopeMap = spec.Name + "-scope-map"
@@ -207,7 +216,7 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		s.touchTokens(p.name)
 		if len(spec.Actions) > 0 {
-			m, err := s.createScopeMapLocked(ctx, tx, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions})
+			m, err := s.createScopeMapLocked(ctx, tx, actor, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions})
 			if err != nil {
 				return err
 			}
@@ -355,7 +364,7 @@ type TokenUpdate struct {
 
 // UpdateToken changes a token's scope map or status, effective from the next request.
 func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name string, u TokenUpdate) (Token, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return Token{}, err
 	}
 	s.writeMu.Lock()
@@ -364,11 +373,18 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 	if p == nil {
 		return Token{}, errf(ErrNotFound, "token %q not found", name)
 	}
+	if err := s.checkToken(actor, auth.ManageTokens, p); err != nil {
+		return Token{}, err
+	}
 	scopeMap, enabled := p.scopeMap, p.enabled
 	var changes []string
 	if u.ScopeMap != nil && *u.ScopeMap != p.scopeMap {
-		if s.scopeMaps[*u.ScopeMap] == nil {
+		m := s.scopeMaps[*u.ScopeMap]
+		if m == nil {
 			return Token{}, errf(ErrInvalid, "scope map %q not found", *u.ScopeMap)
+		}
+		if err := checkMap(actor, auth.ManageTokens, m); err != nil {
+			return Token{}, err
 		}
 		scopeMap = *u.ScopeMap
 		changes = append(changes, "scope map "+scopeMap)
@@ -403,13 +419,16 @@ func (s *Service) UpdateToken(ctx context.Context, actor auth.Identity, name str
 
 // DeleteToken deletes a token and its passwords.
 func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name string) error {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return err
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.tokens[name] == nil {
 		return errf(ErrNotFound, "token %q not found", name)
+	}
+	if err := s.checkToken(actor, auth.ManageTokens, s.tokens[name]); err != nil {
+		return err
 	}
 	err := s.tx(ctx, func(tx *sqldb.Tx) error {
 		s.touchTokens(name)
@@ -431,7 +450,7 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 // GenerateCredentials makes new passwords for a token's slots (both when
 // slots is empty), replacing any there. The values are returned once.
 func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, name string, slots []string, expiry time.Time) (*Credentials, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return nil, err
 	}
 	if len(slots) == 0 {
@@ -449,6 +468,9 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 	p := s.tokens[name]
 	if p == nil {
 		return nil, errf(ErrNotFound, "token %q not found", name)
+	}
+	if err := s.checkToken(actor, auth.ManageTokens, p); err != nil {
+		return nil, err
 	}
 	var creds *Credentials
 	var fresh map[string]*slot
@@ -470,7 +492,7 @@ func (s *Service) GenerateCredentials(ctx context.Context, actor auth.Identity, 
 // DeletePassword deletes one password slot of a token; access tokens issued
 // through it stop working at once.
 func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name, slotName string) (Token, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return Token{}, err
 	}
 	if _, err := tokenSlots([]string{slotName}); err != nil {
@@ -481,6 +503,9 @@ func (s *Service) DeletePassword(ctx context.Context, actor auth.Identity, name,
 	p := s.tokens[name]
 	if p == nil {
 		return Token{}, errf(ErrNotFound, "token %q not found", name)
+	}
+	if err := s.checkToken(actor, auth.ManageTokens, p); err != nil {
+		return Token{}, err
 	}
 	if p.slots[slotName] == nil {
 		return Token{}, errf(ErrNotFound, "token %q has no %s", name, slotName)

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"github.com/berth-registry/berth/internal/sqldb"
@@ -17,18 +18,36 @@ import (
 
 // User is a user as the faces show it.
 type User struct {
-	Name         string     `json:"name"`
+	Name string `json:"name"`
+	// Role is the registry-wide role, the assignment on "*", or RoleNone.
 	Role         string     `json:"role"`
 	Status       string     `json:"status"`
 	CreationDate time.Time  `json:"creationDate"`
 	LastUsed     *time.Time `json:"lastUsed,omitempty"`
+	// Assignments are every role assignment of the user that the caller
+	// may see, the one on "*" among them.
+	Assignments []RoleAssignment `json:"roleAssignments"`
 }
 
 // UserSpec creates a user.
 type UserSpec struct {
-	Name     string
+	Name string
+	// Role is the registry-wide role, or RoleNone for a user who is to
+	// hold only role assignments on patterns.
 	Role     string
 	Password string
+}
+
+// parseWideRole parses a registry-wide role, RoleNone among them ("").
+func parseWideRole(s string) (auth.Role, error) {
+	if s == RoleNone {
+		return "", nil
+	}
+	r, err := auth.ParseRole(s)
+	if err != nil {
+		return "", errf(ErrInvalid, "%v, or none for no registry-wide role", err)
+	}
+	return r, nil
 }
 
 // UserUpdate changes a user. Nil fields are left alone.
@@ -57,24 +76,48 @@ func validateUserPassword(pw string) error {
 	return nil
 }
 
-func userView(p *principal) User {
+// userView shows p to actor, with the assignments actor may see. Call it
+// with s.mu or s.writeMu held.
+func userView(actor auth.Identity, p *principal) User {
 	st := StatusEnabled
 	if !p.enabled {
 		st = StatusDisabled
 	}
-	return User{Name: p.name, Role: string(p.role), Status: st, CreationDate: p.createdAt, LastUsed: msTime(p.lastUsed.Load())}
+	role := string(p.role)
+	if role == "" {
+		role = RoleNone
+	}
+	return User{Name: p.name, Role: role, Status: st, CreationDate: p.createdAt, LastUsed: msTime(p.lastUsed.Load()),
+		Assignments: visibleAssignments(actor, p)}
 }
 
-// ListUsers returns every user, by name.
+// visibleUser reports whether actor sees user p: everyone sees themselves;
+// a user who sees the registry's settings sees everyone; a delegated user
+// sees the users who hold a role inside their patterns.
+func visibleUser(actor auth.Identity, p *principal) bool {
+	if actor.Kind == auth.KindUser && actor.Name == p.name || auth.CanManage(actor, auth.ViewManagement) {
+		return true
+	}
+	for _, a := range p.allAssignments() {
+		if auth.CanManageIn(actor, auth.ViewManagement, a.Pattern) {
+			return true
+		}
+	}
+	return false
+}
+
+// ListUsers returns the users actor may see, by name.
 func (s *Service) ListUsers(actor auth.Identity) ([]User, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]User, 0, len(s.users))
 	for _, p := range s.users {
-		out = append(out, userView(p))
+		if visibleUser(actor, p) {
+			out = append(out, userView(actor, p))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
@@ -83,7 +126,7 @@ func (s *Service) ListUsers(actor auth.Identity) ([]User, error) {
 // GetUser returns one user. Anyone may read their own record.
 func (s *Service) GetUser(actor auth.Identity, name string) (User, error) {
 	if !(actor.Kind == auth.KindUser && actor.Name == name) {
-		if err := s.authorize(actor, auth.ViewManagement); err != nil {
+		if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 			return User{}, err
 		}
 	}
@@ -93,7 +136,10 @@ func (s *Service) GetUser(actor auth.Identity, name string) (User, error) {
 	if p == nil {
 		return User{}, errf(ErrNotFound, "user %q not found", name)
 	}
-	return userView(p), nil
+	if !visibleUser(actor, p) {
+		return User{}, errf(ErrForbidden, "%s may not see user %q, who holds no role inside %s", actor, name, auth.PatternsString(auth.ManagedPatterns(actor, auth.ViewManagement)))
+	}
+	return userView(actor, p), nil
 }
 
 // UserGeneration returns a user's generation, which changes when their
@@ -116,9 +162,9 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 	if !userNameRE.MatchString(spec.Name) {
 		return User{}, errf(ErrInvalid, "invalid user name %q: use 3 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", spec.Name)
 	}
-	role, err := auth.ParseRole(spec.Role)
+	role, err := parseWideRole(spec.Role)
 	if err != nil {
-		return User{}, errf(ErrInvalid, "%v", err)
+		return User{}, err
 	}
 	if err := validateUserPassword(spec.Password); err != nil {
 		return User{}, err
@@ -146,14 +192,19 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 			spec.Name, string(role), hash, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store user: %w", err)
 		}
-		return s.record(ctx, tx, actor, "user "+spec.Name, "created with role "+string(role))
+		// A new user starts with no assignments, whatever a user of the
+		// same name once held.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM role_assignments WHERE lower(user_name) = lower(?)`, spec.Name); err != nil {
+			return fmt.Errorf("store user: %w", err)
+		}
+		return s.record(ctx, tx, actor, "user "+spec.Name, "created with role "+cmp.Or(string(role), RoleNone))
 	})
 	if err != nil {
 		return User{}, err
 	}
 	p := &principal{kind: auth.KindUser, name: spec.Name, role: role, userHash: hash, enabled: true, generation: gen, createdAt: now}
 	s.apply(func() { s.users[p.name] = p })
-	return userView(p), nil
+	return userView(actor, p), nil
 }
 
 // UpdateUser changes a user's role, password or status. Users may change
@@ -190,12 +241,12 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 	role, enabled, gen, newHash := p.role, p.enabled, p.generation, p.userHash
 	var changes []string
 	if u.Role != nil {
-		r, err := auth.ParseRole(*u.Role)
+		r, err := parseWideRole(*u.Role)
 		if err != nil {
-			return User{}, errf(ErrInvalid, "%v", err)
+			return User{}, err
 		}
 		role = r
-		changes = append(changes, "role "+string(r))
+		changes = append(changes, "role "+*u.Role)
 	}
 	if u.Status != nil {
 		switch *u.Status {
@@ -235,7 +286,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 		return User{}, err
 	}
 	s.apply(func() { p.role, p.enabled, p.userHash, p.generation = role, enabled, newHash, gen })
-	return userView(p), nil
+	return userView(actor, p), nil
 }
 
 func joinOr(list []string, empty string) string {
@@ -278,6 +329,9 @@ func (s *Service) DeleteUser(ctx context.Context, actor auth.Identity, name stri
 		s.touchUser(name)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete user: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM role_assignments WHERE user_name = ?`, name); err != nil {
+			return fmt.Errorf("delete user's role assignments: %w", err)
 		}
 		return s.record(ctx, tx, actor, "user "+name, "deleted")
 	})

@@ -38,6 +38,7 @@ var components = []component{
 	{"sqldb", sqldb.SchemaVersion},
 	{"meta", meta.SchemaVersion},
 	{"identity", identity.SchemaVersion},
+	{identity.AssignmentsComponent, identity.AssignmentsSchemaVersion},
 	{"audit", audit.SchemaVersion},
 }
 

@@ -204,12 +204,12 @@ func (h *Handler) currentRequest(w http.ResponseWriter, r *http.Request) (*reque
 		h.sessions.delete(id)
 		return nil, errSessionExpired
 	}
-	role, err := auth.ParseRole(u.Role)
-	if err != nil {
+	// The identity with the user's role assignments as they are now.
+	self, ok := h.ids.UserIdentity(sess.user)
+	if !ok {
 		h.sessions.delete(id)
 		return nil, errSessionExpired
 	}
-	self.Role = role
 	return &request{sessID: id, sess: sess, user: u, id: self}, nil
 }
 
