@@ -72,6 +72,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.IntVar(&flagCfg.LoginFailureThreshold, "login-failure-threshold", flagCfg.LoginFailureThreshold, "failed logins per username and client address (×10 per address) before that client's further attempts are delayed (1s, doubling, up to 5m) and answered 429 (env BERTH_LOGIN_FAILURE_THRESHOLD)")
 	f.DurationVar(&flagCfg.GCInterval, "gc-interval", 0, "collect garbage (unreferenced blob links and content older than 1h) this often, e.g. 24h; 0 means only on request with `berth gc` (env BERTH_GC_INTERVAL)")
 	f.Var(&flagCfg.ScrubRate, "scrub-rate", "bytes per second the background scrub reads to verify every blob against its digest, quarantining damaged ones, e.g. 16MiB; 0 turns it off (env BERTH_SCRUB_RATE)")
+	f.StringVar(&flagCfg.AdminAddr, "admin-addr", "", "serve the management API, the portal and /metrics on this separate address (e.g. a private network's 10.0.0.5:5443) and not on --addr (env BERTH_ADMIN_ADDR)")
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	f.DurationVar(&flagCfg.AuditRetention, "audit-retention", flagCfg.AuditRetention, "delete audit records older than this; 0 keeps them (env BERTH_AUDIT_RETENTION)")
 	f.IntVar(&flagCfg.AuditMaxRecords, "audit-max-records", flagCfg.AuditMaxRecords, "keep at most this many audit records, deleting the oldest; 0 for no limit (env BERTH_AUDIT_MAX_RECORDS)")
@@ -106,6 +107,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"refresh-token-ttl":          func() { cfg.RefreshTokenTTL = f.RefreshTokenTTL },
 		"login-failure-threshold":    func() { cfg.LoginFailureThreshold = f.LoginFailureThreshold },
 		"debug-addr":                 func() { cfg.DebugAddr = f.DebugAddr },
+		"admin-addr":                 func() { cfg.AdminAddr = f.AdminAddr },
 		"gc-interval":                func() { cfg.GCInterval = f.GCInterval },
 		"audit-retention":            func() { cfg.AuditRetention = f.AuditRetention },
 		"audit-max-records":          func() { cfg.AuditMaxRecords = f.AuditMaxRecords },

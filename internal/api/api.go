@@ -83,6 +83,9 @@ type Options struct {
 	// the token endpoint in the challenge of an access token that lacks a
 	// scope; by default it is derived from the request's Host.
 	PublicURL func(*http.Request) string
+	// Network, when set, serves the network rules (/networkRuleSet, a
+	// token's /allowedAddresses).
+	Network NetworkRules
 }
 
 // Handler is the management API.
@@ -97,6 +100,7 @@ type Handler struct {
 	gc         Collector
 	fsck       Checker
 	publicURL  func(*http.Request) string
+	network    NetworkRules
 	mux        *http.ServeMux
 }
 
@@ -123,9 +127,9 @@ func New(o Options) (*Handler, error) {
 		rec = o.Audit
 	}
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
-	for _, rt := range h.routes() {
+	for _, rt := range h.allRoutes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt))
 	}
 	return h, nil
@@ -288,6 +292,9 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, err er
 		// Never answered as if the credentials were wrong: they may be right.
 		w.Header().Set("Retry-After", "1")
 		writeJSONError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()})
+		return
+	}
+	if networkDenied(w, err) {
 		return
 	}
 	if wait, ok := h.retryAfter(err); ok {

@@ -14,6 +14,7 @@ import (
 	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/netrule"
 )
 
 type openAPIDoc struct {
@@ -53,7 +54,7 @@ func loadOpenAPI(t *testing.T) openAPIDoc {
 // paths and lower-case methods.
 func registeredOperations(h *Handler) []string {
 	ops := []string{"get /api/v1/openapi.json"}
-	for _, rt := range h.routes() {
+	for _, rt := range h.allRoutes() {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		if prefix, ok := strings.CutSuffix(path, "{path...}"); ok {
 			for _, sub := range repositoryRoutes {
@@ -134,6 +135,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"FsckReport":                  fsck.Report{},
 		"SigningKey":                  identity.SigningKey{},
 		"SigningKeyList":              List[identity.SigningKey]{},
+		"NetworkRuleSet":              netrule.Settings{},
+		"NetworkRuleSetPatch":         NetworkRuleSetPatch{},
+		"IPRuleList":                  IPRuleList{},
+		"AllowedAddresses":            AllowedAddresses{},
 	}
 	for name, v := range types {
 		s := doc.Components.Schemas[name]

@@ -27,7 +27,7 @@ func TestRegistryScopedTokens(t *testing.T) {
 		"PATCH /api/v1/repositories/{path...}",
 		"DELETE /api/v1/repositories/{path...}",
 	}
-	routes := f.h.routes()
+	routes := f.h.allRoutes()
 	// A management route whose path merely mentions repositories.
 	routes = append(routes, route{"POST /api/v1/repositories-report", nil, managementOnly})
 

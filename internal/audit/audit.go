@@ -38,6 +38,7 @@ const (
 	KindDelete     = "delete"
 	KindUntag      = "untag"
 	KindPermission = "permission" // scope maps, tokens, passwords, users, admin, attributes
+	KindNetwork    = "network"    // requests refused by the network rules
 )
 
 // Results.
@@ -490,7 +491,7 @@ const (
 )
 
 func foldable(e Event) (foldKey, bool) {
-	if e.Kind != KindPull && (e.Kind != KindLogin || e.Result != ResultFailure) {
+	if e.Kind != KindPull && e.Kind != KindNetwork && (e.Kind != KindLogin || e.Result != ResultFailure) {
 		return foldKey{}, false
 	}
 	identity := e.Identity

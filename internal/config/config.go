@@ -6,6 +6,7 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -80,6 +81,9 @@ type Config struct {
 	ScrubRate ByteSize `yaml:"scrubRate" env:"BERTH_SCRUB_RATE"`
 	// DebugAddr, when set, serves pprof and metrics on a separate listener.
 	DebugAddr string `yaml:"debugAddr" env:"BERTH_DEBUG_ADDR"`
+	// AdminAddr, when set, serves the management API, the portal and the
+	// metrics on a listener of their own, and no longer on Addr.
+	AdminAddr string `yaml:"adminAddr" env:"BERTH_ADMIN_ADDR"`
 	// AuditRetention and AuditMaxRecords bound the audit log: records
 	// older than AuditRetention, and the oldest beyond AuditMaxRecords,
 	// are deleted hourly (0: no limit).
@@ -245,6 +249,14 @@ func (c Config) Validate() error {
 	}
 	if c.AuditMaxRecords < 0 {
 		return fmt.Errorf("audit max records %d: use 1 or more, or 0 for no limit", c.AuditMaxRecords)
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return fmt.Errorf("admin address %q: use host:port, e.g. 10.0.0.5:5443 or 127.0.0.1:5443", c.AdminAddr)
+		}
+		if c.AdminAddr == c.Addr {
+			return fmt.Errorf("admin address %q is the registry's address: give the management API a listener of its own, or leave --admin-addr unset", c.AdminAddr)
+		}
 	}
 	return nil
 }

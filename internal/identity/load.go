@@ -23,6 +23,8 @@ type state struct {
 	// version is the identity version the state is at: every change
 	// increments it in its transaction.
 	version int64
+	// ext installs the extensions' state read with it.
+	ext []func()
 }
 
 // load reads the whole state from the database, in one snapshot, and
@@ -37,6 +39,9 @@ func (s *Service) load(ctx context.Context) error {
 	defer tx.Rollback()
 	st, err := s.read(ctx, tx, nil)
 	if err != nil {
+		return err
+	}
+	if st.ext, err = s.loadExtensions(ctx, tx); err != nil {
 		return err
 	}
 	s.install(st)
@@ -57,6 +62,9 @@ func (s *Service) install(st *state) {
 	keepUse(s.admin, st.admin)
 	s.scopeMaps, s.tokens, s.users, s.admin = st.scopeMaps, st.tokens, st.users, st.admin
 	s.keys, s.verifier = st.keys, st.verifier
+	for _, f := range st.ext {
+		f()
+	}
 	s.version = st.version
 }
 

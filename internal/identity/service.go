@@ -92,6 +92,9 @@ type Options struct {
 	// Node names this process among the nodes sharing a PostgreSQL
 	// database; empty means the host name and process id.
 	Node string
+	// Extensions are state kept beside the identities and changed as they
+	// are (ChangeExtension); their tables must exist before Open.
+	Extensions []Extension
 
 	// inTx, when set (tests), runs inside every transaction before it
 	// commits.
@@ -140,6 +143,9 @@ type Service struct {
 	// writeMu's.
 	committed int64
 	touched   touchSet
+	// pendingExt installs the extensions' state as the change being
+	// committed leaves it (writeMu's).
+	pendingExt []func()
 
 	// feed follows other nodes' changes; nil where there is no need.
 	feed *feed
@@ -318,8 +324,12 @@ func (s *Service) apply(change func()) {
 	next := s.committed == s.version+1
 	if next {
 		change()
+		for _, f := range s.pendingExt {
+			f()
+		}
 		s.version = s.committed
 	}
+	s.pendingExt = nil
 	s.mu.Unlock()
 	if !next {
 		if err := s.load(context.Background()); err != nil {
@@ -390,6 +400,15 @@ func (s *Service) tx(ctx context.Context, fn func(*sqldb.Tx) error) error {
 	if err := sqldb.AppendChange(ctx, tx, sqldb.Change{Time: s.now(), Kind: ChangeKind, Detail: `{"version":` + strconv.FormatInt(v, 10) + `}`}); err != nil {
 		tx.Rollback()
 		return err
+	}
+	s.pendingExt = nil
+	if s.extensionsTouched() {
+		// Read in the change's transaction: what it wrote, and nothing
+		// committed after it.
+		if s.pendingExt, err = s.loadExtensions(ctx, tx); err != nil {
+			tx.Rollback()
+			return err
+		}
 	}
 	if s.opts.inTx != nil {
 		s.opts.inTx()

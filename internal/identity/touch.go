@@ -20,14 +20,17 @@ type touchSet struct {
 	Users     []string `json:"users,omitempty"`
 	Admin     bool     `json:"admin,omitempty"`
 	Keys      bool     `json:"keys,omitempty"`
+	// Ext: the extensions' state (ChangeExtension).
+	Ext bool `json:"ext,omitempty"`
 }
 
 func (t *touchSet) empty() bool {
-	return !t.All && !t.Admin && !t.Keys && len(t.Tokens)+len(t.ScopeMaps)+len(t.Users) == 0
+	return !t.All && !t.Admin && !t.Keys && !t.Ext && len(t.Tokens)+len(t.ScopeMaps)+len(t.Users) == 0
 }
 
 func (t *touchSet) add(o touchSet) {
 	t.All, t.Admin, t.Keys = t.All || o.All, t.Admin || o.Admin, t.Keys || o.Keys
+	t.Ext = t.Ext || o.Ext
 	t.Tokens = append(t.Tokens, o.Tokens...)
 	t.ScopeMaps = append(t.ScopeMaps, o.ScopeMaps...)
 	t.Users = append(t.Users, o.Users...)
@@ -159,6 +162,13 @@ func (s *Service) loadChanges(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// Extensions may hold state by token (deleted with it): reload them
+	// when tokens changed too.
+	if set.Ext || len(set.Tokens) > 0 {
+		if st.ext, err = s.loadExtensions(ctx, tx); err != nil {
+			return false, err
+		}
+	}
 	s.installPart(st, &set)
 	return true, nil
 }
@@ -197,6 +207,9 @@ func (s *Service) installPart(st *state, set *touchSet) {
 	}
 	if set.Keys && st.keys != nil {
 		s.keys, s.verifier = st.keys, st.verifier
+	}
+	for _, f := range st.ext {
+		f()
 	}
 	s.version = st.version
 }

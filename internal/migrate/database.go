@@ -15,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/netrule"
 	"github.com/berth-registry/berth/internal/sqldb"
 )
 
@@ -40,6 +41,7 @@ var components = []component{
 	{"identity", identity.SchemaVersion},
 	{identity.AssignmentsComponent, identity.AssignmentsSchemaVersion},
 	{"audit", audit.SchemaVersion},
+	{"netrule", netrule.SchemaVersion},
 }
 
 // source is the database copied from, held open for reading only.

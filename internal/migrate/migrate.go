@@ -30,6 +30,7 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/netrule"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -328,6 +329,9 @@ func prepareTarget(ctx context.Context, db *sqldb.DB) error {
 		return err
 	}
 	if err := audit.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := netrule.Migrate(ctx, db); err != nil {
 		return err
 	}
 	if err := db.Migrate(ctx, progressComponent, progressSteps[db.Engine()]); err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/netrule"
 	"github.com/berth-registry/berth/internal/publicurl"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -55,10 +56,16 @@ type Server struct {
 	identity  *identity.Service
 	urls      *publicurl.Resolver
 	handler   http.Handler
+	// adminHandler serves the management API and the portal on the admin
+	// listener (AdminAddr); nil when they are served by handler.
+	adminHandler http.Handler
+	rules        *netrule.Service
 	// writes remembers writes that failed on full or read-only storage.
 	writes writeFailures
 	// conns is the connection limiter of the listener being served.
 	conns atomic.Pointer[connLimiter]
+	// networkDenials counts requests the network rules refused.
+	networkDenials atomic.Int64
 
 	// holder names this process in job leases; leaseRenewal is how often
 	// they are renewed (0: a third of leaseTTL).
@@ -122,7 +129,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		return nil, err
 	}
 	s.audit = audit.Open(md.Database(), audit.Options{Logger: log, MaxAge: cfg.AuditRetention, MaxRecords: int64(cfg.AuditMaxRecords)})
+	// The network rules' tables follow the identity tables (a trigger on
+	// tokens), and the identity service carries their changes.
+	err = identity.Migrate(ctx, md.Database())
+	if err == nil {
+		s.rules, err = netrule.Open(ctx, md.Database(), netrule.Options{OnDenied: s.networkDenied})
+	}
+	if err != nil {
+		s.audit.Close()
+		md.Close()
+		return nil, err
+	}
 	s.identity, err = identity.Open(ctx, md.Database(), identity.Options{
+		Extensions:    []identity.Extension{s.rules},
 		RegistryName:  cfg.Name,
 		OwnerUsername: cfg.OwnerUsername,
 		OwnerPassword: secrets.OwnerPassword,
@@ -136,6 +155,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
+	s.rules.Attach(s.identity)
+	s.metrics.CounterFunc("berth_network_denied_total", "Requests refused by the network rules (registry-wide or a token's allowed addresses).", func() float64 { return float64(s.networkDenials.Load()) })
 	// One limiter for every place a password is checked (token endpoint,
 	// Basic on /v2/ and the API, portal sign-in).
 	lcfg := auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}
@@ -152,6 +173,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		AnonymousPull: cfg.AnonymousPull,
 		Limiter:       limiter,
 		ObserveAuth:   s.metrics.ObserveAuth,
+		Network:       s.rules,
 	})
 	reg := registry.New(registry.Options{
 		Blobs:        s.blobs,
@@ -168,13 +190,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		OnDamage:         func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
 	})
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("/oauth2/token", named("token", tokens))
-	mux.Handle("GET /metrics", named("metrics", s.metrics.Handler()))
 	mgmt, err := api.New(api.Options{
 		Identity:      s.identity,
 		Metadata:      md,
@@ -186,13 +201,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Fsck:          s.check,
 		ClientIP:      urls.ClientIP,
 		PublicURL:     urls.Base,
+		Network:       s.rules,
 	})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	mux.Handle(api.Prefix, mgmt)
-	mux.Handle("/", named("portal", ui.New(ui.Options{
+	portal := named("portal", ui.New(ui.Options{
 		Identity:  s.identity,
 		Meta:      md,
 		Audit:     s.audit,
@@ -204,13 +219,48 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ClientIP: urls.ClientIP,
 		// Several nodes on PostgreSQL share one portal.
 		SharedSessions: sharedIf(md.Database()),
-	})))
+	}))
+	// Every listener answers the probes and the token endpoint (the CLI
+	// logs in through it); the management API, the portal and the metrics
+	// are served on the admin listener when there is one, else here.
+	common := func() *http.ServeMux {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte("ok\n"))
+		})
+		mux.HandleFunc("GET /readyz", s.ready)
+		mux.Handle("/oauth2/token", named("token", tokens))
+		return mux
+	}
+	management := func(mux *http.ServeMux) {
+		mux.Handle("GET /metrics", named("metrics", s.metrics.Handler()))
+		mux.Handle(api.Prefix, mgmt)
+		mux.Handle("/", portal)
+	}
+	mux := common()
+	if cfg.AdminAddr == "" {
+		management(mux)
+	} else {
+		mux.Handle("/", named("admin elsewhere", http.HandlerFunc(adminElsewhere)))
+		admin := common()
+		management(admin)
+		s.adminHandler = bodyProgress(cfg.BodyIdleTimeout, reqlog.Middleware(log, func(i *reqlog.Info, method string, status int, in, out int64, d time.Duration) {
+			s.metrics.ObserveRequest(i.Route, method, status, in, out, d)
+		}, admin))
+	}
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// /v2/ skips the mux: the mux would "clean" a path with ".." by
 		// redirecting, where a registry must answer NAME_INVALID.
 		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
 			if r.URL.Path == "/v2" {
 				r.URL.Path = "/v2/"
+			}
+			// Refused before anything else is looked at: a denied client
+			// costs a binary search.
+			if err := s.rules.CheckRegistry(r, urls.ClientIP(r)); err != nil {
+				reqlog.From(r.Context()).Route = "network denied"
+				registry.WriteError(w, networkRegistryError(err))
+				return
 			}
 			reg.ServeHTTP(w, r)
 			return
@@ -268,51 +318,42 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
-	return s.Serve(ctx, ln)
+	var admin net.Listener
+	if s.cfg.AdminAddr != "" {
+		if admin, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on admin address %s: %w", s.cfg.AdminAddr, err)
+		}
+	}
+	return s.ServeAdmin(ctx, ln, admin)
 }
 
 // Serve is Run on a given listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler: s.handler,
-		// Headers must arrive promptly; bodies are policed by bodyProgress
-		// instead of a whole-request timeout that would cut big uploads.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	if s.cfg.TLSCert != "" {
-		srv.TLSConfig = &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			CipherSuites: []uint16{
-				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
-			},
+	return s.ServeAdmin(ctx, ln, nil)
+}
+
+// ServeAdmin is Run on given listeners: ln for the registry, admin (with
+// AdminAddr set) for the management API and the portal.
+func (s *Server) ServeAdmin(ctx context.Context, ln, admin net.Listener) error {
+	if (admin != nil) != (s.adminHandler != nil) {
+		if admin != nil {
+			admin.Close()
 		}
+		ln.Close()
+		return errors.New("serve: an admin listener is needed exactly when the admin address is set")
 	}
 	maxConns := s.cfg.MaxConnections
 	if maxConns == 0 {
 		maxConns = defaultMaxConnections(openFileLimit())
 	}
-	limited := newConnLimiter(ln, maxConns, s.log)
-	s.conns.Store(limited)
-	ln = limited
-	srv.ConnContext = connContext
-	// Connections that never sent a request count as active for five
-	// seconds in Shutdown; track them so shutdown can close them at once.
-	var mu sync.Mutex
-	fresh := map[net.Conn]struct{}{}
-	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		limited.setState(c, st)
-		mu.Lock()
-		defer mu.Unlock()
-		if st == http.StateNew {
-			fresh[c] = struct{}{}
-		} else {
-			delete(fresh, c)
-		}
+	main := s.newListener(ln, s.handler, maxConns)
+	s.conns.Store(main.limited)
+	served := []*served{main}
+	if admin != nil {
+		// Its own bound, of the same size: a flood on the registry's
+		// address must not shut the operators out.
+		served = append(served, s.newListener(admin, s.adminHandler, maxConns))
 	}
 	// Start-up (migrations, the first owner's argon2id hash) leaves garbage
 	// that would otherwise stay resident until the scavenger gets to it.
@@ -331,51 +372,121 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 
-	errc := make(chan error, 1)
-	go func() {
-		scheme := "http"
-		if s.cfg.TLSCert != "" {
-			scheme = "https"
-		}
-		s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "data", absPath(s.cfg.Data), "name", s.cfg.Name, "max_connections", maxConns)
-		if s.cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+	errc := make(chan error, len(served))
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	for i, l := range served {
+		if i == 0 {
+			s.log.Info("serving", "addr", l.ln.Addr().String(), "scheme", scheme, "data", absPath(s.cfg.Data), "name", s.cfg.Name, "max_connections", maxConns)
 		} else {
-			errc <- srv.Serve(ln)
+			s.log.Info("serving the management API and the portal", "addr", l.ln.Addr().String(), "scheme", scheme)
 		}
-	}()
+		go func() {
+			if s.cfg.TLSCert != "" {
+				errc <- l.srv.ServeTLS(l.ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			} else {
+				errc <- l.srv.Serve(l.ln)
+			}
+		}()
+	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(sctx) }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var err error
-wait:
-	for {
-		select {
-		case err = <-done:
-			break wait
-		case <-tick.C:
-			// Close connections that never sent a request.
-			mu.Lock()
-			for c := range fresh {
-				c.Close()
-				delete(fresh, c)
-			}
-			mu.Unlock()
-		}
+	var wg sync.WaitGroup
+	errs := make([]error, len(served))
+	for i, l := range served {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.shutdown(sctx)
+		}()
 	}
-	if err != nil {
+	wg.Wait()
+	if serveErr != nil {
+		return serveErr
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// served is one listener being served, with its HTTP server.
+type served struct {
+	ln      net.Listener
+	limited *connLimiter
+	srv     *http.Server
+	mu      sync.Mutex
+	fresh   map[net.Conn]struct{}
+}
+
+// newListener prepares ln to serve h with the server's limits: timeouts,
+// header size, TLS settings and a bound of maxConns connections.
+func (s *Server) newListener(ln net.Listener, h http.Handler, maxConns int) *served {
+	srv := &http.Server{
+		Handler: h,
+		// Headers must arrive promptly; bodies are policed by bodyProgress
+		// instead of a whole-request timeout that would cut big uploads.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.TLSCert != "" {
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+			},
+		}
+	}
+	limited := newConnLimiter(ln, maxConns, s.log)
+	l := &served{ln: limited, limited: limited, srv: srv, fresh: map[net.Conn]struct{}{}}
+	srv.ConnContext = connContext
+	// Connections that never sent a request count as active for five
+	// seconds in Shutdown; track them so shutdown can close them at once.
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		limited.setState(c, st)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if st == http.StateNew {
+			l.fresh[c] = struct{}{}
+		} else {
+			delete(l.fresh, c)
+		}
+	}
+	return l
+}
+
+// shutdown stops accepting connections and waits for requests in flight,
+// closing at once the connections that never sent a request.
+func (l *served) shutdown(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- l.srv.Shutdown(ctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			l.mu.Lock()
+			for c := range l.fresh {
+				c.Close()
+				delete(l.fresh, c)
+			}
+			l.mu.Unlock()
+		}
+	}
 }
 
 // purgeInterval is how often expired upload sessions are removed: often

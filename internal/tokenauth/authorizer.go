@@ -62,6 +62,9 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 		return nil, s.unauthorized(r, need, f)
 	}
 	reqlog.From(r.Context()).Identity = caller{id}.Name()
+	if err := s.tokenAddress(r, id); err != nil {
+		return nil, networkError(err)
+	}
 	if id.Kind == auth.KindAnonymous && (len(need) == 0 || !a.allows(id, need)) {
 		// Without credentials, a refusal is a request to authenticate.
 		return nil, s.unauthorized(r, need, nil)

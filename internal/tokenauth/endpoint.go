@@ -43,6 +43,8 @@ func writeOAuthError(w http.ResponseWriter, status int, code, msg string, hdr ht
 		regCode = "UNSUPPORTED"
 	case http.StatusTooManyRequests:
 		regCode = "TOOMANYREQUESTS"
+	case http.StatusForbidden:
+		regCode = "DENIED"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -67,6 +69,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		offline = q.Get("offline_token") == "true"
+		if !s.registryRules(w, r, auth.ParseScopes(q["scope"]...)) {
+			return
+		}
 		user, pass, ok := r.BasicAuth()
 		if !ok {
 			if r.Header.Get("Authorization") != "" {
@@ -104,6 +109,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scopes := auth.ParseScopes(r.PostForm["scope"]...)
+	if !s.registryRules(w, r, scopes) {
+		return
+	}
 	offline = r.PostForm.Get("access_type") == "offline"
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "password":
@@ -192,6 +200,10 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity
 		if scopes[i].Type == auth.ScopeTypeRepository && scopes[i].Actions.Has(auth.ContentRead) {
 			scopes[i].Actions |= auth.MetadataRead
 		}
+	}
+	if err := s.tokenAddress(r, id); err != nil {
+		writeNetworkError(w, err)
+		return
 	}
 	granted := auth.Intersect(scopes, id)
 	tok, claims, err := s.id.Signer().IssueAccess(sub, granted)

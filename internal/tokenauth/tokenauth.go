@@ -35,6 +35,9 @@ type Options struct {
 	// ObserveAuth, when set, is told each authentication's kind (basic,
 	// bearer, password, refresh) and result (success, failure, limited).
 	ObserveAuth func(kind, result string)
+	// Network, when set, refuses requests from addresses the network
+	// rules do not allow.
+	Network NetworkRules
 }
 
 // Service authenticates HTTP requests.
@@ -47,6 +50,7 @@ type Service struct {
 	now     func() time.Time
 	anon    *auth.Policy
 	observe func(kind, result string)
+	net     NetworkRules
 
 	// verified caches access tokens whose signature has been checked, so a
 	// client reusing its token costs a map lookup, not an Ed25519 verify.
@@ -77,7 +81,7 @@ func New(o Options) *Service {
 	if o.ObserveAuth == nil {
 		o.ObserveAuth = func(string, string) {}
 	}
-	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now, observe: o.ObserveAuth}
+	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now, observe: o.ObserveAuth, net: o.Network}
 	if o.AnonymousPull {
 		acts, _ := auth.RepositoryActions("*", "content/read")
 		s.anon = auth.MustCompile(auth.ScopeMap{Name: "anonymous-pull", Type: auth.UserDefined, Actions: acts})
@@ -312,6 +316,9 @@ func (s *Service) Authenticate(r *http.Request) (auth.Identity, error) {
 	}
 	if id.Kind == auth.KindAnonymous {
 		return auth.Identity{}, errors.New("authentication required")
+	}
+	if err := s.tokenAddress(r, id); err != nil {
+		return auth.Identity{}, err
 	}
 	return id, nil
 }
