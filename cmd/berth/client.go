@@ -65,6 +65,7 @@ func managementCmds(env *cliEnv) []*cobra.Command {
 		newLoginCmd(env), newLogoutCmd(env),
 		newScopeMapCmd(env), newTokenCmd(env), newAdminCmd(env), newUserCmd(env), newSigningKeyCmd(env),
 		newRepositoryCmd(env), newAuditCmd(env), newGCCmd(env), newFsckCmd(env),
+		newNetworkRuleCmd(env), newConfigCmd(env),
 	}
 }
 

@@ -82,10 +82,12 @@ command that uses them.`,
 
 func newTokenUpdateCmd(g *globals) *cobra.Command {
 	var name, scopeMap, status string
+	var allowedIPs []string
+	var anyIP bool
 	cmd := &cobra.Command{
-		Use:     "update -n NAME [--scope-map SCOPE_MAP] [--status enabled|disabled]",
-		Short:   "Change a token's scope map or status; effective from its next request",
-		Example: `  berth token update -n ci-push --status disabled`,
+		Use:     "update -n NAME [--scope-map SCOPE_MAP] [--status enabled|disabled] [--allowed-ip CIDR]... [--no-allowed-ips]",
+		Short:   "Change a token's scope map, status or allowed addresses; effective from its next request",
+		Example: "  berth token update -n ci-push --status disabled\n  berth token update -n ci-push --allowed-ip 10.1.0.0/16 --allowed-ip 192.0.2.7",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var req api.TokenPatch
@@ -95,26 +97,51 @@ func newTokenUpdateCmd(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("status") {
 				req.Properties.Status = &status
 			}
-			if req.Properties.ScopeMapID == nil && req.Properties.Status == nil {
-				return errors.New("nothing to change: give --scope-map or --status")
+			addrs := len(allowedIPs) > 0 || anyIP
+			if len(allowedIPs) > 0 && anyIP {
+				return errors.New("give --allowed-ip or --no-allowed-ips, not both")
+			}
+			if req.Properties.ScopeMapID == nil && req.Properties.Status == nil && !addrs {
+				return errors.New("nothing to change: give --scope-map, --status, --allowed-ip or --no-allowed-ips")
 			}
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
 			}
 			var tok api.Token
-			if err := c.do(cmd.Context(), "PATCH", "tokens/"+url.PathEscape(name), nil, req, &tok); err != nil {
+			if req.Properties.ScopeMapID != nil || req.Properties.Status != nil {
+				err = c.do(cmd.Context(), "PATCH", "tokens/"+url.PathEscape(name), nil, req, &tok)
+			} else {
+				err = c.do(cmd.Context(), "GET", "tokens/"+url.PathEscape(name), nil, nil, &tok)
+			}
+			if err != nil {
+				return err
+			}
+			if !addrs {
+				if c.json {
+					return printJSON(c.out, tok)
+				}
+				return printToken(c, tok)
+			}
+			set, err := setTokenAddresses(cmd, c, name, allowedIPs)
+			if err != nil {
 				return err
 			}
 			if c.json {
-				return printJSON(c.out, tok)
+				return printJSON(c.out, tokenWithAddresses{tok, set})
 			}
-			return printToken(c, tok)
+			if err := printToken(c, tok); err != nil {
+				return err
+			}
+			printTokenAddresses(c, set)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&name, "name", "n", "", "token name")
 	cmd.Flags().StringVar(&scopeMap, "scope-map", "", "the scope map to bind the token to")
 	cmd.Flags().StringVar(&status, "status", "", "enabled or disabled")
+	cmd.Flags().StringArrayVar(&allowedIPs, "allowed-ip", nil, "the only address or CIDR range the token may be used from (repeat for several; replaces the list)")
+	cmd.Flags().BoolVar(&anyIP, "no-allowed-ips", false, "lift the token's address restriction")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }
@@ -138,7 +165,11 @@ func newTokenShowCmd(g *globals) *cobra.Command {
 			if c.json {
 				return printJSON(c.out, tok)
 			}
-			return printToken(c, tok)
+			if err := printToken(c, tok); err != nil {
+				return err
+			}
+			showTokenAddresses(cmd, c, tok.Name)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&name, "name", "n", "", "token name")
