@@ -28,6 +28,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
@@ -86,6 +87,8 @@ type Options struct {
 	// Network, when set, serves the network rules (/networkRuleSet, a
 	// token's /allowedAddresses).
 	Network NetworkRules
+	// Limits, when set, serves the limits of tokens and scope maps.
+	Limits *ratelimit.Settings
 }
 
 // Handler is the management API.
@@ -101,6 +104,7 @@ type Handler struct {
 	fsck       Checker
 	publicURL  func(*http.Request) string
 	network    NetworkRules
+	limits     *ratelimit.Settings
 	mux        *http.ServeMux
 }
 
@@ -127,7 +131,7 @@ func New(o Options) (*Handler, error) {
 		rec = o.Audit
 	}
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, limits: o.Limits, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.allRoutes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt))
@@ -184,6 +188,11 @@ func (h *Handler) routes() []route {
 		{"GET /api/v1/signingKeys", h.listSigningKeys, managementOnly},
 		{"POST /api/v1/signingKeys", h.rotateSigningKey, managementOnly},
 		{"DELETE /api/v1/signingKeys/{kid}", h.retireSigningKey, managementOnly},
+
+		{"GET /api/v1/tokens/{name}/limits", h.getTokenLimits, managementOnly},
+		{"PATCH /api/v1/tokens/{name}/limits", h.updateTokenLimits, managementOnly},
+		{"GET /api/v1/scopeMaps/{name}/limits", h.getScopeMapLimits, managementOnly},
+		{"PATCH /api/v1/scopeMaps/{name}/limits", h.updateScopeMapLimits, managementOnly},
 
 		{"GET /api/v1/users", h.listUsers, managementOnly},
 		{"GET /api/v1/users/{name}", h.getUser, managementOnly},

@@ -17,7 +17,7 @@ const (
 )
 
 var (
-	auditKinds   = []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork}
+	auditKinds   = []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork, audit.KindLimited}
 	auditResults = []string{audit.ResultSuccess, audit.ResultFailure}
 )
 

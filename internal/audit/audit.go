@@ -39,6 +39,7 @@ const (
 	KindUntag      = "untag"
 	KindPermission = "permission" // scope maps, tokens, passwords, users, admin, attributes
 	KindNetwork    = "network"    // requests refused by the network rules
+	KindLimited    = "limited"    // requests refused for a token's limit (429), folded
 )
 
 // Results.
@@ -491,7 +492,7 @@ const (
 )
 
 func foldable(e Event) (foldKey, bool) {
-	if e.Kind != KindPull && e.Kind != KindNetwork && (e.Kind != KindLogin || e.Result != ResultFailure) {
+	if e.Kind != KindPull && e.Kind != KindNetwork && e.Kind != KindLimited && (e.Kind != KindLogin || e.Result != ResultFailure) {
 		return foldKey{}, false
 	}
 	identity := e.Identity

@@ -16,6 +16,7 @@ import (
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/netrule"
+	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/sqldb"
 )
 
@@ -42,6 +43,7 @@ var components = []component{
 	{identity.AssignmentsComponent, identity.AssignmentsSchemaVersion},
 	{"audit", audit.SchemaVersion},
 	{"netrule", netrule.SchemaVersion},
+	{"ratelimit", ratelimit.SchemaVersion},
 }
 
 // source is the database copied from, held open for reading only.

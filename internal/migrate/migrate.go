@@ -31,6 +31,7 @@ import (
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/netrule"
+	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -334,6 +335,9 @@ func prepareTarget(ctx context.Context, db *sqldb.DB) error {
 	if err := netrule.Migrate(ctx, db); err != nil {
 		return err
 	}
+	if err := ratelimit.Migrate(ctx, db); err != nil {
+		return err
+	}
 	if err := db.Migrate(ctx, progressComponent, progressSteps[db.Engine()]); err != nil {
 		return err
 	}
@@ -388,7 +392,7 @@ func planTables(srcTables, dstTables map[string]*table, de sqldb.Engine) ([]plan
 
 // seeded are the tables whose migrations insert a row (a version counter
 // of one row), which the copy replaces.
-var seeded = map[string]bool{"identity_state": true}
+var seeded = map[string]bool{"identity_state": true, "token_limits_state": true}
 
 // runState is what the target's progress record says about a migration
 // from this source.

@@ -139,6 +139,8 @@ type Options struct {
 	// the blob store ("storage") or the database ("database") is full or
 	// read-only, with the error (readiness).
 	OnUnwritable func(part string, err error)
+	// Limiter, when set, applies the caller's limits after authorization.
+	Limiter Limiter
 }
 
 // Registry is the OCI Distribution API as an http.Handler for /v2/.
@@ -152,6 +154,7 @@ type Registry struct {
 	damage     func(storage.Damage)
 	unwritable func(part string, cause error)
 	redirect   func(ctx context.Context, d digest.Digest) (string, error)
+	limiter    Limiter
 
 	uploadRetryAfter time.Duration
 }
@@ -174,7 +177,7 @@ func New(o Options) *Registry {
 		o.UploadRetryAfter = time.Minute
 	}
 	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage, redirect: o.Redirect,
-		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable}
+		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable, limiter: o.Limiter}
 }
 
 // route kinds.
@@ -336,6 +339,17 @@ func (rg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if caller != nil {
 		info.Identity = caller.Name()
+		if rg.limiter != nil {
+			lw, done, err := rg.limiter.Admit(w, r, caller)
+			if err != nil {
+				rg.writeErr(w, r, err)
+				return
+			}
+			if done != nil {
+				defer done()
+			}
+			w = lw
+		}
 	}
 	req := &request{w: w, r: r, rt: rt, caller: caller}
 	switch rt.kind {
@@ -370,6 +384,11 @@ type request struct {
 
 func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	if e, ok := err.(*Error); ok {
+		WriteError(w, e)
+		return
+	}
+	if e := (*Error)(nil); errors.As(err, &e) && e.Code == CodeTooManyRequests {
+		// A limit cut a request body short (see Limiter).
 		WriteError(w, e)
 		return
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/netrule"
 	"github.com/berth-registry/berth/internal/publicurl"
+	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/sqldb"
@@ -60,6 +61,9 @@ type Server struct {
 	// listener (AdminAddr); nil when they are served by handler.
 	adminHandler http.Handler
 	rules        *netrule.Service
+	// limits applies the tokens' limits; limitSettings is its faces' side.
+	limits        *ratelimit.Limiter
+	limitSettings *ratelimit.Settings
 	// writes remembers writes that failed on full or read-only storage.
 	writes writeFailures
 	// conns is the connection limiter of the listener being served.
@@ -157,6 +161,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	}
 	s.rules.Attach(s.identity)
 	s.metrics.CounterFunc("berth_network_denied_total", "Requests refused by the network rules (registry-wide or a token's allowed addresses).", func() float64 { return float64(s.networkDenials.Load()) })
+	if err := s.openLimits(ctx); err != nil {
+		s.identity.Close()
+		s.audit.Close()
+		md.Close()
+		return nil, err
+	}
 	// One limiter for every place a password is checked (token endpoint,
 	// Basic on /v2/ and the API, portal sign-in).
 	lcfg := auth.LimiterConfig{Threshold: cfg.LoginFailureThreshold}
@@ -188,6 +198,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		// next purge.
 		UploadRetryAfter: min(s.purgeInterval(), time.Minute),
 		OnDamage:         func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
+		Limiter:          s.limits,
 	})
 
 	mgmt, err := api.New(api.Options{
@@ -202,6 +213,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ClientIP:      urls.ClientIP,
 		PublicURL:     urls.Base,
 		Network:       s.rules,
+		Limits:        s.limitSettings,
 	})
 	if err != nil {
 		s.Close()
@@ -219,6 +231,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ClientIP: urls.ClientIP,
 		// Several nodes on PostgreSQL share one portal.
 		SharedSessions: sharedIf(md.Database()),
+		Limits:         s.limitSettings,
 	}))
 	// Every listener answers the probes and the token endpoint (the CLI
 	// logs in through it); the management API, the portal and the metrics
@@ -279,6 +292,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close releases the stores, after writing what is pending.
 func (s *Server) Close() error {
+	s.limits.Close()
 	s.identity.Close()
 	s.audit.Close()
 	return s.meta.Close()

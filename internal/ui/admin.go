@@ -317,7 +317,7 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 	f := auditFilter{Identity: strings.TrimSpace(q.Get("identity")), Kind: q.Get("kind"), Result: q.Get("result"),
 		Since: q.Get("since"), Until: q.Get("until")}
 	d := auditData{Filter: f, Errors: map[string]string{}, Newest: q.Get("before") == "",
-		Kinds:   []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork},
+		Kinds:   []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork, audit.KindLimited},
 		Results: []string{audit.ResultSuccess, audit.ResultFailure}}
 	filter := audit.Filter{Identity: f.Identity, Kind: f.Kind, Result: f.Result, Limit: auditPerPage}
 	var err error

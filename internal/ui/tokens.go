@@ -210,6 +210,7 @@ type tokenData struct {
 	Once      string
 	MinDate   string
 	Errors    map[string]string
+	Limits    *limitsView // nil without a limiter
 }
 
 func (h *Handler) tokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -237,6 +238,7 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 			return
 		}
 	}
+	d.Limits = h.tokenLimits(r, rq, t)
 	h.render(w, r, rq, status, "token.html", view{Title: "Token " + t.Name, Nav: "tokens", Error: msg, Data: d})
 }
 

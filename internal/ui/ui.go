@@ -28,6 +28,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/sqldb"
 )
@@ -76,6 +77,8 @@ type Options struct {
 	// form nonces) in that database, so that several nodes serve one
 	// portal; nil keeps them in memory, for a single node.
 	SharedSessions *sqldb.DB
+	// Limits, when set, shows and changes tokens' limits on their pages.
+	Limits *ratelimit.Settings
 }
 
 // Handler is the portal. Mount it at "/": it serves every path the
@@ -96,6 +99,7 @@ type Handler struct {
 	version   string // of the static files, for cache busting
 	cop       *http.CrossOriginProtection
 	mux       *http.ServeMux
+	limits    *ratelimit.Settings
 }
 
 // New returns the portal handler. It panics if Identity or Meta is nil, or
@@ -142,6 +146,7 @@ func New(o Options) *Handler {
 		version:  staticVersion(static),
 		cop:      http.NewCrossOriginProtection(),
 		mux:      http.NewServeMux(),
+		limits:   o.Limits,
 	}
 	if o.SharedSessions != nil {
 		h.sessions.shared = &sharedSessions{db: o.SharedSessions, log: o.Logger}
@@ -179,6 +184,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /tokens/{name}", h.action(h.tokenAction))
 	m.HandleFunc("GET /tokens/{name}/delete", h.page(h.deleteTokenPage))
 	m.HandleFunc("POST /tokens/{name}/delete", h.action(h.deleteToken))
+	m.HandleFunc("POST /tokens/{name}/limits", h.action(h.updateTokenLimits))
 
 	m.HandleFunc("GET /access-keys", h.page(h.accessKeysPage))
 	m.HandleFunc("POST /access-keys", h.action(h.accessKeysAction))
