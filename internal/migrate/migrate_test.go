@@ -121,6 +121,10 @@ func fillRegistry(t *testing.T) filled {
 	}
 	f.tokenName, f.tokenPassword = "ci-reader", tok.Credentials.Passwords[0].Value
 	cli.must("user", "create", "-n", "alice", "--role", "reader", "-p", alicePassword)
+	// Network rules, which must move too: a rule that lets in no test
+	// client (the default action stays Allow) and the token's addresses.
+	cli.must("network-rule", "add", "--ip-address", "10.9.0.0/16")
+	cli.must("token", "update", "-n", "ci-reader", "--allowed-ip", "127.0.0.0/8")
 
 	f.accessToken = issueAccessToken(t, srv, f.tokenName, f.tokenPassword, "repository:app/web:pull")
 
@@ -262,6 +266,13 @@ func checkServed(t *testing.T, srv *testutil.Server, f filled, withIdentities bo
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET a manifest with an access token the source issued: %s", resp.Status)
+		}
+		cli := newCLI(t, srv)
+		if out := cli.must("network-rule", "list"); !strings.Contains(out, "10.9.0.0/16") {
+			t.Errorf("the network rules did not move:\n%s", out)
+		}
+		if out := cli.must("token", "show", "-n", f.tokenName); !strings.Contains(out, "Allowed addresses: 127.0.0.0/8") {
+			t.Errorf("the token's allowed addresses did not move:\n%s", out)
 		}
 		bad := &authn.Basic{Username: "alice", Password: alicePassword + "x"}
 		if _, err := remote.Get(srv.Ref(t, f.refs[0]), remote.WithAuth(bad), remote.WithContext(ctx)); err == nil {

@@ -393,3 +393,49 @@ func TestAdminListenerNeedsItsAddress(t *testing.T) {
 	}
 	_ = httptest.NewRecorder
 }
+
+// TestNetworkRulesAcrossNodes: a rule changed through one node of a
+// PostgreSQL cluster is in force on the other on its very next request.
+func TestNetworkRulesAcrossNodes(t *testing.T) {
+	c := startCluster(t, 2)
+	n1, n2 := c.nodes[0].URL, c.nodes[1].URL
+	c.mustAPI(t, 0, "POST", "/api/v1/networkRuleSet/ipRules", `{"ipRules":[{"ipAddressOrRange":"127.0.0.2"}]}`, http.StatusOK)
+	c.mustAPI(t, 0, "PATCH", "/api/v1/networkRuleSet", `{"defaultAction":"Deny"}`, http.StatusOK)
+	if st, body := callFrom(t, "127.0.0.3", "GET", n2+"/v2/", "", nil); st != http.StatusForbidden || !strings.Contains(body, "not allowed by the registry's network rules") {
+		t.Errorf("node 2 after Deny through node 1, from 127.0.0.3: %d %s", st, body)
+	}
+	if st, _ := callFrom(t, "127.0.0.2", "GET", n2+"/v2/", "", nil); st != http.StatusUnauthorized {
+		t.Errorf("node 2 from an allowed address: %d, want 401", st)
+	}
+	out := c.mustAPI(t, 1, "GET", "/api/v1/networkRuleSet", "", http.StatusOK)
+	if !strings.Contains(out, `"defaultAction":"Deny"`) || !strings.Contains(out, `"127.0.0.2/32"`) {
+		t.Errorf("node 2's rules: %s", out)
+	}
+	c.mustAPI(t, 1, "PATCH", "/api/v1/networkRuleSet", `{"defaultAction":"Allow"}`, http.StatusOK)
+	if st, _ := callFrom(t, "127.0.0.3", "GET", n1+"/v2/", "", nil); st != http.StatusUnauthorized {
+		t.Errorf("node 1 after Allow through node 2: %d, want 401", st)
+	}
+
+	// A token's allowed addresses, set through one node, changed through
+	// the other; and gone with the token, on both.
+	body := `{"properties":{"scopeMapId":"_repositories_pull","credentials":{"passwords":[{"name":"password1"}]}}}`
+	pw := c.createToken(t, 0, "ci-token", body)
+	c.mustAPI(t, 0, "PUT", "/api/v1/tokens/ci-token/allowedAddresses", `{"allowedAddresses":["127.0.0.2"]}`, http.StatusOK)
+	if st, body := callFrom(t, "127.0.0.3", "GET", n2+"/v2/", basic("ci-token", pw), nil); st != http.StatusForbidden || !strings.Contains(body, "not allowed for token ci-token") {
+		t.Errorf("node 2, token from 127.0.0.3: %d %s", st, body)
+	}
+	if st, _ := callFrom(t, "127.0.0.2", "GET", n2+"/v2/", basic("ci-token", pw), nil); st != http.StatusOK {
+		t.Errorf("node 2, token from 127.0.0.2: %d, want 200", st)
+	}
+	c.mustAPI(t, 1, "PUT", "/api/v1/tokens/ci-token/allowedAddresses", `{"allowedAddresses":["127.0.0.3"]}`, http.StatusOK)
+	if st, _ := callFrom(t, "127.0.0.2", "GET", n1+"/v2/", basic("ci-token", pw), nil); st != http.StatusForbidden {
+		t.Errorf("node 1 after the change through node 2, from 127.0.0.2: %d, want 403", st)
+	}
+	c.mustAPI(t, 0, "DELETE", "/api/v1/tokens/ci-token", "", http.StatusNoContent)
+	pw = c.createToken(t, 1, "ci-token", body)
+	for i, n := range []string{n1, n2} {
+		if st, body := callFrom(t, "127.0.0.2", "GET", n+"/v2/", basic("ci-token", pw), nil); st != http.StatusOK {
+			t.Errorf("node %d, the new token ci-token from 127.0.0.2: %d %s, want 200 (no allowed addresses)", i+1, st, body)
+		}
+	}
+}
