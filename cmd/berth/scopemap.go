@@ -62,19 +62,24 @@ func newScopeMapCreateCmd(g *globals) *cobra.Command {
 
 func newScopeMapUpdateCmd(g *globals) *cobra.Command {
 	var name, description string
+	lim := &limitFlags{}
 	cmd := &cobra.Command{
-		Use:   "update -n NAME [--add-repository REPO ACTION...] [--remove-repository REPO ACTION...] [--description TEXT]",
+		Use:   "update -n NAME [--add-repository REPO ACTION...] [--remove-repository REPO ACTION...] [--description TEXT] [--rate-limit RATE] [--burst N] [--pull-bytes-per-day SIZE] [--push-bytes-per-day SIZE]",
 		Short: "Change a scope map; every token using it is affected at once",
 		Long: `Change a scope map. Added and removed grants are applied by the server in
 one step, so that two people changing the same scope map at once do not undo
 each other's change. The change applies to every token that uses the scope
-map from its next request.`,
-		Example: `  berth scope-map update -n ci-push --add-repository team/app content/read --remove-repository 'samples/*' content/write`,
+map from its next request. Limits set on a scope map apply to each of its
+tokens that has no limit of its own (each token counts its own requests and
+bytes).`,
+		Example: `  berth scope-map update -n ci-push --add-repository team/app content/read --remove-repository 'samples/*' content/write
+  berth scope-map update -n ci-push --rate-limit 20/s --push-bytes-per-day 50GiB`,
 	}
 	add := addRepositoryFlag(cmd.Flags(), "add-repository", "a repository pattern and actions to grant; repeatable")
 	remove := addRepositoryFlag(cmd.Flags(), "remove-repository", "a repository pattern and actions to take away; repeatable")
 	cmd.Flags().StringVarP(&name, "name", "n", "", "scope map name")
 	cmd.Flags().StringVar(&description, "description", "", "new description")
+	lim.register(cmd.Flags())
 	cmd.MarkFlagRequired("name")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var req api.ScopeMapPatch
@@ -83,18 +88,42 @@ map from its next request.`,
 		if cmd.Flags().Changed("description") {
 			req.Properties.Description = &description
 		}
-		if req.Properties.AddActions == nil && req.Properties.RemoveActions == nil && req.Properties.Description == nil {
-			return fmt.Errorf("nothing to change: give --add-repository, --remove-repository or --description")
+		lu, limits, err := lim.update(cmd)
+		if err != nil {
+			return err
+		}
+		changes := req.Properties.AddActions != nil || req.Properties.RemoveActions != nil || req.Properties.Description != nil
+		if !changes && !limits {
+			return fmt.Errorf("nothing to change: give --add-repository, --remove-repository, --description or a limit (--rate-limit, --burst, --pull-bytes-per-day, --push-bytes-per-day)")
 		}
 		c, err := g.client(cmd)
 		if err != nil {
 			return err
 		}
 		var m api.ScopeMap
-		if err := c.do(cmd.Context(), "PATCH", "scopeMaps/"+url.PathEscape(name), nil, req, &m); err != nil {
+		if changes {
+			err = c.do(cmd.Context(), "PATCH", "scopeMaps/"+url.PathEscape(name), nil, req, &m)
+		} else {
+			err = c.do(cmd.Context(), "GET", "scopeMaps/"+url.PathEscape(name), nil, nil, &m)
+		}
+		if err != nil {
 			return err
 		}
-		return printScopeMap(c, m)
+		if !limits {
+			return printScopeMap(c, m)
+		}
+		sl, err := setScopeMapLimits(cmd, c, name, lu)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return printJSON(c.out, sl)
+		}
+		if err := printScopeMap(c, m); err != nil {
+			return err
+		}
+		printScopeMapLimits(c, sl)
+		return nil
 	}
 	withGroupedFlags(cmd, "add-repository", "remove-repository")
 	return cmd

@@ -82,12 +82,13 @@ command that uses them.`,
 
 func newTokenUpdateCmd(g *globals) *cobra.Command {
 	var name, scopeMap, status string
+	lim := &limitFlags{}
 	var allowedIPs []string
 	var anyIP bool
 	cmd := &cobra.Command{
-		Use:     "update -n NAME [--scope-map SCOPE_MAP] [--status enabled|disabled] [--allowed-ip CIDR]... [--no-allowed-ips]",
-		Short:   "Change a token's scope map, status or allowed addresses; effective from its next request",
-		Example: "  berth token update -n ci-push --status disabled\n  berth token update -n ci-push --allowed-ip 10.1.0.0/16 --allowed-ip 192.0.2.7",
+		Use:     "update -n NAME [--scope-map SCOPE_MAP] [--status enabled|disabled] [--allowed-ip CIDR]... [--no-allowed-ips] [--rate-limit RATE] [--burst N] [--pull-bytes-per-day SIZE] [--push-bytes-per-day SIZE]",
+		Short:   "Change a token's scope map, status, allowed addresses or limits; effective from its next request",
+		Example: "  berth token update -n ci-push --status disabled\n  berth token update -n ci-push --allowed-ip 10.1.0.0/16 --allowed-ip 192.0.2.7\n  berth token update -n ci --rate-limit 50/s --burst 100 --pull-bytes-per-day 200GiB",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var req api.TokenPatch
@@ -101,12 +102,29 @@ func newTokenUpdateCmd(g *globals) *cobra.Command {
 			if len(allowedIPs) > 0 && anyIP {
 				return errors.New("give --allowed-ip or --no-allowed-ips, not both")
 			}
-			if req.Properties.ScopeMapID == nil && req.Properties.Status == nil && !addrs {
-				return errors.New("nothing to change: give --scope-map, --status, --allowed-ip or --no-allowed-ips")
+			lu, limits, err := lim.update(cmd)
+			if err != nil {
+				return err
+			}
+			if req.Properties.ScopeMapID == nil && req.Properties.Status == nil && !addrs && !limits {
+				return errors.New("nothing to change: give --scope-map, --status, --allowed-ip, --no-allowed-ips or a limit (--rate-limit, --burst, --pull-bytes-per-day, --push-bytes-per-day)")
 			}
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
+			}
+			if limits {
+				tl, err := setTokenLimits(cmd, c, name, lu)
+				if err != nil {
+					return err
+				}
+				if req.Properties.ScopeMapID == nil && req.Properties.Status == nil && !addrs {
+					if c.json {
+						return printJSON(c.out, tl)
+					}
+					printTokenLimits(c, tl)
+					return nil
+				}
 			}
 			var tok api.Token
 			if req.Properties.ScopeMapID != nil || req.Properties.Status != nil {
@@ -142,6 +160,7 @@ func newTokenUpdateCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&status, "status", "", "enabled or disabled")
 	cmd.Flags().StringArrayVar(&allowedIPs, "allowed-ip", nil, "the only address or CIDR range the token may be used from (repeat for several; replaces the list)")
 	cmd.Flags().BoolVar(&anyIP, "no-allowed-ips", false, "lift the token's address restriction")
+	lim.register(cmd.Flags())
 	cmd.MarkFlagRequired("name")
 	return cmd
 }
@@ -169,6 +188,7 @@ func newTokenShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			showTokenAddresses(cmd, c, tok.Name)
+			showTokenLimits(cmd, c, tok.Name)
 			return nil
 		},
 	}

@@ -591,3 +591,36 @@ func testDeletedTokenForgetsLimits(t *testing.T, node func(*clock, bool) *env) {
 		}
 	}
 }
+
+// TestDelegatedLimits: a token-admin of team-a/* sets the limits of the
+// tokens and scope maps inside their patterns, and of nothing else.
+func TestDelegatedLimits(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "", t.TempDir(), t0(), false)
+	if _, err := e.ids.CreateScopeMap(ctx, owner, identity.ScopeMapSpec{Name: "team-a-map", Actions: []string{"repositories/team-a/*/content/read"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.ids.CreateToken(ctx, owner, identity.TokenSpec{Name: "team-a-bot", ScopeMap: "team-a-map"}); err != nil {
+		t.Fatal(err)
+	}
+	as, err := auth.ParseAssignment("token-admin", "team-a/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := auth.Identity{Kind: auth.KindUser, Name: "alice", Assignments: []auth.Assignment{as}}
+	if _, err := e.set.SetToken(ctx, alice, "team-a-bot", Update{RatePerSecond: f64(5)}); err != nil {
+		t.Fatalf("token inside the patterns: %v", err)
+	}
+	if _, err := e.set.SetScopeMap(ctx, alice, "team-a-map", Update{PullBytesPerDay: i64(1 << 30)}); err != nil {
+		t.Fatalf("scope map inside the patterns: %v", err)
+	}
+	if _, err := e.set.SetToken(ctx, alice, "ci-bot", Update{RatePerSecond: f64(Unlimited)}); err == nil {
+		t.Fatal("a token outside the patterns was changed")
+	}
+	if _, err := e.set.SetScopeMap(ctx, alice, "ci-map", Update{RatePerSecond: f64(1)}); err == nil {
+		t.Fatal("a scope map outside the patterns was changed")
+	}
+	if _, err := e.set.SetScopeMap(ctx, alice, "_repositories_admin", Update{RatePerSecond: f64(1)}); err == nil {
+		t.Fatal("a built-in scope map was changed by a delegated admin")
+	}
+}

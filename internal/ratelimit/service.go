@@ -133,9 +133,8 @@ func (s *Settings) SetToken(ctx context.Context, actor auth.Identity, name strin
 	if err != nil {
 		return TokenLimits{}, err
 	}
-	if !auth.CanManage(actor, auth.ManageTokens) {
-		return TokenLimits{}, &identity.Error{Kind: identity.ErrForbidden,
-			Msg: fmt.Sprintf("%s is not allowed to do this: it needs the right to manage tokens and scope maps (contributor or owner)", actor)}
+	if err := s.mayManage(actor, t.ScopeMap, fmt.Sprintf("token %q, through scope map %q", t.Name, t.ScopeMap)); err != nil {
+		return TokenLimits{}, err
 	}
 	if err := s.set(ctx, actor, kindToken, name, "token "+name, s.l.snap.Load().tokens[name], u); err != nil {
 		return TokenLimits{}, err
@@ -158,14 +157,40 @@ func (s *Settings) SetScopeMap(ctx context.Context, actor auth.Identity, name st
 	if _, err := s.ids.GetScopeMap(actor, name); err != nil {
 		return ScopeMapLimits{}, err
 	}
-	if !auth.CanManage(actor, auth.ManageTokens) {
-		return ScopeMapLimits{}, &identity.Error{Kind: identity.ErrForbidden,
-			Msg: fmt.Sprintf("%s is not allowed to do this: it needs the right to manage tokens and scope maps (contributor or owner)", actor)}
+	if err := s.mayManage(actor, name, fmt.Sprintf("scope map %q", name)); err != nil {
+		return ScopeMapLimits{}, err
 	}
 	if err := s.set(ctx, actor, kindScopeMap, name, "scope map "+name, s.l.snap.Load().scopeMaps[name], u); err != nil {
 		return ScopeMapLimits{}, err
 	}
 	return s.ScopeMap(actor, name)
+}
+
+// mayManage checks that actor may change the limits of what uses scope
+// map mapName: a registry-wide manager of tokens may; a delegated one only
+// when every rule of the scope map lies inside their patterns, as for
+// changing the token or the scope map itself.
+func (s *Settings) mayManage(actor auth.Identity, mapName, subject string) error {
+	if auth.CanManage(actor, auth.ManageTokens) {
+		return nil
+	}
+	forbidden := &identity.Error{Kind: identity.ErrForbidden,
+		Msg: fmt.Sprintf("%s is not allowed to do this: it needs the right to manage tokens and scope maps (contributor, owner or token-admin)", actor)}
+	if !auth.CanManageSome(actor, auth.ManageTokens) {
+		return forbidden
+	}
+	m, err := s.ids.GetScopeMap(actor, mapName)
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil // a token whose scope map was deleted grants nothing
+	}
+	if err != nil {
+		return err
+	}
+	if outside, ok := auth.CanManageRules(actor, auth.ManageTokens, m.Actions); !ok {
+		return &identity.Error{Kind: identity.ErrForbidden,
+			Msg: (&auth.NotInsideError{Identity: actor, What: auth.ManageTokens, Pattern: outside, Subject: subject}).Error()}
+	}
+	return nil
 }
 
 func (s *Settings) set(ctx context.Context, actor auth.Identity, kind, name, target string, old Limits, u Update) error {
