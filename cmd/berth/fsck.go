@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/encryption"
 	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/s3store"
@@ -41,8 +42,9 @@ management API, which needs the contributor or owner role.`
   berth fsck --config /etc/berth.yaml --repair
   berth fsck --server https://registry.example.com -o json`
 	var repair bool
-	var data, cfgFile string
+	var data, cfgFile, encKey string
 	cmd.Flags().BoolVar(&repair, "repair", false, "move damaged blob files into quarantine so that a push restores them")
+	cmd.Flags().StringVar(&encKey, "encryption-key", "", "with --data or --config: the key of a registry whose content is encrypted (as for berth serve --encryption-key)")
 	cmd.Flags().StringVar(&data, "data", "", "check this data directory here instead of asking the server")
 	cmd.Flags().StringVar(&cfgFile, "config", "", "check the data directory of this server configuration file here")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +60,9 @@ management API, which needs the contributor or owner role.`
 				if cfg, err = config.Load(cfgFile, env.getenv); err != nil {
 					return err
 				}
+			}
+			if encKey != "" {
+				cfg.EncryptionKey = encKey
 			}
 			var err error
 			if rep, err = checkOffline(cmd.Context(), cfg, repair); err != nil {
@@ -107,9 +112,10 @@ func checkOffline(ctx context.Context, cfg config.Config, repair bool) (fsck.Rep
 		}
 	}
 	var blobs fsck.Store
+	var fs *storage.FS
 	if cfg.Storage == "" {
-		fs, err := storage.OpenFS(dir)
-		if err != nil {
+		var err error
+		if fs, err = storage.OpenFS(dir); err != nil {
 			return fsck.Report{}, err
 		}
 		blobs = fs
@@ -123,17 +129,46 @@ func checkOffline(ctx context.Context, cfg config.Config, repair bool) (fsck.Rep
 		db.Close()
 		return fsck.Report{}, err
 	}
+	var inner encryption.Inner = fs
 	if cfg.Storage != "" {
 		sc, err := s3store.ParseURL(cfg.Storage)
 		if err == nil {
 			var st *s3store.Store
 			if st, err = s3store.New(ctx, sc); err == nil {
-				blobs = s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{})
+				b := s3store.NewBlobs(st, s3store.NewDBSessions(md, storage.UploadLimits{}), md, s3store.BlobsOptions{})
+				blobs, inner = b, b
 			}
 		}
 		if err != nil {
 			return fsck.Report{}, errors.Join(err, md.Close())
 		}
+	}
+	// Encrypted content is checked decrypted, with the registry's key:
+	// read as it is stored, every blob would look damaged.
+	if err := encryption.Migrate(ctx, db); err != nil {
+		return fsck.Report{}, errors.Join(err, md.Close())
+	}
+	on, err := encryption.Enabled(ctx, db)
+	if err != nil {
+		return fsck.Report{}, errors.Join(err, md.Close())
+	}
+	if on {
+		if cfg.EncryptionKey == "" {
+			return fsck.Report{}, errors.Join(errors.New("this registry's content is encrypted: give --encryption-key (or a --config that names it)"), md.Close())
+		}
+		p, err := encryption.ParseKeySpec(cfg.EncryptionKey)
+		if err != nil {
+			return fsck.Report{}, errors.Join(err, md.Close())
+		}
+		defer p.Close()
+		keys, err := encryption.OpenKeyring(ctx, db, p, nil)
+		if err == nil {
+			err = keys.Err()
+		}
+		if err != nil {
+			return fsck.Report{}, errors.Join(err, md.Close())
+		}
+		blobs = encryption.NewBlobs(inner, keys)
 	}
 	rep, err := fsck.Check(ctx, md, blobs, fsck.Options{Repair: repair})
 	return rep, errors.Join(err, md.Close())

@@ -50,6 +50,7 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.Addr, "addr", flagCfg.Addr, "listen address (env BERTH_ADDR)")
 	f.StringVar(&flagCfg.Data, "data", flagCfg.Data, "data directory (env BERTH_DATA)")
 	f.StringVar(&flagCfg.Storage, "storage", "", "where blobs live: s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path-style=true (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the AWS SDK's default chain); default the filesystem under --data (env BERTH_STORAGE)")
+	f.StringVar(&flagCfg.EncryptionKey, "encryption-key", "", "encrypt blob content at rest with this key-encryption key: file:PATH (made with berth encryption init-key) or pkcs11:module=PATH;token=LABEL;label=KEY;pin-file=PATH; see docs/encryption.md (env BERTH_ENCRYPTION_KEY)")
 	f.StringVar(&flagCfg.Database, "database", "", "where metadata lives: postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE; default the embedded SQLite file under --data (env BERTH_DATABASE)")
 	f.StringVar(&flagCfg.Name, "name", flagCfg.Name, "registry name: the admin user's name and the token service name (env BERTH_NAME)")
 	f.StringVar(&flagCfg.PublicURL, "public-url", "", "URL clients use to reach the registry; default: derived from each request (env BERTH_PUBLIC_URL)")
@@ -86,6 +87,7 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"addr":                       func() { cfg.Addr = f.Addr },
 		"data":                       func() { cfg.Data = f.Data },
 		"storage":                    func() { cfg.Storage = f.Storage },
+		"encryption-key":             func() { cfg.EncryptionKey = f.EncryptionKey },
 		"database":                   func() { cfg.Database = f.Database },
 		"name":                       func() { cfg.Name = f.Name },
 		"public-url":                 func() { cfg.PublicURL = f.PublicURL },

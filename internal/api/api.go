@@ -80,6 +80,8 @@ type Options struct {
 	GC Collector
 	// Fsck, when set, serves POST /api/v1/fsck.
 	Fsck Checker
+	// Encryption, when set, serves /api/v1/encryption.
+	Encryption Encryption
 	// PublicURL gives the registry's base URL for a request, which names
 	// the token endpoint in the challenge of an access token that lacks a
 	// scope; by default it is derived from the request's Host.
@@ -102,6 +104,7 @@ type Handler struct {
 	clientIP   func(*http.Request) string
 	gc         Collector
 	fsck       Checker
+	enc        Encryption
 	publicURL  func(*http.Request) string
 	network    NetworkRules
 	limits     *ratelimit.Settings
@@ -132,6 +135,7 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
 		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, limits: o.Limits, mux: http.NewServeMux()}
+	h.enc = o.Encryption
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.allRoutes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt))
@@ -209,6 +213,9 @@ func (h *Handler) routes() []route {
 
 		{"POST /api/v1/gc", h.collectGarbage, managementOnly},
 		{"POST /api/v1/fsck", h.checkContent, managementOnly},
+
+		{"GET /api/v1/encryption", h.encryptionStatus, managementOnly},
+		{"POST /api/v1/encryption/rotateKey", h.rotateEncryptionKey, managementOnly},
 	}
 }
 

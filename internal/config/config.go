@@ -29,6 +29,10 @@ type Config struct {
 	// or s3://BUCKET[/PREFIX]?endpoint=URL&region=R&path-style=true with
 	// credentials from the AWS SDK's default chain (never in the URL).
 	Storage string `yaml:"storage" env:"BERTH_STORAGE"`
+	// EncryptionKey turns on encryption at rest of blob content with the
+	// key-encryption key it names: file:PATH or pkcs11:module=...;token=...
+	// (see docs/encryption.md). Empty: content is stored as it is.
+	EncryptionKey string `yaml:"encryptionKey" env:"BERTH_ENCRYPTION_KEY"`
 	// Database is where metadata lives: empty for the embedded SQLite file
 	// under Data, or postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE.
 	Database string `yaml:"database" env:"BERTH_DATABASE"`
@@ -208,6 +212,9 @@ func (c Config) Validate() error {
 		if _, err := s3store.ParseURL(c.Storage); err != nil {
 			return err
 		}
+	}
+	if k := c.EncryptionKey; k != "" && !strings.HasPrefix(k, "file:") && !strings.HasPrefix(k, "pkcs11:") {
+		return fmt.Errorf("encryption key: want file:PATH or pkcs11:module=PATH;token=LABEL;label=KEY (see docs/encryption.md)")
 	}
 	if c.Database != "" && !sqldb.IsPostgresURL(c.Database) {
 		return fmt.Errorf("database %q: use a postgres:// URL, or leave it unset for the embedded SQLite file under the data directory", sqldb.Redact(c.Database))

@@ -340,6 +340,9 @@ func (d descriptor) nonDistributable() bool {
 // after each chunk read, to slow reading down. buf is the read buffer.
 func Verify(ctx context.Context, st Store, d digest.Digest, buf []byte, pace func(n int) error) (*storage.Damage, storage.BlobInfo, int64, error) {
 	f, info, err := st.ReadBlob(ctx, d)
+	if errors.Is(err, storage.ErrTampered) {
+		return &storage.Damage{Digest: d, Size: info.Size}, info, 0, nil
+	}
 	if err != nil {
 		return nil, info, 0, err
 	}
@@ -360,6 +363,10 @@ func Verify(ctx context.Context, st Store, d digest.Digest, buf []byte, pace fun
 		}
 		if err == io.EOF {
 			break
+		}
+		if errors.Is(err, storage.ErrTampered) {
+			// Encrypted content that does not authenticate: damaged.
+			return &storage.Damage{Digest: d, Size: info.Size}, info, n, nil
 		}
 		if err != nil {
 			return nil, info, n, fmt.Errorf("read blob %s: %w", d, err)

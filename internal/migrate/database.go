@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/encryption"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/netrule"
@@ -40,6 +41,7 @@ var components = []component{
 	{"sqldb", sqldb.SchemaVersion},
 	{"meta", meta.SchemaVersion},
 	{"identity", identity.SchemaVersion},
+	{"encryption", encryption.SchemaVersion},
 	{identity.AssignmentsComponent, identity.AssignmentsSchemaVersion},
 	{"audit", audit.SchemaVersion},
 	{"netrule", netrule.SchemaVersion},

@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/encryption"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/netrule"
@@ -104,6 +105,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	srcTables, err := readSchema(ctx, src.db, se)
 	if err != nil {
 		return rep, fmt.Errorf("source database %s: %w", src.name, err)
+	}
+	if _, ok := srcTables["encryption_kek"]; ok {
+		var n int
+		if err := src.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM encryption_kek`).Scan(&n); err != nil {
+			return rep, fmt.Errorf("source database %s: read encryption state: %w", src.name, err)
+		}
+		if n > 0 {
+			return rep, errors.New("the source registry's content is encrypted, which berth migrate does not copy: see docs/encryption.md for moving an encrypted registry")
+		}
 	}
 	srcID, err := sourceID(ctx, src)
 	if err != nil {
@@ -327,6 +337,9 @@ func prepareTarget(ctx context.Context, db *sqldb.DB) error {
 		return err
 	}
 	if err := identity.Migrate(ctx, db); err != nil {
+		return err
+	}
+	if err := encryption.Migrate(ctx, db); err != nil {
 		return err
 	}
 	if err := audit.Migrate(ctx, db); err != nil {

@@ -147,7 +147,10 @@ func (rg *Registry) checkBlob(req *request, d digest.Digest, f io.ReadSeeker, wa
 		if !isFile {
 			w = io.MultiWriter(h, &kept)
 		}
-		if _, err := io.Copy(w, io.LimitReader(f, want+1)); err != nil {
+		if _, err := io.Copy(w, io.LimitReader(f, want+1)); errors.Is(err, storage.ErrTampered) {
+			problem = "its encrypted form does not authenticate"
+			break
+		} else if err != nil {
 			return nil, fmt.Errorf("verify blob %s: %w", d, err)
 		}
 		if why.ActualDigest = digest.NewDigest(d.Algorithm(), h); why.ActualDigest == d {

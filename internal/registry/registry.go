@@ -404,6 +404,13 @@ func (rg *Registry) writeErr(w http.ResponseWriter, r *http.Request, err error) 
 		WriteError(w, e)
 		return
 	}
+	if errors.Is(err, storage.ErrKeyUnavailable) {
+		// Content is encrypted and its key cannot be used: nothing is lost,
+		// and the request works again once the key is back.
+		w.Header().Set("Retry-After", "30")
+		WriteError(w, &Error{Code: CodeUnavailable, Message: "the registry's encryption key is unavailable: content can be neither read nor written until the operator restores it"})
+		return
+	}
 	if sqldb.IsUnavailable(err) {
 		// A database (or storage) server restarting or failing over: a retry
 		// will likely succeed, which a 500 would not suggest.

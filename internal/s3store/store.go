@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"slices"
 	"strings"
@@ -34,7 +35,14 @@ type Store struct {
 	// copies counts server-side copies, which cost the object store a
 	// second write of the blob: tests check which paths avoid them.
 	copies atomic.Int64
+	// sealer, when set, gives what blob objects hold in place of content.
+	sealer storage.Sealer
 }
+
+// SetSealer has every blob written from now on stored as sl seals it
+// (encryption at rest). Upload sessions still hold what clients sent
+// until their commit seals it. Call it before use.
+func (s *Store) SetSealer(sl storage.Sealer) { s.sealer = sl }
 
 // New connects to the bucket. Credentials come from the AWS SDK's default
 // chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, shared config files,
@@ -274,7 +282,11 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 	if err := validate(d); err != nil {
 		return 0, err
 	}
-	key := s.blobKey(d)
+	if s.sealer != nil {
+		// A stored object's size says nothing of the content's: write it
+		// again, verified by the sealer as it goes.
+		return s.putSealed(ctx, d, r)
+	}
 	if stored, err := s.Stat(ctx, d); !replace && err == nil && (size < 0 || stored == size) {
 		h := d.Algorithm().Hash()
 		n, err := io.Copy(h, r)
@@ -286,7 +298,45 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 		}
 		return n, nil
 	}
-	h := d.Algorithm().Hash()
+	return s.write(ctx, d, d.Algorithm().Hash(), r)
+}
+
+// putSealed writes the sealed form of r as blob d and returns the
+// content's size.
+func (s *Store) putSealed(ctx context.Context, d digest.Digest, r io.Reader) (int64, error) {
+	cr := &countingReader{r: r}
+	sealed, err := s.sealer.Seal(ctx, d, cr)
+	if err != nil {
+		return 0, err
+	}
+	_, err = s.write(ctx, d, nil, sealed)
+	if errors.Is(err, storage.ErrDigestMismatch) {
+		err = storage.ErrDigestMismatch
+	}
+	return cr.n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// write stores r at blob d's key, in one PUT if it fits in a part, or as a
+// multipart upload completed only once all of r was read and, with h, its
+// digest matched d. It returns how many bytes of r it read.
+func (s *Store) write(ctx context.Context, d digest.Digest, h hash.Hash, r io.Reader) (int64, error) {
+	key := s.blobKey(d)
+	check := h != nil
+	if !check {
+		h = discardHash{}
+	}
+	verified := func() bool { return !check || digest.NewDigest(d.Algorithm(), h) == d }
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := *bp
@@ -294,7 +344,7 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 	h.Write(buf[:n])
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		if digest.NewDigest(d.Algorithm(), h) != d {
+		if !verified() {
 			return int64(n), storage.ErrDigestMismatch
 		}
 		if err := s.putObject(ctx, key, buf[:n]); err != nil {
@@ -310,7 +360,7 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 	}
 	up := &multipart{s: s, key: key, id: aws.ToString(mp.UploadId)}
 	total, err := up.stream(ctx, buf[:n], r, h)
-	if err == nil && digest.NewDigest(d.Algorithm(), h) != d {
+	if err == nil && !verified() {
 		err = storage.ErrDigestMismatch
 	}
 	if err == nil {
@@ -325,6 +375,16 @@ func (s *Store) put(ctx context.Context, d digest.Digest, size int64, r io.Reade
 	}
 	return total, nil
 }
+
+// discardHash stands in for the hash of content that is not verified
+// here (a sealer verifies it).
+type discardHash struct{}
+
+func (discardHash) Write(p []byte) (int, error) { return len(p), nil }
+func (discardHash) Sum(b []byte) []byte         { return b }
+func (discardHash) Reset()                      {}
+func (discardHash) Size() int                   { return 0 }
+func (discardHash) BlockSize() int              { return 1 }
 
 func (s *Store) putObject(ctx context.Context, key string, b []byte) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{

@@ -1,6 +1,7 @@
 package s3store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -299,6 +300,10 @@ func (s *Store) finish(ctx context.Context, ss *session, st UploadState, end *Up
 				return storage.ErrDigestMismatch
 			}
 		}
+		if s.sealer != nil {
+			_, err := s.putSealed(ctx, d, bytes.NewReader(ss.buf[:ss.fill]))
+			return err
+		}
 		// Stored already, unless in another size (damaged: this repairs it).
 		if n, err := s.Stat(ctx, d); err == nil && n == size {
 			return nil
@@ -322,6 +327,17 @@ func (s *Store) finish(ctx context.Context, ss *session, st UploadState, end *Up
 		if err := s.verifyObject(ctx, staging, d); err != nil {
 			return err
 		}
+	}
+	if s.sealer != nil {
+		// The staged content is read back and sealed into the blob's key:
+		// a copy would store it as the client sent it.
+		out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: &staging})
+		if err != nil {
+			return fmt.Errorf("upload %s: read staged content: %w", st.ID, err)
+		}
+		defer out.Body.Close()
+		_, err = s.putSealed(ctx, d, out.Body)
+		return err
 	}
 	if n, err := s.Stat(ctx, d); err == nil && n == size {
 		return nil

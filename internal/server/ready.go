@@ -76,7 +76,7 @@ type readiness struct {
 }
 
 // readyParts are the parts /readyz checks, in the order it lists them.
-var readyParts = []string{"storage", "database", "changes"}
+var readyParts = []string{"storage", "database", "changes", "encryption"}
 
 // ready answers /readyz: 503 "not ready" when a part cannot be reached, and
 // 200 "degraded" when everything can be read but a part cannot be written
@@ -110,6 +110,16 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			c = check{Status: checkUnreachable, Error: err.Error()}
 		}
 		res.Checks["changes"] = c
+	}
+	// Without its key, content is refused: not ready, so that a load
+	// balancer sends clients to a node that has it.
+	if s.enc != nil {
+		c := check{Status: checkOK}
+		if err := s.enc.Keyring().Check(ctx); err != nil {
+			s.log.Warn("not ready", "part", "encryption", "err", err)
+			c = check{Status: checkUnreachable, Error: "the encryption key is unavailable (see the log)"}
+		}
+		res.Checks["encryption"] = c
 	}
 	status := http.StatusOK
 	for _, c := range res.Checks {

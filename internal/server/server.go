@@ -26,6 +26,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/encryption"
 	"github.com/berth-registry/berth/internal/fsck"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/identity"
@@ -52,6 +53,10 @@ type Server struct {
 	cfg       config.Config
 	log       *slog.Logger
 	blobs     contentStore
+	// enc is the encrypting content store, when encryption is on (blobs
+	// is then enc); rewrapNow starts its rewrap after a rotation.
+	enc       *encryption.Blobs
+	rewrapNow chan struct{}
 	meta      *meta.Store
 	audit     *audit.Log
 	identity  *identity.Service
@@ -100,12 +105,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, meta: md, urls: urls, metrics: metrics.New(), holder: newHolder()}
+	s := &Server{cfg: cfg, log: log, meta: md, urls: urls, metrics: metrics.New(), holder: newHolder(), rewrapNow: make(chan struct{}, 1)}
 	s.integrity = s.metrics.NewIntegrity()
 	redirect, err := s.openContent(ctx)
 	if err != nil {
 		md.Close()
 		return nil, err
+	}
+	if err := s.openEncryption(ctx); err != nil {
+		md.Close()
+		return nil, err
+	}
+	if s.enc != nil && redirect != nil {
+		md.Close()
+		return nil, errors.New("storage redirect: the object store would send clients encrypted content; drop redirect from --storage or turn encryption off")
 	}
 	s.metrics.Gauge("berth_uploads_in_progress", "Upload sessions open in the content store.", func() float64 { return float64(s.blobs.ActiveUploads()) })
 	s.metrics.Gauge("berth_connections_open", "Client connections held.", func() float64 {
@@ -210,6 +223,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		RetryAfter:    tokenauth.RetryAfter,
 		GC:            s.collect,
 		Fsck:          s.check,
+		Encryption:    encryptionAPI{s},
 		ClientIP:      urls.ClientIP,
 		PublicURL:     urls.Base,
 		Network:       s.rules,
@@ -379,6 +393,9 @@ func (s *Server) ServeAdmin(ctx context.Context, ln, admin net.Listener) error {
 	}
 	if s.cfg.ScrubRate > 0 {
 		go s.scrub(ctx)
+	}
+	if s.enc != nil {
+		go s.encryptionJobs(ctx)
 	}
 	if s.cfg.DebugAddr != "" {
 		if err := s.serveDebug(ctx); err != nil {

@@ -57,7 +57,15 @@ type FS struct {
 	// gcMu orders garbage collection's deletes against pushes that find
 	// their content already stored (see touch).
 	gcMu sync.RWMutex
+
+	// sealer, when set, gives what blob files hold in place of content.
+	sealer Sealer
 }
+
+// SetSealer has every blob written from now on stored as sl seals it
+// (encryption at rest). Upload sessions still hold what clients sent
+// until their commit seals it. Call it before use.
+func (s *FS) SetSealer(sl Sealer) { s.sealer = sl }
 
 // SetObserver has fn told how long each operation took (metrics). Call it
 // before use.
@@ -191,6 +199,9 @@ func (s *FS) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Reader
 		return 0, fmt.Errorf("create temporary blob: %w", err)
 	}
 	defer os.Remove(f.Name()) // no-op once renamed
+	if s.sealer != nil {
+		return s.putSealed(ctx, f, d, r)
+	}
 	h := d.Algorithm().Hash()
 	n, err := hashCopy(f, h, r)
 	if err != nil {
@@ -205,6 +216,29 @@ func (s *FS) PutSized(ctx context.Context, d digest.Digest, _ int64, r io.Reader
 		return n, err
 	}
 	return n, nil
+}
+
+// putSealed writes the sealed form of r to f and installs it as blob d;
+// the sealer verifies the content. It returns the content's size.
+func (s *FS) putSealed(ctx context.Context, f *os.File, d digest.Digest, r io.Reader) (int64, error) {
+	cr := &countingReader{r: r}
+	sealed, err := s.sealer.Seal(ctx, d, cr)
+	if err != nil {
+		f.Close()
+		return 0, err
+	}
+	stored, err := copyBuffered(f, sealed)
+	if err != nil {
+		f.Close()
+		if errors.Is(err, ErrDigestMismatch) {
+			return cr.n, ErrDigestMismatch
+		}
+		return cr.n, fmt.Errorf("write blob: %w", err)
+	}
+	if err := s.install(f, d, stored); err != nil {
+		return cr.n, err
+	}
+	return cr.n, nil
 }
 
 // install syncs f (size bytes, verified to be d), closes it and renames it
@@ -531,11 +565,46 @@ func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader
 		s.dropLocked(ctx, id, dir)
 		return u.size, ErrDigestMismatch
 	}
-	if err := s.install(f, d, u.size); err != nil {
+	stored := u.size
+	if s.sealer != nil {
+		// The verified content is sealed into a new file, which replaces
+		// the session's as the one installed.
+		sf, n, err := s.sealFile(ctx, f, d)
+		if err != nil {
+			return u.size, err
+		}
+		defer os.Remove(sf.Name()) // no-op once renamed
+		f, stored = sf, n
+	}
+	if err := s.install(f, d, stored); err != nil {
 		return u.size, err
 	}
 	s.dropLocked(ctx, id, dir)
 	return u.size, nil
+}
+
+// sealFile writes the sealed form of the content in f (closing f) to a
+// new temporary file, returned open.
+func (s *FS) sealFile(ctx context.Context, f *os.File, d digest.Digest) (*os.File, int64, error) {
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, fmt.Errorf("read upload: %w", err)
+	}
+	sealed, err := s.sealer.Seal(ctx, d, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "seal-")
+	if err != nil {
+		return nil, 0, fmt.Errorf("create temporary blob: %w", err)
+	}
+	n, err := copyBuffered(out, sealed)
+	if err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return nil, 0, fmt.Errorf("seal blob: %w", err)
+	}
+	return out, n, nil
 }
 
 // Cancel ends an upload session and removes its data.
