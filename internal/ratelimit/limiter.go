@@ -101,6 +101,11 @@ type tokenState struct {
 	local    bucket // the token's bucket, on one node
 	leased   int64  // requests leased from the shared bucket and not used
 	leasedAt time.Time
+	// emptyUntil is when the shared bucket, found empty, holds a request
+	// again at the soonest: until then requests are refused without
+	// asking the database, so that a client hammering a token over its
+	// limit costs no database work.
+	emptyUntil time.Time
 
 	day      int64
 	loaded   bool  // base was read from the database for day
@@ -355,13 +360,16 @@ func (l *Limiter) take(ctx context.Context, st *tokenState, eff Effective, now t
 		st.leased--
 		return true, 0
 	}
+	if now.Before(st.emptyUntil) {
+		return false, st.emptyUntil.Sub(now)
+	}
 	got, wait, err := l.store.lease(ctx, st.name, now, eff.Rate, eff.Burst, leaseSize(eff.Rate, eff.Burst))
 	if err != nil {
 		l.warn("lease requests", err)
 		return true, 0
 	}
 	if got == 0 {
-		st.leased = 0
+		st.leased, st.emptyUntil = 0, now.Add(wait)
 		return false, wait
 	}
 	st.leased, st.leasedAt = got-1, now

@@ -260,7 +260,7 @@ func (l *Limiter) resetBucket(token string) {
 		return
 	}
 	st.mu.Lock()
-	st.local, st.leased = bucket{}, 0
+	st.local, st.leased, st.emptyUntil = bucket{}, 0, time.Time{}
 	st.mu.Unlock()
 }
 
