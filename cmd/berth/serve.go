@@ -77,6 +77,9 @@ with --config (or BERTH_CONFIG), BERTH_* environment variables, and flags.`,
 	f.StringVar(&flagCfg.DebugAddr, "debug-addr", "", "serve pprof profiles and metrics on this separate address, e.g. 127.0.0.1:6060 (env BERTH_DEBUG_ADDR)")
 	f.DurationVar(&flagCfg.AuditRetention, "audit-retention", flagCfg.AuditRetention, "delete audit records older than this; 0 keeps them (env BERTH_AUDIT_RETENTION)")
 	f.IntVar(&flagCfg.AuditMaxRecords, "audit-max-records", flagCfg.AuditMaxRecords, "keep at most this many audit records, deleting the oldest; 0 for no limit (env BERTH_AUDIT_MAX_RECORDS)")
+	f.BoolVar(&flagCfg.FederationAllowHTTPLoopback, "federation-allow-http-loopback", false, "let federated credentials trust OIDC issuers on plain http at loopback addresses, for tests; otherwise issuers must be https (env BERTH_FEDERATION_ALLOW_HTTP_LOOPBACK)")
+	f.StringVar(&flagCfg.FederationCAFile, "federation-ca-file", "", "PEM file of CAs that OIDC issuers' certificates may chain to, besides the system's (env BERTH_FEDERATION_CA_FILE)")
+	f.DurationVar(&flagCfg.FederationMaxTokenLifetime, "federation-max-token-lifetime", flagCfg.FederationMaxTokenLifetime, "refuse workload OIDC tokens (JWTs) valid for longer than this, from iat to exp (env BERTH_FEDERATION_MAX_TOKEN_LIFETIME)")
 	return cmd
 }
 
@@ -114,6 +117,10 @@ func applyFlags(fs *pflag.FlagSet, cfg *config.Config, f config.Config) {
 		"audit-retention":            func() { cfg.AuditRetention = f.AuditRetention },
 		"audit-max-records":          func() { cfg.AuditMaxRecords = f.AuditMaxRecords },
 		"scrub-rate":                 func() { cfg.ScrubRate = f.ScrubRate },
+
+		"federation-allow-http-loopback": func() { cfg.FederationAllowHTTPLoopback = f.FederationAllowHTTPLoopback },
+		"federation-ca-file":             func() { cfg.FederationCAFile = f.FederationCAFile },
+		"federation-max-token-lifetime":  func() { cfg.FederationMaxTokenLifetime = f.FederationMaxTokenLifetime },
 	}
 	fs.Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

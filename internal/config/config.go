@@ -93,6 +93,14 @@ type Config struct {
 	// are deleted hourly (0: no limit).
 	AuditRetention  time.Duration `yaml:"auditRetention" env:"BERTH_AUDIT_RETENTION"`
 	AuditMaxRecords int           `yaml:"auditMaxRecords" env:"BERTH_AUDIT_MAX_RECORDS"`
+	// FederationAllowHTTPLoopback lets federated credentials trust OIDC
+	// issuers served over plain http on loopback addresses (tests only);
+	// FederationCAFile adds CAs for issuers' certificates;
+	// FederationMaxTokenLifetime is the longest lifetime a workload's JWT
+	// may have.
+	FederationAllowHTTPLoopback bool          `yaml:"federationAllowHTTPLoopback" env:"BERTH_FEDERATION_ALLOW_HTTP_LOOPBACK"`
+	FederationCAFile            string        `yaml:"federationCAFile" env:"BERTH_FEDERATION_CA_FILE"`
+	FederationMaxTokenLifetime  time.Duration `yaml:"federationMaxTokenLifetime" env:"BERTH_FEDERATION_MAX_TOKEN_LIFETIME"`
 }
 
 // DefaultScrubRate re-reads about 340 GB a day: enough to find damage in
@@ -125,6 +133,8 @@ func Default() Config {
 		// About a quarter to half a gigabyte of records at most.
 		AuditRetention:  90 * 24 * time.Hour,
 		AuditMaxRecords: 1_000_000,
+
+		FederationMaxTokenLifetime: 24 * time.Hour,
 	}
 }
 

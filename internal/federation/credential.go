@@ -55,6 +55,9 @@ type Credential struct {
 	// JWKS, when set, holds the issuer's keys: berth fetches nothing for
 	// this credential.
 	JWKS []byte
+	// Serial is the store's serial number of the credential, passed
+	// through, so that a credential deleted and made again is another.
+	Serial uint64
 }
 
 // ValidateName checks a federated credential's name: 3 to 120 letters,

@@ -47,7 +47,10 @@ func TestVerifyChecks(t *testing.T) {
 	}{
 		{name: "github token", claims: ok()},
 		{name: "subject glob", claims: with("sub", "repo:acme/app:ref:refs/heads/release/1"),
-			cred: func(c federation.Credential) federation.Credential { c.Subject = "repo:acme/app:ref:refs/heads/*"; return c }},
+			cred: func(c federation.Credential) federation.Credential {
+				c.Subject = "repo:acme/app:ref:refs/heads/*"
+				return c
+			}},
 		{name: "audience in a list", claims: with("aud", []string{"other", "berth"})},
 		{name: "skew tolerated", claims: with("nbf", now.Add(10*time.Second).Unix())},
 		{name: "wrong issuer", claims: with("iss", "https://evil.example"), want: federation.CheckIssuer},

@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -249,7 +250,11 @@ func (s *Service) ResolveClaims(c *auth.Claims) (auth.Identity, error) {
 		return auth.Identity{}, authErr(c.Kind.String() + " credentials changed since this token was issued")
 	}
 	var sl *slot
-	if p.kind != auth.KindUser {
+	if fed, ok := strings.CutPrefix(c.Slot, FederatedSlotPrefix); ok && p.kind == auth.KindToken {
+		if err := checkFederatedSlot(p, fed, c.SlotSerial); err != nil {
+			return auth.Identity{}, err
+		}
+	} else if p.kind != auth.KindUser {
 		sl = p.slots[c.Slot]
 		switch {
 		case sl == nil:

@@ -194,7 +194,7 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*stat
 	}
 
 	if only != nil && !only.Admin {
-		return s.readPasswords(ctx, tx, st, only)
+		return s.readTokenCredentials(ctx, tx, st, only)
 	}
 	st.admin = &principal{kind: auth.KindAdmin, name: s.opts.RegistryName, slots: map[string]*slot{}}
 	settings := map[string]string{}
@@ -217,7 +217,17 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*stat
 		st.admin.generation = 1
 	}
 
-	return s.readPasswords(ctx, tx, st, only)
+	return s.readTokenCredentials(ctx, tx, st, only)
+}
+
+// readTokenCredentials reads the password slots and the federated
+// credentials of st's tokens (and the admin user's slots).
+func (s *Service) readTokenCredentials(ctx context.Context, tx *sqldb.Tx, st *state, only *touchSet) (*state, error) {
+	st, err := s.readPasswords(ctx, tx, st, only)
+	if err != nil {
+		return nil, err
+	}
+	return s.readFederated(ctx, tx, st, only)
 }
 
 // readPasswords reads the password slots of st's tokens and admin user.

@@ -1,6 +1,11 @@
 package identity
 
-import "github.com/berth-registry/berth/internal/auth"
+import (
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
 
 // ResolveRefresh resolves the claims of a verified refresh token as
 // ResolveClaims does, against the identity's current state, and returns
@@ -13,7 +18,14 @@ func (s *Service) ResolveRefresh(c *auth.Claims) (Login, error) {
 		return Login{}, err
 	}
 	sub := auth.Subject{Kind: c.Kind, Name: c.Subject, Slot: c.Slot, Generation: c.Generation, SlotSerial: c.SlotSerial}
-	if c.Kind != auth.KindUser {
+	if strings.HasPrefix(c.Slot, FederatedSlotPrefix) {
+		// A federated login's refresh tokens are never renewed past the
+		// first one's expiry, which is the JWT's: the workload proves
+		// itself again with a new JWT.
+		if c.ExpiresAt > 0 {
+			sub.Expiry = time.Unix(c.ExpiresAt, 0)
+		}
+	} else if c.Kind != auth.KindUser {
 		s.mu.RLock()
 		p := s.tokens[c.Subject]
 		if c.Kind == auth.KindAdmin {

@@ -15,7 +15,10 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 	if err := db.Migrate(ctx, "identity", migrations(db.Engine())); err != nil {
 		return err
 	}
-	return db.Migrate(ctx, AssignmentsComponent, assignmentsMigrations[db.Engine()])
+	if err := db.Migrate(ctx, AssignmentsComponent, assignmentsMigrations[db.Engine()]); err != nil {
+		return err
+	}
+	return migrateFederation(ctx, db)
 }
 
 // SchemaVersion is the version of the identity schema on engine e.

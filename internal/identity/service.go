@@ -95,6 +95,9 @@ type Options struct {
 	// Extensions are state kept beside the identities and changed as they
 	// are (ChangeExtension); their tables must exist before Open.
 	Extensions []Extension
+	// FederationAllowHTTPLoopback lets federated credentials trust http
+	// issuers on loopback addresses (tests); otherwise issuers are https.
+	FederationAllowHTTPLoopback bool
 
 	// inTx, when set (tests), runs inside every transaction before it
 	// commits.
@@ -196,6 +199,9 @@ type principal struct {
 	slots       map[string]*slot
 	lastUsed    atomic.Int64 // unix ms; 0 = never
 	flushed     atomic.Int64 // lastUsed as last written to the database
+
+	// federated holds a token's federated credentials by name.
+	federated map[string]*fedCred
 }
 
 type slot struct {

@@ -435,6 +435,9 @@ func (s *Service) DeleteToken(ctx context.Context, actor auth.Identity, name str
 		if _, err := tx.ExecContext(ctx, `DELETE FROM passwords WHERE owner_kind = 'token' AND owner = ?`, name); err != nil {
 			return fmt.Errorf("delete token passwords: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM federated_credentials WHERE token = ?`, name); err != nil {
+			return fmt.Errorf("delete token federated credentials: %w", err)
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE name = ?`, name); err != nil {
 			return fmt.Errorf("delete token: %w", err)
 		}

@@ -43,6 +43,7 @@ var components = []component{
 	{"identity", identity.SchemaVersion},
 	{"encryption", encryption.SchemaVersion},
 	{identity.AssignmentsComponent, identity.AssignmentsSchemaVersion},
+	{identity.FederationComponent, identity.FederationSchemaVersion},
 	{"audit", audit.SchemaVersion},
 	{"netrule", netrule.SchemaVersion},
 	{"ratelimit", ratelimit.SchemaVersion},

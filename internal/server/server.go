@@ -166,6 +166,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		RefreshTTL:    cfg.RefreshTokenTTL,
 		Audit:         s.audit,
 		Logger:        log,
+
+		FederationAllowHTTPLoopback: cfg.FederationAllowHTTPLoopback,
 	})
 	if err != nil {
 		s.audit.Close()
@@ -174,6 +176,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	}
 	s.rules.Attach(s.identity)
 	s.metrics.CounterFunc("berth_network_denied_total", "Requests refused by the network rules (registry-wide or a token's allowed addresses).", func() float64 { return float64(s.networkDenials.Load()) })
+	fed, err := federationVerifier(cfg, log)
+	if err != nil {
+		s.identity.Close()
+		s.audit.Close()
+		md.Close()
+		return nil, err
+	}
 	if err := s.openLimits(ctx); err != nil {
 		s.identity.Close()
 		s.audit.Close()
@@ -197,6 +206,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		Limiter:       limiter,
 		ObserveAuth:   s.metrics.ObserveAuth,
 		Network:       s.rules,
+		Federation:    fed,
 	})
 	reg := registry.New(registry.Options{
 		Blobs:        s.blobs,

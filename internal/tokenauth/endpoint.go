@@ -23,6 +23,11 @@ type tokenResponse struct {
 	IssuedAt     string `json:"issued_at"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// TokenType and IssuedTokenType are OAuth2's and RFC 8693's.
+	TokenType       string `json:"token_type,omitempty"`
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
+	// Username is the token a token exchange logged in as.
+	Username string `json:"username,omitempty"`
 }
 
 type oauthError struct {
@@ -149,8 +154,10 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.observe("refresh", "success")
 		login.Identity.Bearer = nil // a refresh token carries no access claim to narrow by
 		s.issue(w, r, login.Identity, login.Subject, scopes, false, true)
+	case GrantTokenExchange:
+		s.tokenExchange(w, r, scopes)
 	default:
-		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password or refresh_token", nil)
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password, refresh_token or "+GrantTokenExchange, nil)
 	}
 }
 
@@ -232,6 +239,14 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity
 		sc = append(sc, a.Type+":"+a.Name+":"+strings.Join(a.Actions, ","))
 	}
 	resp.Scope = strings.Join(sc, " ")
+	resp.TokenType = "Bearer"
+	if r.Method == http.MethodPost && r.PostForm.Get("grant_type") == GrantTokenExchange {
+		resp.IssuedTokenType, resp.Username = TokenTypeAccessToken, sub.Name
+	}
+	writeToken(w, resp)
+}
+
+func writeToken(w http.ResponseWriter, resp tokenResponse) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(resp)

@@ -101,7 +101,7 @@ func TestTokenEndpoint(t *testing.T) {
 		{"no credentials, no anonymous pull", get("service=berth&scope=repository:team/app:pull", "", ""), 401, "", false, "invalid_client", "authentication required"},
 		{"malformed Basic", malformed, 401, "", false, "invalid_client", "malformed"},
 		{"another service", get("service=elsewhere", "reader", pw), 400, "", false, "invalid_request", `unknown service "elsewhere"`},
-		{"unknown grant", post(url.Values{"grant_type": {"client_credentials"}}), 400, "", false, "unsupported_grant_type", "password or refresh_token"},
+		{"unknown grant", post(url.Values{"grant_type": {"client_credentials"}}), 400, "", false, "unsupported_grant_type", "password, refresh_token or urn:ietf:params:oauth:grant-type:token-exchange"},
 		{"bad refresh token", post(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"not-a-token"}}), 401, "", false, "invalid_grant", "invalid refresh token"},
 		{"form too large", huge, 413, "", false, "invalid_request", "larger than"},
 		{"PUT", httptest.NewRequest(http.MethodPut, "/oauth2/token", nil), 405, "", false, "invalid_request", "GET or POST"},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/federation"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/publicurl"
 )
@@ -33,11 +34,15 @@ type Options struct {
 	AnonymousPull bool
 	Now           func() time.Time
 	// ObserveAuth, when set, is told each authentication's kind (basic,
-	// bearer, password, refresh) and result (success, failure, limited).
+	// bearer, password, refresh, federated) and result (success, failure,
+	// limited).
 	ObserveAuth func(kind, result string)
 	// Network, when set, refuses requests from addresses the network
 	// rules do not allow.
 	Network NetworkRules
+	// Federation verifies the JWTs of federated logins; nil means one
+	// with the defaults (https issuers only).
+	Federation *federation.Verifier
 }
 
 // Service authenticates HTTP requests.
@@ -51,6 +56,7 @@ type Service struct {
 	anon    *auth.Policy
 	observe func(kind, result string)
 	net     NetworkRules
+	fed     *federation.Verifier
 
 	// verified caches access tokens whose signature has been checked, so a
 	// client reusing its token costs a map lookup, not an Ed25519 verify.
@@ -81,7 +87,10 @@ func New(o Options) *Service {
 	if o.ObserveAuth == nil {
 		o.ObserveAuth = func(string, string) {}
 	}
-	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now, observe: o.ObserveAuth, net: o.Network}
+	if o.Federation == nil {
+		o.Federation = federation.NewVerifier(federation.Options{Logger: o.Logger, Now: o.Now})
+	}
+	s := &Service{id: o.Identity, audit: o.Audit, urls: o.URLs, limiter: o.Limiter, log: o.Logger, now: o.Now, observe: o.ObserveAuth, net: o.Network, fed: o.Federation}
 	if o.AnonymousPull {
 		acts, _ := auth.RepositoryActions("*", "content/read")
 		s.anon = auth.MustCompile(auth.ScopeMap{Name: "anonymous-pull", Type: auth.UserDefined, Actions: acts})
@@ -223,6 +232,9 @@ func (s *Service) login(r *http.Request, user, pass string, viaTokenEndpoint boo
 	}
 	if err := s.id.Current(); err != nil {
 		return identity.Login{}, unavailable(err)
+	}
+	if login, f, ok := s.passwordLogin(r, user, pass, viaTokenEndpoint); ok {
+		return login, f
 	}
 	var login identity.Login
 	err := s.limiter.AttemptVouched(user, ip, func() bool { return s.id.Remembered(user, pass) }, func() (err error) {
