@@ -136,7 +136,7 @@ func federatedViews(p *principal) []FederatedCredential {
 
 // ListFederatedCredentials returns a token's federated credentials, by name.
 func (s *Service) ListFederatedCredentials(actor auth.Identity, token string) ([]FederatedCredential, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -145,12 +145,15 @@ func (s *Service) ListFederatedCredentials(actor auth.Identity, token string) ([
 	if p == nil {
 		return nil, errf(ErrNotFound, "token %q not found", token)
 	}
+	if err := s.checkToken(actor, auth.ViewManagement, p); err != nil {
+		return nil, err
+	}
 	return federatedViews(p), nil
 }
 
 // GetFederatedCredential returns one federated credential of a token.
 func (s *Service) GetFederatedCredential(actor auth.Identity, token, name string) (FederatedCredential, error) {
-	if err := s.authorize(actor, auth.ViewManagement); err != nil {
+	if err := s.authorizeSome(actor, auth.ViewManagement); err != nil {
 		return FederatedCredential{}, err
 	}
 	s.mu.RLock()
@@ -158,6 +161,9 @@ func (s *Service) GetFederatedCredential(actor auth.Identity, token, name string
 	p := s.tokens[token]
 	if p == nil {
 		return FederatedCredential{}, errf(ErrNotFound, "token %q not found", token)
+	}
+	if err := s.checkToken(actor, auth.ViewManagement, p); err != nil {
+		return FederatedCredential{}, err
 	}
 	f := p.federated[name]
 	if f == nil {
@@ -169,7 +175,7 @@ func (s *Service) GetFederatedCredential(actor auth.Identity, token, name string
 // CreateFederatedCredential adds a federated credential to a token. An
 // empty audience means the registry's name.
 func (s *Service) CreateFederatedCredential(ctx context.Context, actor auth.Identity, token string, spec FederatedCredential) (FederatedCredential, error) {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return FederatedCredential{}, err
 	}
 	if spec.Audience == "" {
@@ -207,6 +213,9 @@ func (s *Service) CreateFederatedCredential(ctx context.Context, actor auth.Iden
 	p := s.tokens[token]
 	if p == nil {
 		return FederatedCredential{}, errf(ErrNotFound, "token %q not found", token)
+	}
+	if err := s.checkToken(actor, auth.ManageTokens, p); err != nil {
+		return FederatedCredential{}, err
 	}
 	for n := range p.federated {
 		if strings.EqualFold(n, spec.Name) {
@@ -250,7 +259,7 @@ func (s *Service) CreateFederatedCredential(ctx context.Context, actor auth.Iden
 // DeleteFederatedCredential deletes a federated credential of a token; the
 // access and refresh tokens issued through it stop working at once.
 func (s *Service) DeleteFederatedCredential(ctx context.Context, actor auth.Identity, token, name string) error {
-	if err := s.authorize(actor, auth.ManageTokens); err != nil {
+	if err := s.authorizeSome(actor, auth.ManageTokens); err != nil {
 		return err
 	}
 	s.writeMu.Lock()
@@ -258,6 +267,9 @@ func (s *Service) DeleteFederatedCredential(ctx context.Context, actor auth.Iden
 	p := s.tokens[token]
 	if p == nil {
 		return errf(ErrNotFound, "token %q not found", token)
+	}
+	if err := s.checkToken(actor, auth.ManageTokens, p); err != nil {
+		return err
 	}
 	if p.federated[name] == nil {
 		return errf(ErrNotFound, "token %q has no federated credential %q", token, name)
