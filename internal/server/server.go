@@ -255,6 +255,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		ClientIP: urls.ClientIP,
 		// Several nodes on PostgreSQL share one portal.
 		SharedSessions: sharedIf(md.Database()),
+		Network:        s.rules,
 		Limits:         s.limitSettings,
 	}))
 	// Every listener answers the probes and the token endpoint (the CLI

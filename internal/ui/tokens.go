@@ -210,7 +210,8 @@ type tokenData struct {
 	Once      string
 	MinDate   string
 	Errors    map[string]string
-	Limits    *limitsView // nil without a limiter
+	Limits    *limitsView     // nil without a limiter
+	Addresses *tokenAddresses // nil without network rules
 }
 
 func (h *Handler) tokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -239,6 +240,7 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	d.Limits = h.tokenLimits(r, rq, t)
+	d.Addresses = h.tokenAddressesView(r, rq, t)
 	h.render(w, r, rq, status, "token.html", view{Title: "Token " + t.Name, Nav: "tokens", Error: msg, Data: d})
 }
 

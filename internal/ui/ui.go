@@ -77,6 +77,9 @@ type Options struct {
 	// form nonces) in that database, so that several nodes serve one
 	// portal; nil keeps them in memory, for a single node.
 	SharedSessions *sqldb.DB
+	// Network, when set, serves the network page and the allowed
+	// addresses on tokens' pages.
+	Network NetworkRules
 	// Limits, when set, shows and changes tokens' limits on their pages.
 	Limits *ratelimit.Settings
 }
@@ -100,6 +103,7 @@ type Handler struct {
 	cop       *http.CrossOriginProtection
 	mux       *http.ServeMux
 	limits    *ratelimit.Settings
+	network   NetworkRules
 }
 
 // New returns the portal handler. It panics if Identity or Meta is nil, or
@@ -147,6 +151,7 @@ func New(o Options) *Handler {
 		cop:      http.NewCrossOriginProtection(),
 		mux:      http.NewServeMux(),
 		limits:   o.Limits,
+		network:  o.Network,
 	}
 	if o.SharedSessions != nil {
 		h.sessions.shared = &sharedSessions{db: o.SharedSessions, log: o.Logger}
@@ -197,6 +202,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /users/{name}/delete", h.action(h.deleteUser))
 
 	m.HandleFunc("GET /audit", h.page(h.auditPage))
+	h.networkRoutes()
 
 	m.HandleFunc("GET /static/{file}", h.serveStatic)
 	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
