@@ -313,6 +313,29 @@ func TestPortal(t *testing.T) {
 		"/scope-maps/new", "/tokens", "/tokens/new", "/tokens/ci-demo", "/access-keys", "/users", "/users/" + srv.Username,
 		"/audit", "/account"}, "nav.mainnav")
 
+	// The push refused to ci-demo left a trace: the denials of other/app,
+	// with what was asked and what the token lacks, and an export.
+	run("find the refused push",
+		chromedp.Navigate(base+"/audit"),
+		chromedp.WaitVisible(chromedp.ID("repository")),
+		chromedp.SendKeys(chromedp.ID("repository"), "other/app"),
+		chromedp.SetValue(chromedp.ID("result"), "denied"),
+		chromedp.Submit(chromedp.ID("repository")),
+		chromedp.WaitVisible(chromedp.ID("export-csv")),
+		shot("audit-denied"),
+	)
+	html = read("read the denials", chromedp.OuterHTML(chromedp.CSS("main")))
+	if !strings.Contains(html, "lacks <code>content/read,content/write</code>") || !strings.Contains(html, ">ci-demo<") || strings.Contains(html, "demo/app:v1") {
+		t.Errorf("the denied list for other/app does not show ci-demo's refused push (or shows other events)")
+	}
+	if href := read("read the export link", chromedp.Evaluate[string](`document.getElementById("export-csv").getAttribute("href")`)); href != "/audit/export?format=csv&repository=other%2Fapp&result=denied" {
+		t.Errorf("CSV export link %q", href)
+	}
+	csvText := read("export CSV", chromedp.Evaluate[string](`fetch(document.getElementById("export-csv").href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	if !strings.HasPrefix(csvText, "id,time,") || !strings.Contains(csvText, ",access,failure,ci-demo,token,") || !strings.Contains(csvText, "content/write") {
+		t.Errorf("the CSV export:\n%s", csvText)
+	}
+
 	// A phone-width window and the dark scheme.
 	run("phone width",
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),

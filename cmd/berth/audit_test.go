@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/csv"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,4 +34,57 @@ func TestCLIAuditListShowsCount(t *testing.T) {
 	if len(header) < 4 || header[3] != "COUNT" || len(row) < 5 || row[3] != "3" || row[4] != "owner" {
 		t.Errorf("want COUNT 3 for owner's failed logins:\n%s", out)
 	}
+}
+
+// A token refused a push leaves an audit record, which `audit list`
+// finds by result, repository and identity, and exports as CSV and JSON.
+func TestCLIAuditDenials(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	out := c.ok("token", "create", "-n", "sc-external-users", "--repository", "team/app", "content/read", "-o", "json")
+	var created struct {
+		Credentials struct {
+			Passwords []struct{ Value string } `json:"passwords"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || len(created.Credentials.Passwords) == 0 {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	pw := created.Credentials.Passwords[0].Value
+	for range 2 {
+		req, _ := http.NewRequest("POST", srv.url+"/v2/team/app/blobs/uploads/", nil)
+		req.SetBasicAuth("sc-external-users", pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("push beyond the scope map: %s", resp.Status)
+		}
+	}
+	out = c.ok("audit", "list", "--result", "denied", "--repository", "team/app", "--identity", "sc-external-users")
+	if !strings.Contains(out, "push on team/app, lacks content/write") {
+		t.Errorf("audit list does not show the refused push:\n%s", out)
+	}
+	csvOut := c.ok("audit", "list", "--result", "denied", "--repository", "team/app", "--format", "csv")
+	recs, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+	if err != nil || len(recs) != 2 || recs[0][0] != "id" {
+		t.Fatalf("CSV export: %v\n%s", err, csvOut)
+	}
+	row := map[string]string{}
+	for i, h := range recs[0] {
+		row[h] = recs[1][i]
+	}
+	if row["kind"] != "access" || row["count"] != "2" || row["action"] != "push" || row["missing"] != "content/write" || row["identity"] != "sc-external-users" {
+		t.Errorf("CSV row: %v", row)
+	}
+	var events []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("audit", "list", "--result", "denied", "--format", "json")), &events); err != nil || len(events) == 0 {
+		t.Errorf("JSON export: %v %v", events, err)
+	}
+	if len(c.ok("audit", "list", "--result", "allowed", "--repository", "team/app", "--format", "json")) > 4 {
+		t.Errorf("allowed events for team/app where none were")
+	}
+	c.fails("is after until", "audit", "list", "--since", "2030-02-01T00:00:00Z", "--until", "2030-01-01T00:00:00Z")
 }

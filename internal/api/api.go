@@ -60,6 +60,8 @@ type AuditLog interface {
 	// Write returns once e is committed, for changes.
 	Write(ctx context.Context, e audit.Event) error
 	List(ctx context.Context, f audit.Filter) ([]audit.Event, error)
+	// ListAll is List over every page, for exports.
+	ListAll(ctx context.Context, f audit.Filter, max int) ([]audit.Event, error)
 }
 
 // Options configure a Handler.

@@ -16,10 +16,7 @@ const (
 	maxAuditLimit     = 1000
 )
 
-var (
-	auditKinds   = []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork, audit.KindLimited}
-	auditResults = []string{audit.ResultSuccess, audit.ResultFailure}
-)
+var auditKinds = audit.Kinds
 
 // listAudit lists audit events, newest first.
 func (h *Handler) listAudit(c *call) error {
@@ -29,6 +26,13 @@ func (h *Handler) listAudit(c *call) error {
 	f, err := auditFilter(c.r)
 	if err != nil {
 		return err
+	}
+	switch format := c.r.URL.Query().Get("format"); format {
+	case "":
+	case "csv", "json":
+		return h.exportAudit(c, f, format)
+	default:
+		return badRequest("invalid format=%q: use csv or json, or leave it out for a page of events", format)
 	}
 	out := auditEvents{Value: []audit.Event{}}
 	if h.audit != nil {
@@ -43,13 +47,15 @@ func (h *Handler) listAudit(c *call) error {
 
 func auditFilter(r *http.Request) (audit.Filter, error) {
 	q := r.URL.Query()
-	f := audit.Filter{Identity: q.Get("identity"), Kind: q.Get("kind"), Result: q.Get("result"), Limit: defaultAuditLimit}
+	f := audit.Filter{Identity: q.Get("identity"), Repository: q.Get("repository"), Kind: q.Get("kind"), Limit: defaultAuditLimit}
 	if f.Kind != "" && !slices.Contains(auditKinds, f.Kind) {
 		return f, badRequest("invalid kind=%q: use one of %v", f.Kind, auditKinds)
 	}
-	if f.Result != "" && !slices.Contains(auditResults, f.Result) {
-		return f, badRequest("invalid result=%q: use success or failure", f.Result)
+	res, err := audit.ParseResult(q.Get("result"))
+	if err != nil {
+		return f, badRequest("invalid result=%q: use success (or allowed) or failure (or denied)", q.Get("result"))
 	}
+	f.Result = res
 	for _, t := range []struct {
 		param string
 		dst   *time.Time
@@ -63,6 +69,9 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 			return f, badRequest("invalid %s=%q: use an RFC 3339 time such as 2025-01-31T12:00:00Z", t.param, v)
 		}
 		*t.dst = ts
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Since.After(f.Until) {
+		return f, badRequest("since=%s is after until=%s: nothing can match; swap them", q.Get("since"), q.Get("until"))
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -79,4 +88,22 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 		f.Before = n
 	}
 	return f, nil
+}
+
+// exportAudit answers every event matching f (up to audit.MaxExport, or
+// limit when given) as a CSV or JSON download.
+func (h *Handler) exportAudit(c *call, f audit.Filter, format string) error {
+	events := []audit.Event{}
+	if h.audit != nil {
+		max := 0
+		if c.r.URL.Query().Get("limit") != "" {
+			max = f.Limit
+		}
+		list, err := h.audit.ListAll(c.ctx(), f, max)
+		if err != nil {
+			return err
+		}
+		events = append(events, list...)
+	}
+	return audit.Export(c.w, format, events)
 }

@@ -20,9 +20,14 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +45,28 @@ const (
 	KindPermission = "permission" // scope maps, tokens, passwords, users, admin, attributes
 	KindNetwork    = "network"    // requests refused by the network rules
 	KindLimited    = "limited"    // requests refused for a token's limit (429), folded
+	// KindAccess is a data-plane request (/v2/ or a token request's
+	// scope) that the access decision refused: Action says what was asked,
+	// Missing what the identity lacks. Repeats are folded.
+	KindAccess = "access"
 )
+
+// Kinds lists every event kind, for filters.
+var Kinds = []string{KindLogin, KindPush, KindPull, KindDelete, KindUntag, KindPermission, KindNetwork, KindLimited, KindAccess}
+
+// ParseResult reads a result filter: success or failure, or their
+// synonyms allowed and denied.
+func ParseResult(s string) (string, error) {
+	switch s {
+	case "", ResultSuccess, ResultFailure:
+		return s, nil
+	case "allowed":
+		return ResultSuccess, nil
+	case "denied":
+		return ResultFailure, nil
+	}
+	return "", fmt.Errorf("invalid result %q: use success (or allowed) or failure (or denied)", s)
+}
 
 // Results.
 const (
@@ -64,7 +90,12 @@ type Event struct {
 	Tag          string    `json:"tag,omitempty"`
 	Digest       string    `json:"digest,omitempty"`
 	// Target names what a permission change touched ("token ci", "scope map x").
-	Target     string `json:"target,omitempty"`
+	Target string `json:"target,omitempty"`
+	// Action is what a refused request asked for ("push", "pull",
+	// "delete"), Missing the actions the identity lacks for it
+	// ("content/write").
+	Action     string `json:"action,omitempty"`
+	Missing    string `json:"missing,omitempty"`
 	JwtID      string `json:"jwtId,omitempty"`
 	DurationMs int64  `json:"durationMs,omitempty"`
 	// Count is how many identical events this record stands for: manifest
@@ -76,12 +107,13 @@ type Event struct {
 
 // Filter selects events; zero fields match everything.
 type Filter struct {
-	Identity string
-	Kind     string
-	Result   string
-	Since    time.Time
-	Until    time.Time
-	Limit    int
+	Identity   string
+	Repository string
+	Kind       string
+	Result     string
+	Since      time.Time
+	Until      time.Time
+	Limit      int
 	// Before pages backwards: only events with a smaller ID.
 	Before int64
 }
@@ -159,7 +191,7 @@ type entry struct {
 }
 
 type foldKey struct {
-	kind, result, identity, identityKind, slot, reason, ip, ua, repo, tag, digest string
+	kind, result, identity, identityKind, slot, reason, ip, ua, repo, tag, digest, action, missing string
 }
 
 type foldRow struct {
@@ -492,7 +524,7 @@ const (
 )
 
 func foldable(e Event) (foldKey, bool) {
-	if e.Kind != KindPull && e.Kind != KindNetwork && e.Kind != KindLimited && (e.Kind != KindLogin || e.Result != ResultFailure) {
+	if e.Kind != KindPull && e.Kind != KindNetwork && e.Kind != KindLimited && e.Kind != KindAccess && (e.Kind != KindLogin || e.Result != ResultFailure) {
 		return foldKey{}, false
 	}
 	identity := e.Identity
@@ -503,7 +535,7 @@ func foldable(e Event) (foldKey, bool) {
 		// the usernames it names are worth no more than the count.
 		identity = ""
 	}
-	return foldKey{e.Kind, e.Result, identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest}, true
+	return foldKey{e.Kind, e.Result, identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP, e.UserAgent, e.Repository, e.Tag, e.Digest, e.Action, e.Missing}, true
 }
 
 func within(first, t time.Time) bool {
@@ -518,8 +550,8 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-const insertSQL = `INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertSQL = `INSERT INTO audit(time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time, action, missing)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func insertArgs(e Event, count int, last time.Time) []any {
 	lastMs := e.Time.UnixMilli()
@@ -527,7 +559,7 @@ func insertArgs(e Event, count int, last time.Time) []any {
 		lastMs = last.UnixMilli()
 	}
 	return []any{e.Time.UnixMilli(), e.Kind, e.Result, e.Identity, e.IdentityKind, e.Slot, e.Reason, e.CallerIP,
-		e.UserAgent, e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs, count, lastMs}
+		e.UserAgent, e.Repository, e.Tag, e.Digest, e.Target, e.JwtID, e.DurationMs, count, lastMs, e.Action, e.Missing}
 }
 
 // write commits batch in one transaction; only then does it remember the
@@ -703,6 +735,9 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Identity != "" {
 		add("identity = ?", f.Identity)
 	}
+	if f.Repository != "" {
+		add("repository = ?", f.Repository)
+	}
 	if f.Kind != "" {
 		add("kind = ?", f.Kind)
 	}
@@ -718,7 +753,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Before > 0 {
 		add("id < ?", f.Before)
 	}
-	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time FROM audit`
+	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time, action, missing FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -737,7 +772,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 		var e Event
 		var t, last int64
 		if err := rows.Scan(&e.ID, &t, &e.Kind, &e.Result, &e.Identity, &e.IdentityKind, &e.Slot, &e.Reason, &e.CallerIP, &e.UserAgent,
-			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs, &e.Count, &last); err != nil {
+			&e.Repository, &e.Tag, &e.Digest, &e.Target, &e.JwtID, &e.DurationMs, &e.Count, &last, &e.Action, &e.Missing); err != nil {
 			return nil, fmt.Errorf("scan audit event: %w", err)
 		}
 		e.Time = time.UnixMilli(t).UTC()
@@ -794,6 +829,9 @@ var sqliteMigrations = []string{
 	);
 	CREATE INDEX IF NOT EXISTS audit_time ON audit(time);
 	CREATE INDEX IF NOT EXISTS audit_identity ON audit(identity, time);`,
+	`ALTER TABLE audit ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE audit ADD COLUMN missing TEXT NOT NULL DEFAULT '';
+	CREATE INDEX IF NOT EXISTS audit_repository ON audit(repository, time);`,
 }
 
 var postgresMigrations = []string{
@@ -819,4 +857,89 @@ var postgresMigrations = []string{
 	);
 	CREATE INDEX audit_time ON audit(time);
 	CREATE INDEX audit_identity ON audit(identity, time);`,
+	`ALTER TABLE audit ADD COLUMN action TEXT NOT NULL DEFAULT '';
+	ALTER TABLE audit ADD COLUMN missing TEXT NOT NULL DEFAULT '';
+	CREATE INDEX audit_repository ON audit(repository, time);`,
+}
+
+// MaxExport bounds the events one export returns.
+const MaxExport = 100000
+
+// ListAll returns every event matching f, newest first, up to max (at
+// most MaxExport), a page at a time; f.Limit is ignored.
+func (l *Log) ListAll(ctx context.Context, f Filter, max int) ([]Event, error) {
+	if max <= 0 || max > MaxExport {
+		max = MaxExport
+	}
+	var out []Event
+	f.Limit = 1000
+	for len(out) < max {
+		page, err := l.List(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < f.Limit {
+			break
+		}
+		f.Before = page[len(page)-1].ID
+	}
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out, nil
+}
+
+// csvHeader names the columns of WriteCSV, as the JSON fields are named.
+var csvHeader = []string{"id", "time", "lastTime", "count", "kind", "result", "identity", "identityKind", "credential",
+	"repository", "tag", "digest", "action", "missing", "target", "reason", "callerIpAddress", "userAgent", "durationMs"}
+
+// WriteCSV writes events as CSV with a header row. A cell that a
+// spreadsheet would run as a formula (it starts with =, +, -, @, a tab or
+// a carriage return) is prefixed with a quote: repository names, user
+// agents and reasons come from clients.
+func WriteCSV(w io.Writer, events []Event) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return err
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	for _, e := range events {
+		row := []string{strconv.FormatInt(e.ID, 10), ts(e.Time), ts(e.LastTime), strconv.Itoa(max(e.Count, 1)), e.Kind, e.Result,
+			e.Identity, e.IdentityKind, e.Slot, e.Repository, e.Tag, e.Digest, e.Action, e.Missing, e.Target, e.Reason,
+			e.CallerIP, e.UserAgent, strconv.FormatInt(e.DurationMs, 10)}
+		for i, c := range row {
+			if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+				row[i] = "'" + c
+			}
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Export writes events as a download: format "csv" (WriteCSV) or "json"
+// (an array of events), with a Content-Disposition naming the file.
+func Export(w http.ResponseWriter, format string, events []Event) error {
+	name := "berth-audit-" + time.Now().UTC().Format("20060102T150405Z")
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if format == "csv" {
+		h.Set("Content-Type", "text/csv; charset=utf-8")
+		h.Set("Content-Disposition", `attachment; filename="`+name+`.csv"`)
+		return WriteCSV(w, events)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(events)
 }

@@ -232,6 +232,9 @@ func TestWriteIsCommittedOnReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer md.Close()
+	if err := Migrate(t.Context(), md.Database()); err != nil {
+		t.Fatal(err)
+	}
 	l := New(md.Database(), nil)
 	defer l.Close()
 	const writers = 20

@@ -1,12 +1,14 @@
 package tokenauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -85,6 +87,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 			if auth.CanListCatalog(policy) {
 				return nil, s.insufficientScope(r, need)
 			}
+			s.recordDenial(r, id, "", "catalog", "")
 			return nil, &registry.Error{Code: registry.CodeDenied,
 				Message: fmt.Sprintf("%s may not list the catalog", id)}
 		default:
@@ -95,6 +98,15 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 				return nil, s.insufficientScope(r, need)
 			}
 			if err := auth.CheckOperation(policy, acc.Name, acc.Op); err != nil {
+				missing := ""
+				var denied *auth.DeniedError
+				if errors.As(err, &denied) {
+					missing = denied.Missing.String()
+					if denied.Or != auth.NoActions {
+						missing += " (or " + denied.Or.String() + ")"
+					}
+				}
+				s.recordDenial(r, id, acc.Name, string(acc.Action), missing)
 				return nil, &registry.Error{Code: registry.CodeDenied, Message: "requested access to the resource is denied: " + err.Error(),
 					Detail: []map[string]string{{"Type": "repository", "Name": acc.Name, "Action": string(acc.Action)}}}
 			}
@@ -186,4 +198,22 @@ func challengeScope(need []registry.Access) string {
 		parts = append(parts, "repository:"+acc.Name+":"+strings.Join(actions, ","))
 	}
 	return strings.Join(parts, " ")
+}
+
+// recordDenial puts a request the access decision refused into the audit
+// log, so that an owner can answer "why was this token refused?". It only
+// queues the record: identical denials within audit.FoldWindow become one
+// record with a count, so a flood of refused requests costs a row a
+// minute per source, and retention bounds the rest.
+func (s *Service) recordDenial(r *http.Request, id auth.Identity, repo, action, missing string) {
+	if s.audit == nil {
+		return
+	}
+	e := audit.Event{Kind: audit.KindAccess, Result: audit.ResultFailure, Identity: caller{id}.Name(), IdentityKind: id.Kind.String(),
+		Repository: repo, Action: action, Missing: missing, Reason: "denied",
+		CallerIP: s.urls.ClientIP(r), UserAgent: r.UserAgent()}
+	if id.Kind == auth.KindAnonymous {
+		e.Identity = ""
+	}
+	s.audit.Record(e)
 }

@@ -203,6 +203,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, id auth.Identity
 	// Clients ask for "pull" to list tags (docker, crane, skopeo): reading a
 	// repository's content implies asking to read its metadata too. What is
 	// granted is still only what the identity is allowed.
+	if sub.Kind != auth.KindAnonymous {
+		s.recordScopeDenials(r, id, scopes)
+	}
 	for i := range scopes {
 		if scopes[i].Type == auth.ScopeTypeRepository && scopes[i].Actions.Has(auth.ContentRead) {
 			scopes[i].Actions |= auth.MetadataRead
@@ -250,4 +253,23 @@ func writeToken(w http.ResponseWriter, resp tokenResponse) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(resp)
+}
+
+// recordScopeDenials audits each repository scope of a token request
+// that asks for actions the identity lacks: the token is issued without
+// them (as the token spec says), and the refused push or pull that
+// follows would otherwise leave no trace of why.
+func (s *Service) recordScopeDenials(r *http.Request, id auth.Identity, scopes []auth.Scope) {
+	for _, sc := range scopes {
+		switch sc.Type {
+		case auth.ScopeTypeRepository:
+			if missing := sc.Actions &^ auth.Allowed(id, sc.Name); missing != auth.NoActions {
+				s.recordDenial(r, id, sc.Name, strings.Join(sc.Actions.TokenNames(), ","), missing.String())
+			}
+		case auth.ScopeTypeRegistry:
+			if sc.Name == auth.CatalogName && !auth.CanListCatalog(id) {
+				s.recordDenial(r, id, "", "catalog", "")
+			}
+		}
+	}
 }

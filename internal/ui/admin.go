@@ -276,13 +276,26 @@ type auditData struct {
 	Kinds   []string
 	Events  []audit.Event
 	Older   template.URL // the next (older) page
+	Query   template.URL // the filter, for the export links
 	Errors  map[string]string
 	Newest  bool
 	Results []string
 }
 
 type auditFilter struct {
-	Identity, Kind, Result, Since, Until string
+	Identity, Repository, Kind, Result, Since, Until string
+}
+
+// query is the filter as URL parameters, for links to other pages and
+// exports of the same list.
+func (f auditFilter) query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"identity": f.Identity, "repository": f.Repository, "kind": f.Kind, "result": f.Result, "since": f.Since, "until": f.Until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
 }
 
 const auditPerPage = 50
@@ -314,22 +327,16 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	q := r.URL.Query()
-	f := auditFilter{Identity: strings.TrimSpace(q.Get("identity")), Kind: q.Get("kind"), Result: q.Get("result"),
-		Since: q.Get("since"), Until: q.Get("until")}
-	d := auditData{Filter: f, Errors: map[string]string{}, Newest: q.Get("before") == "",
-		Kinds:   []string{audit.KindLogin, audit.KindPush, audit.KindPull, audit.KindDelete, audit.KindUntag, audit.KindPermission, audit.KindNetwork, audit.KindLimited},
-		Results: []string{audit.ResultSuccess, audit.ResultFailure}}
-	filter := audit.Filter{Identity: f.Identity, Kind: f.Kind, Result: f.Result, Limit: auditPerPage}
-	var err error
-	if filter.Since, err = parseLocal(f.Since); err != nil {
-		d.Errors["since"] = capitalize(err.Error()) + "."
+	f := auditFilter{Identity: strings.TrimSpace(q.Get("identity")), Repository: strings.TrimSpace(q.Get("repository")),
+		Kind: q.Get("kind"), Result: q.Get("result"), Since: q.Get("since"), Until: q.Get("until")}
+	d := auditData{Filter: f, Errors: map[string]string{}, Newest: q.Get("before") == "", Kinds: audit.Kinds,
+		Results: []string{"allowed", "denied"}}
+	filter, err := h.auditFilter(f, d.Errors)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
 	}
-	if filter.Until, err = parseLocal(f.Until); err != nil {
-		d.Errors["until"] = capitalize(err.Error()) + "."
-	}
-	if len(d.Errors) == 0 && !filter.Since.IsZero() && !filter.Until.IsZero() && filter.Since.After(filter.Until) {
-		d.Errors["until"] = fmt.Sprintf("The until date (%s) is before the from date (%s): swap them, or clear one.", f.Until, f.Since)
-	}
+	filter.Limit = auditPerPage
 	if b := q.Get("before"); b != "" {
 		fmt.Sscan(b, &filter.Before)
 	}
@@ -342,15 +349,71 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 			return
 		}
 		if len(d.Events) == auditPerPage {
-			next := url.Values{}
-			for k, v := range map[string]string{"identity": f.Identity, "kind": f.Kind, "result": f.Result, "since": f.Since, "until": f.Until} {
-				if v != "" {
-					next.Set(k, v)
-				}
-			}
+			next := f.query()
 			next.Set("before", fmt.Sprint(d.Events[len(d.Events)-1].ID))
 			d.Older = template.URL("/audit?" + next.Encode())
 		}
 	}
+	d.Query = template.URL(f.query().Encode())
 	h.render(w, r, rq, status, "audit.html", view{Title: "Audit log", Nav: "audit", Data: d})
+}
+
+// auditExport downloads the filtered audit log as CSV or JSON, every
+// matching event (up to audit.MaxExport), as GET /api/v1/audit?format=
+// does.
+func (h *Handler) auditExport(w http.ResponseWriter, r *http.Request, rq *request) {
+	if !rq.can(auth.ReadAudit) || h.audit == nil {
+		h.forbidden(w, r, rq, "read the audit log")
+		return
+	}
+	q := r.URL.Query()
+	format := q.Get("format")
+	if format != "csv" && format != "json" {
+		h.renderError(w, r, rq, http.StatusBadRequest, "Bad request", fmt.Sprintf("Unknown export format %q: use csv or json.", format))
+		return
+	}
+	f := auditFilter{Identity: strings.TrimSpace(q.Get("identity")), Repository: strings.TrimSpace(q.Get("repository")),
+		Kind: q.Get("kind"), Result: q.Get("result"), Since: q.Get("since"), Until: q.Get("until")}
+	errs := map[string]string{}
+	filter, err := h.auditFilter(f, errs)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, 0, len(errs))
+		for _, m := range errs {
+			msgs = append(msgs, m)
+		}
+		h.renderError(w, r, rq, http.StatusUnprocessableEntity, "Nothing to export", strings.Join(msgs, " "))
+		return
+	}
+	events, err := h.audit.ListAll(r.Context(), filter, 0)
+	if err != nil {
+		h.fail(w, r, rq, err)
+		return
+	}
+	if err := audit.Export(w, format, events); err != nil {
+		h.log.Error("audit export", "err", err)
+	}
+}
+
+// auditFilter checks the audit page's filter fields, putting messages
+// for people into errs by field.
+func (h *Handler) auditFilter(f auditFilter, errs map[string]string) (audit.Filter, error) {
+	filter := audit.Filter{Identity: f.Identity, Repository: f.Repository, Kind: f.Kind}
+	var err error
+	if filter.Result, err = audit.ParseResult(f.Result); err != nil {
+		errs["result"] = capitalize(err.Error()) + "."
+	}
+	if filter.Since, err = parseLocal(f.Since); err != nil {
+		errs["since"] = capitalize(err.Error()) + "."
+	}
+	if filter.Until, err = parseLocal(f.Until); err != nil {
+		errs["until"] = capitalize(err.Error()) + "."
+	}
+	if len(errs) == 0 && !filter.Since.IsZero() && !filter.Until.IsZero() && filter.Since.After(filter.Until) {
+		errs["until"] = fmt.Sprintf("The until date (%s) is before the from date (%s): swap them, or clear one.", f.Until, f.Since)
+	}
+	return filter, nil
 }

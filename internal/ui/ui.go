@@ -202,6 +202,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /users/{name}/delete", h.action(h.deleteUser))
 
 	m.HandleFunc("GET /audit", h.page(h.auditPage))
+	m.HandleFunc("GET /audit/export", h.page(h.auditExport))
 	h.networkRoutes()
 
 	m.HandleFunc("GET /static/{file}", h.serveStatic)
