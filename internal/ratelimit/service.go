@@ -271,15 +271,18 @@ func (l *Limiter) usage(ctx context.Context, token string, eff Effective) (Usage
 	l.mu.Lock()
 	st := l.tokens[token]
 	l.mu.Unlock()
+	// What this node counts with (every node's totals as of its last
+	// sync, and its own since), or else the database's.
+	counted := false
 	if st != nil {
 		st.mu.Lock()
 		if st.day == dayOf(now) && st.loaded {
 			used := st.used()
-			u.PulledBytes, u.PushedBytes = used.pulled, used.pushed
+			u.PulledBytes, u.PushedBytes, counted = used.pulled, used.pushed, true
 		}
 		st.mu.Unlock()
 	}
-	if u.PulledBytes == 0 && u.PushedBytes == 0 {
+	if !counted {
 		all, err := l.store.usageOf(ctx, dayOf(now))
 		if err != nil {
 			return Usage{}, err

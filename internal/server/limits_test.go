@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -116,4 +117,71 @@ func (e *env) pullLayers(repo, user, pass string) error {
 		}
 	}
 	return nil
+}
+
+// TestTokenLimitsAcrossNodes: two nodes on one PostgreSQL database share
+// a token's request bucket and its day's byte count, and a limit set
+// through one node applies on the other.
+func TestTokenLimitsAcrossNodes(t *testing.T) {
+	c := startCluster(t, 2)
+	body := `{"properties":{"scopeMapId":"_repositories_pull","credentials":{"passwords":[{"name":"password1"}]}}}`
+	pw := c.createToken(t, 0, "ci-shared", body)
+	tok := basic("ci-shared", pw)
+	c.mustAPI(t, 0, "PATCH", "/api/v1/tokens/ci-shared/limits", `{"ratePerSecond":0.001,"burst":4}`, http.StatusOK)
+	// Node 2 learns of the limit at its next sync; until then it admits.
+	waitFor(t, "node 2 to apply the limit", func() bool {
+		out := c.mustAPI(t, 1, "GET", "/api/v1/tokens/ci-shared/limits", "", http.StatusOK)
+		return strings.Contains(out, `"ratePerSecond":0.001`)
+	})
+	// Bring the shared bucket to a known state: a new limit starts full.
+	c.mustAPI(t, 1, "PATCH", "/api/v1/tokens/ci-shared/limits", `{"ratePerSecond":0.001,"burst":4}`, http.StatusOK)
+	admitted := 0
+	for i := range 12 {
+		st, retry, out := call(t, "GET", c.nodes[i%2].URL+"/v2/", "", tok)
+		switch st {
+		case http.StatusOK:
+			admitted++
+		case http.StatusTooManyRequests:
+			if retry == "" || !strings.Contains(out, `token \"ci-shared\" is over its rate limit of 0.001 requests/s (burst 4)`) {
+				t.Fatalf("refusal on node %d: Retry-After %q, %s", i%2+1, retry, out)
+			}
+		default:
+			t.Fatalf("node %d: %d %s", i%2+1, st, out)
+		}
+	}
+	if admitted != 4 {
+		t.Fatalf("the two nodes admitted %d requests, want the shared burst of 4", admitted)
+	}
+
+	// Bytes: GET /v2/ answers 2 bytes; node 1 sends 4, the limit; node 2
+	// refuses once it has heard of them.
+	c.mustAPI(t, 0, "PATCH", "/api/v1/tokens/ci-shared/limits", `{"ratePerSecond":-1,"pullBytesPerDay":4}`, http.StatusOK)
+	waitFor(t, "node 2 to apply the byte limit", func() bool {
+		out := c.mustAPI(t, 1, "GET", "/api/v1/tokens/ci-shared/limits", "", http.StatusOK)
+		return strings.Contains(out, `"pullBytesPerDay":4`)
+	})
+	for range 2 {
+		if st, _, out := call(t, "GET", c.nodes[0].URL+"/v2/", "", tok); st != http.StatusOK {
+			t.Fatalf("node 1 within the byte limit: %d %s", st, out)
+		}
+	}
+	waitFor(t, "node 2 to see node 1's bytes", func() bool {
+		out := c.mustAPI(t, 1, "GET", "/api/v1/tokens/ci-shared/limits", "", http.StatusOK)
+		return strings.Contains(out, `"pulledBytes":4`)
+	})
+	if st, _, out := call(t, "GET", c.nodes[1].URL+"/v2/", "", tok); st != http.StatusTooManyRequests || !strings.Contains(out, "over its limit of 4 B pulled per day (UTC)") {
+		t.Fatalf("node 2 over the shared byte limit: %d %s", st, out)
+	}
+}
+
+// waitFor polls cond until it holds, failing after a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
