@@ -224,6 +224,14 @@ func TestNetworkRulesPerToken(t *testing.T) {
 		}
 	}
 
+	// The API's repository routes take tokens too: refused the same way.
+	if st, body := callFrom(t, "127.0.0.3", "GET", base+"/api/v1/repositories", basic("ci-token", pw), nil); st != http.StatusForbidden || !strings.Contains(body, "not allowed for token ci-token") {
+		t.Errorf("API as the token from another address: %d %s", st, body)
+	}
+	if st, body := callFrom(t, "127.0.0.2", "GET", base+"/api/v1/repositories", basic("ci-token", pw), nil); st != http.StatusOK {
+		t.Errorf("API as the token from its address: %d %s", st, body)
+	}
+
 	// A change applies on the next request: now only 127.0.0.3.
 	got, err := e.srv.Rules().SetTokenAddresses(ctx, owner, "ci-token", []string{"127.0.0.3"})
 	if err != nil || len(got) != 1 || got[0] != "127.0.0.3/32" {
