@@ -101,7 +101,7 @@ the identity lacks. --format csv or json exports every matching event
 	f := cmd.Flags()
 	f.StringVar(&identity, "identity", "", "only events of this token, user or admin user")
 	f.StringVar(&repository, "repository", "", "only events about this repository")
-	f.StringVar(&kind, "kind", "", "only events of this kind: login, push, pull, delete, untag, permission or access (refused requests)")
+	f.StringVar(&kind, "kind", "", "only events of this kind: login, push, pull, delete, untag, permission, trust (signature policies) or access (refused requests)")
 	f.StringVar(&result, "result", "", "only success (or allowed) or failure (or denied)")
 	f.StringVar(&format, "format", "", "export every matching event as csv or json instead of a page")
 	f.StringVar(&since, "since", "", "only events since this long ago (24h, 30m) or this time (2030-01-31T00:00:00Z)")

@@ -63,7 +63,7 @@ func newManagementCmds() []*cobra.Command { return managementCmds(osEnv()) }
 func managementCmds(env *cliEnv) []*cobra.Command {
 	return []*cobra.Command{
 		newLoginCmd(env), newLogoutCmd(env),
-		newScopeMapCmd(env), newTokenCmd(env), newAdminCmd(env), newUserCmd(env), newSigningKeyCmd(env),
+		newScopeMapCmd(env), newTokenCmd(env), newAdminCmd(env), newUserCmd(env), newSigningKeyCmd(env), newTrustCmd(env),
 		newRepositoryCmd(env), newAuditCmd(env), newGCCmd(env), newFsckCmd(env), newEncryptionCmd(env),
 		newNetworkRuleCmd(env), newConfigCmd(env),
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/trust"
 )
 
 // Prefix is where the API lives; the server mounts the Handler there.
@@ -93,6 +94,8 @@ type Options struct {
 	Network NetworkRules
 	// Limits, when set, serves the limits of tokens and scope maps.
 	Limits *ratelimit.Settings
+	// Trust, when set, serves /api/v1/trustPolicies.
+	Trust *trust.Service
 }
 
 // Handler is the management API.
@@ -110,6 +113,7 @@ type Handler struct {
 	publicURL  func(*http.Request) string
 	network    NetworkRules
 	limits     *ratelimit.Settings
+	trust      *trust.Service
 	mux        *http.ServeMux
 }
 
@@ -136,7 +140,7 @@ func New(o Options) (*Handler, error) {
 		rec = o.Audit
 	}
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
-		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, limits: o.Limits, mux: http.NewServeMux()}
+		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, limits: o.Limits, trust: o.Trust, mux: http.NewServeMux()}
 	h.enc = o.Encryption
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.allRoutes() {
@@ -218,6 +222,12 @@ func (h *Handler) routes() []route {
 
 		{"GET /api/v1/encryption", h.encryptionStatus, managementOnly},
 		{"POST /api/v1/encryption/rotateKey", h.rotateEncryptionKey, managementOnly},
+
+		{"GET /api/v1/trustPolicies", h.listTrustPolicies, managementOnly},
+		{"GET /api/v1/trustPolicies/{name}", h.getTrustPolicy, managementOnly},
+		{"PUT /api/v1/trustPolicies/{name}", h.createTrustPolicy, managementOnly},
+		{"PATCH /api/v1/trustPolicies/{name}", h.updateTrustPolicy, managementOnly},
+		{"DELETE /api/v1/trustPolicies/{name}", h.deleteTrustPolicy, managementOnly},
 	}
 }
 

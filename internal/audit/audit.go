@@ -49,10 +49,13 @@ const (
 	// scope) that the access decision refused: Action says what was asked,
 	// Missing what the identity lacks. Repeats are folded.
 	KindAccess = "access"
+	// KindTrust is a pull a signature policy refused (failure), or served
+	// in audit mode (success, Reason says what was missing).
+	KindTrust = "trust"
 )
 
 // Kinds lists every event kind, for filters.
-var Kinds = []string{KindLogin, KindPush, KindPull, KindDelete, KindUntag, KindPermission, KindNetwork, KindLimited, KindAccess}
+var Kinds = []string{KindLogin, KindPush, KindPull, KindDelete, KindUntag, KindPermission, KindNetwork, KindLimited, KindAccess, KindTrust}
 
 // ParseResult reads a result filter: success or failure, or their
 // synonyms allowed and denied.

@@ -19,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/internal/netrule"
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/sqldb"
+	"github.com/berth-registry/berth/internal/trust"
 )
 
 // ErrSourceInUse means the source registry is running: a copy of a
@@ -47,6 +48,7 @@ var components = []component{
 	{"audit", audit.SchemaVersion},
 	{"netrule", netrule.SchemaVersion},
 	{"ratelimit", ratelimit.SchemaVersion},
+	{"trust", trust.SchemaVersion},
 }
 
 // source is the database copied from, held open for reading only.

@@ -35,6 +35,7 @@ import (
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/sqldb"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/trust"
 )
 
 // Options say what to copy where. An empty database setting means the
@@ -351,6 +352,9 @@ func prepareTarget(ctx context.Context, db *sqldb.DB) error {
 	if err := ratelimit.Migrate(ctx, db); err != nil {
 		return err
 	}
+	if err := trust.Migrate(ctx, db); err != nil {
+		return err
+	}
 	if err := db.Migrate(ctx, progressComponent, progressSteps[db.Engine()]); err != nil {
 		return err
 	}
@@ -405,7 +409,7 @@ func planTables(srcTables, dstTables map[string]*table, de sqldb.Engine) ([]plan
 
 // seeded are the tables whose migrations insert a row (a version counter
 // of one row), which the copy replaces.
-var seeded = map[string]bool{"identity_state": true, "token_limits_state": true}
+var seeded = map[string]bool{"identity_state": true, "token_limits_state": true, "trust_state": true}
 
 // runState is what the target's progress record says about a migration
 // from this source.

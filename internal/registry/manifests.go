@@ -102,6 +102,9 @@ func (rg *Registry) getManifest(req *request) error {
 	if e := rg.readable(req, &m); e != nil {
 		return e
 	}
+	if err := rg.trusted(req, &m); err != nil {
+		return err
+	}
 	dg := m.Digest
 	if isDigest(ref) {
 		dg = digest.Digest(ref)

@@ -109,6 +109,10 @@ type Event struct {
 	Digest     digest.Digest
 	Caller     Caller
 	Request    *http.Request
+	// Reason and Refused describe a signature policy's finding (Kind
+	// EventTrust): what was missing, and whether the pull was refused.
+	Reason  string
+	Refused bool
 }
 
 // Options configure a Registry.
@@ -141,6 +145,9 @@ type Options struct {
 	OnUnwritable func(part string, err error)
 	// Limiter, when set, applies the caller's limits after authorization.
 	Limiter Limiter
+	// CheckPull, when set, applies the signature policies to manifest
+	// pulls (trust.go).
+	CheckPull CheckPull
 }
 
 // Registry is the OCI Distribution API as an http.Handler for /v2/.
@@ -155,6 +162,7 @@ type Registry struct {
 	unwritable func(part string, cause error)
 	redirect   func(ctx context.Context, d digest.Digest) (string, error)
 	limiter    Limiter
+	checkPull  CheckPull
 
 	uploadRetryAfter time.Duration
 }
@@ -177,7 +185,7 @@ func New(o Options) *Registry {
 		o.UploadRetryAfter = time.Minute
 	}
 	return &Registry{blobs: o.Blobs, meta: o.Meta, authz: o.Authorizer, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), events: o.OnEvent, damage: o.OnDamage, redirect: o.Redirect,
-		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable, limiter: o.Limiter}
+		uploadRetryAfter: o.UploadRetryAfter, unwritable: o.OnUnwritable, limiter: o.Limiter, checkPull: o.CheckPull}
 }
 
 // route kinds.

@@ -197,6 +197,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		lcfg.Store = identity.NewLimiterStore(db)
 	}
 	limiter := auth.NewLimiter(lcfg)
+	signatures, err := s.openTrust(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	tokens := tokenauth.New(tokenauth.Options{
 		Identity:      s.identity,
 		Audit:         s.audit,
@@ -222,6 +227,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		UploadRetryAfter: min(s.purgeInterval(), time.Minute),
 		OnDamage:         func(d storage.Damage) { s.integrity.Damaged(d.FoundBy) },
 		Limiter:          s.limits,
+		CheckPull:        checkPull(signatures),
 	})
 
 	mgmt, err := api.New(api.Options{
@@ -238,6 +244,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		PublicURL:     urls.Base,
 		Network:       s.rules,
 		Limits:        s.limitSettings,
+		Trust:         signatures,
 	})
 	if err != nil {
 		s.Close()
@@ -257,6 +264,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		SharedSessions: sharedIf(md.Database()),
 		Network:        s.rules,
 		Limits:         s.limitSettings,
+		Trust:          signatures,
 	}))
 	// Every listener answers the probes and the token endpoint (the CLI
 	// logs in through it); the management API, the portal and the metrics
@@ -338,7 +346,10 @@ func (s *Server) recordEvent(e registry.Event) error {
 		ev.UserAgent = e.Request.UserAgent()
 		ev.CallerIP = s.urls.ClientIP(e.Request)
 	}
-	if ev.Kind == audit.KindPull {
+	if e.Kind == registry.EventTrust {
+		trustEvent(e, &ev)
+	}
+	if ev.Kind == audit.KindPull || ev.Kind == audit.KindTrust {
 		s.audit.Record(ev)
 		return nil
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/sqldb"
+	"github.com/berth-registry/berth/internal/trust"
 )
 
 //go:embed templates/*.html
@@ -82,6 +83,8 @@ type Options struct {
 	Network NetworkRules
 	// Limits, when set, shows and changes tokens' limits on their pages.
 	Limits *ratelimit.Settings
+	// Trust, when set, serves the signature policies page (/trust).
+	Trust *trust.Service
 }
 
 // Handler is the portal. Mount it at "/": it serves every path the
@@ -104,6 +107,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	limits    *ratelimit.Settings
 	network   NetworkRules
+	trust     *trust.Service
 }
 
 // New returns the portal handler. It panics if Identity or Meta is nil, or
@@ -152,6 +156,7 @@ func New(o Options) *Handler {
 		mux:      http.NewServeMux(),
 		limits:   o.Limits,
 		network:  o.Network,
+		trust:    o.Trust,
 	}
 	if o.SharedSessions != nil {
 		h.sessions.shared = &sharedSessions{db: o.SharedSessions, log: o.Logger}
@@ -204,6 +209,10 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /audit", h.page(h.auditPage))
 	m.HandleFunc("GET /audit/export", h.page(h.auditExport))
 	h.networkRoutes()
+
+	m.HandleFunc("GET /trust", h.page(h.trustPage))
+	m.HandleFunc("POST /trust", h.action(h.createTrustPolicy))
+	m.HandleFunc("POST /trust/{name}", h.action(h.trustPolicyAction))
 
 	m.HandleFunc("GET /static/{file}", h.serveStatic)
 	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
