@@ -64,6 +64,7 @@ func managementCmds(env *cliEnv) []*cobra.Command {
 	return []*cobra.Command{
 		newLoginCmd(env), newLogoutCmd(env),
 		newScopeMapCmd(env), newTokenCmd(env), newAdminCmd(env), newUserCmd(env), newSigningKeyCmd(env), newTrustCmd(env),
+		newRoleCmd(env),
 		newRepositoryCmd(env), newAuditCmd(env), newGCCmd(env), newFsckCmd(env), newEncryptionCmd(env),
 		newNetworkRuleCmd(env), newConfigCmd(env),
 	}

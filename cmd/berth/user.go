@@ -10,7 +10,7 @@ import (
 	"github.com/berth-registry/berth/internal/api"
 )
 
-const rolesHelp = "owner (everything), contributor (everything but users), reader (read-only), pull, push or delete (data plane only)"
+const rolesHelp = "owner (everything), contributor (everything but users), reader (read-only), pull, push or delete (data plane only), token-admin (scope maps and tokens only)"
 
 func newUserCmd(env *cliEnv) *cobra.Command {
 	cmd, g := newNoun(env, "user", "Manage users and their roles")

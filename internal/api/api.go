@@ -210,6 +210,10 @@ func (h *Handler) routes() []route {
 		{"PATCH /api/v1/users/{name}", h.updateUser, managementOnly},
 		{"DELETE /api/v1/users/{name}", h.deleteUser, managementOnly},
 
+		{"GET /api/v1/roleAssignments", h.listRoleAssignments, managementOnly},
+		{"POST /api/v1/roleAssignments", h.createRoleAssignment, managementOnly},
+		{"DELETE /api/v1/roleAssignments", h.deleteRoleAssignment, managementOnly},
+
 		{"GET /api/v1/repositories", h.listRepositories, registryScoped},
 		{"GET /api/v1/repositories/{path...}", h.repository, registryScoped},
 		{"PATCH /api/v1/repositories/{path...}", h.repository, registryScoped},

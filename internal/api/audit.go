@@ -20,13 +20,15 @@ var auditKinds = audit.Kinds
 
 // listAudit lists audit events, newest first.
 func (h *Handler) listAudit(c *call) error {
-	if !auth.CanManage(c.id, auth.ReadAudit) {
+	if !auth.CanManageSome(c.id, auth.ReadAudit) {
 		return forbidden("%s may not read the audit log: it needs the reader, contributor or owner role", c.id)
 	}
 	f, err := auditFilter(c.r)
 	if err != nil {
 		return err
 	}
+	// A delegated reader reads the events on their repositories only.
+	f.Repositories = auth.ManagedScope(c.id, auth.ReadAudit)
 	switch format := c.r.URL.Query().Get("format"); format {
 	case "":
 	case "csv", "json":

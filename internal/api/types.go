@@ -191,10 +191,13 @@ type User struct {
 
 // UserProperties are a user's properties.
 type UserProperties struct {
+	// Role is the registry-wide role (the assignment on "*"), or "none".
 	Role         string     `json:"role"`
 	Status       string     `json:"status"`
 	CreationDate time.Time  `json:"creationDate"`
 	LastUsed     *time.Time `json:"lastUsed,omitempty"`
+	// RoleAssignments are the user's assignments the caller may see.
+	RoleAssignments []RoleAssignment `json:"roleAssignments"`
 }
 
 // UserCreate is the body of PUT /api/v1/users/{name}.
@@ -364,6 +367,7 @@ func adminJSON(a identity.Admin, creds *identity.Credentials) Admin {
 func userJSON(u identity.User) User {
 	return User{ID: userID(u.Name), Name: u.Name, Type: TypeUsers, Properties: UserProperties{
 		Role: u.Role, Status: u.Status, CreationDate: u.CreationDate.UTC(), LastUsed: utcPtr(u.LastUsed),
+		RoleAssignments: roleAssignmentsJSON(u.Assignments),
 	}}
 }
 

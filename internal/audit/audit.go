@@ -119,6 +119,34 @@ type Filter struct {
 	Limit      int
 	// Before pages backwards: only events with a smaller ID.
 	Before int64
+	// Repositories, when not nil, keeps only events on a repository that
+	// one of these repository patterns matches ("team/app", "team/*" or
+	// "*"), for a user who may read the audit log of those only; events on
+	// no repository (logins, permission changes) are then left out.
+	Repositories []string
+}
+
+// repositoriesWhere is the condition of Filter.Repositories; substr and
+// length, not LIKE, so that '_' in a name is no wildcard.
+func repositoriesWhere(patterns []string) (string, []any) {
+	var conds []string
+	var args []any
+	for _, p := range patterns {
+		switch prefix, ok := strings.CutSuffix(p, "/*"); {
+		case p == "*":
+			return "repository <> ''", nil
+		case ok:
+			conds = append(conds, "(length(repository) > ? AND substr(repository, 1, ?) = ?)")
+			args = append(args, len(prefix)+1, len(prefix)+1, prefix+"/")
+		default:
+			conds = append(conds, "repository = ?")
+			args = append(args, p)
+		}
+	}
+	if len(conds) == 0 {
+		return "1 = 0", nil
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args
 }
 
 // Options configure a Log.
@@ -755,6 +783,11 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	}
 	if f.Before > 0 {
 		add("id < ?", f.Before)
+	}
+	if f.Repositories != nil {
+		cond, a := repositoriesWhere(f.Repositories)
+		where = append(where, cond)
+		args = append(args, a...)
 	}
 	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time, action, missing FROM audit`
 	if len(where) > 0 {

@@ -137,6 +137,21 @@ func ManagedPatterns(id Identity, what Permission) []Pattern {
 	return out
 }
 
+// ManagedScope returns, as strings, the patterns on which id holds what,
+// for filters of what a delegated user may see (the audit log); nil when
+// id holds what registry-wide, meaning everything, and an empty list when
+// nowhere.
+func ManagedScope(id Identity, what Permission) []string {
+	if CanManage(id, what) {
+		return nil
+	}
+	out := []string{}
+	for _, p := range ManagedPatterns(id, what) {
+		out = append(out, p.String())
+	}
+	return out
+}
+
 // PatternsString joins patterns for messages: "team-a/*, team-c/app", or
 // "no repositories" for none.
 func PatternsString(ps []Pattern) string {

@@ -154,10 +154,11 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 type userData struct {
-	User   identity.User
-	Self   bool
-	Rights []string
-	Errors map[string]string
+	User        identity.User
+	Self        bool
+	Rights      []string
+	Assignments []assignmentRow
+	Errors      map[string]string
 }
 
 func (h *Handler) userPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -175,7 +176,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	h.render(w, r, rq, status, "user.html", view{Title: "User " + u.Name, Nav: "users", Error: msg,
-		Data: userData{User: u, Self: u.Name == rq.user.Name, Rights: roleRights(u.Role), Errors: errs}})
+		Data: userData{User: u, Self: u.Name == rq.user.Name, Rights: roleRights(u.Role), Assignments: assignmentRows(u.Assignments), Errors: errs}})
 }
 
 func (h *Handler) userAction(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -336,6 +337,8 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 		h.fail(w, r, rq, err)
 		return
 	}
+	// A delegated reader reads the events on their repositories only.
+	filter.Repositories = auth.ManagedScope(rq.id, auth.ReadAudit)
 	filter.Limit = auditPerPage
 	if b := q.Get("before"); b != "" {
 		fmt.Sscan(b, &filter.Before)
@@ -380,6 +383,7 @@ func (h *Handler) auditExport(w http.ResponseWriter, r *http.Request, rq *reques
 		h.fail(w, r, rq, err)
 		return
 	}
+	filter.Repositories = auth.ManagedScope(rq.id, auth.ReadAudit)
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, m := range errs {

@@ -27,7 +27,15 @@ type request struct {
 	flash  flash
 }
 
+// can reports whether the user holds p on some pattern: the pages for p
+// open to them, and the identity service narrows what they see and change
+// to their patterns.
 func (rq *request) can(p auth.Permission) bool {
+	return rq != nil && auth.CanManageSome(rq.id, p)
+}
+
+// canAll reports whether the user holds p registry-wide, on "*".
+func (rq *request) canAll(p auth.Permission) bool {
 	return rq != nil && auth.CanManage(rq.id, p)
 }
 
@@ -35,7 +43,8 @@ func (rq *request) can(p auth.Permission) bool {
 type perms struct {
 	View     bool // scope maps, tokens, access keys (read)
 	Tokens   bool // manage tokens and scope maps
-	Users    bool // manage users
+	Users    bool // manage users (registry-wide)
+	Assign   bool // create and delete role assignments (on some pattern)
 	Registry bool // manage the admin user
 	Audit    bool // read the audit log
 }
@@ -97,7 +106,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, rq *request, st
 		v.Can = perms{
 			View:     rq.can(auth.ViewManagement),
 			Tokens:   rq.can(auth.ManageTokens),
-			Users:    rq.can(auth.ManageUsers),
+			Users:    rq.canAll(auth.ManageUsers),
+			Assign:   rq.can(auth.ManageUsers),
 			Registry: rq.can(auth.ManageRegistry),
 			Audit:    rq.can(auth.ReadAudit) && h.audit != nil,
 		}
@@ -346,7 +356,15 @@ var funcs = template.FuncMap{
 		return err == nil && a.Has(b)
 	},
 	"roles": func() []auth.Role { return auth.Roles() },
-	"add":   func(a, b int) int { return a + b },
+	// wideRoles are the registry-wide roles a user may hold, none among them.
+	"wideRoles": func() []string {
+		out := []string{}
+		for _, r := range auth.Roles() {
+			out = append(out, string(r))
+		}
+		return append(out, identity.RoleNone)
+	},
+	"add": func(a, b int) int { return a + b },
 	// writeNoRead flags a scope-map row that cannot push: clients read
 	// (HEAD the blobs and manifests) before they write.
 	"writeNoRead": func(a auth.Actions) bool { return a.Has(auth.ContentWrite) && !a.Has(auth.ContentRead) },

@@ -49,7 +49,7 @@ type reposData struct {
 func (h *Handler) repositoriesPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	after := r.URL.Query().Get("after")
-	d := reposData{Query: q, After: after, Host: h.registryHost(r), ShowsAll: rq.can(auth.ViewManagement)}
+	d := reposData{Query: q, After: after, Host: h.registryHost(r), ShowsAll: rq.canAll(auth.ViewManagement)}
 	page, err := h.repos.List(r.Context(), rq.id, repository.ListQuery{After: after, N: reposPerPage,
 		Contains: strings.ToLower(q), IncludeHidden: true, ScanLimit: scanLimit})
 	if err != nil {

@@ -203,6 +203,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /users", h.action(h.createUser))
 	m.HandleFunc("GET /users/{name}", h.page(h.userPage))
 	m.HandleFunc("POST /users/{name}", h.action(h.userAction))
+	m.HandleFunc("POST /users/{name}/assignments", h.action(h.userAssignment))
 	m.HandleFunc("GET /users/{name}/delete", h.page(h.deleteUserPage))
 	m.HandleFunc("POST /users/{name}/delete", h.action(h.deleteUser))
 
