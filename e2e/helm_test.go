@@ -188,3 +188,24 @@ func TestHelmChartSingleNode(t *testing.T) {
 		t.Errorf("replicaCount=2 without a database: %v, want a refusal naming database.url", err)
 	}
 }
+
+// TestHelmChartAdminListener: admin.enabled gives the management API and
+// the portal a port (--admin-addr) and a Service of their own.
+func TestHelmChartAdminListener(t *testing.T) {
+	helm, chart := helmChart(t)
+	out, err := runHelm(t, helm, "template", "reg", chart, "--set", "admin.enabled=true", "--set", "admin.port=5443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"name: BERTH_ADMIN_ADDR\n              value: \":5443\"", "name: reg-berth-admin", "containerPort: 5443", "targetPort: admin"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("admin.enabled renders no %q:\n%s", want, out)
+		}
+	}
+	if out, err := runHelm(t, helm, "lint", "--strict", chart, "--set", "admin.enabled=true"); err != nil {
+		t.Errorf("helm lint with admin.enabled: %v\n%s", err, out)
+	}
+	if out, err := runHelm(t, helm, "template", "reg", chart); err != nil || strings.Contains(out, "ADMIN") {
+		t.Errorf("the default renders an admin listener: %v\n%s", err, out)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -399,7 +398,6 @@ func TestAdminListenerNeedsItsAddress(t *testing.T) {
 	if err := e.srv.ServeAdmin(context.Background(), ln, extra); err == nil {
 		t.Error("ServeAdmin served an admin listener without --admin-addr")
 	}
-	_ = httptest.NewRecorder
 }
 
 // TestNetworkRulesAcrossNodes: a rule changed through one node of a
