@@ -163,13 +163,28 @@ func TestPortal(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("generate-password1")),
 	)
 	expiry := time.Now().UTC().AddDate(0, 0, 30).Format("2006-01-02")
+	// The 30-day preset fills in the date, as ISO; None clears it.
+	run("choose an expiry preset",
+		chromedp.Click(chromedp.CSS(`[data-expiry-target="expiry-password1"][data-expiry-days=""]`)),
+		chromedp.Click(chromedp.CSS(`[data-expiry-target="expiry-password1"][data-expiry-days="30"]`)),
+	)
+	if v := read("read the expiry", chromedp.Value(chromedp.ID("expiry-password1"))); v != expiry {
+		t.Errorf("after the 30-day preset the expiry is %q, want %q", v, expiry)
+	}
 	run("generate password1",
-		chromedp.SetValue(chromedp.ID("expiry-password1"), expiry),
 		chromedp.Click(chromedp.ID("generate-password1")),
 		chromedp.WaitVisible(chromedp.ID("pw-password1")),
 	)
 	password := read("read the password", chromedp.Value(chromedp.ID("pw-password1")))
 	command := read("read the login command", chromedp.Value(chromedp.ID("cmd-password1")))
+	stdinCmd := read("read the --password-stdin command", chromedp.Value(chromedp.ID("cmd-stdin-password1")))
+	podmanCmd := read("read the podman command", chromedp.Value(chromedp.ID("cmd-podman-password1")))
+	if want := fmt.Sprintf("echo '%s' | docker login -u ci-demo --password-stdin %s", password, srv.Host); stdinCmd != want {
+		t.Errorf("--password-stdin command = %q, want %q", stdinCmd, want)
+	}
+	if want := fmt.Sprintf("echo '%s' | podman login -u ci-demo --password-stdin --tls-verify=false %s", password, srv.Host); podmanCmd != want {
+		t.Errorf("podman command = %q, want %q (the registry is plain HTTP)", podmanCmd, want)
+	}
 	note := read("read the warning", chromedp.Text(chromedp.CSS(".secret-warning")))
 	if !strings.Contains(note, "it will not be shown again") {
 		t.Errorf("the page does not say the password is shown once: %q", note)
@@ -207,10 +222,11 @@ func TestPortal(t *testing.T) {
 		t.Errorf("the token page does not show password1's expiry %s", expiry)
 	}
 
-	// A real client with what the page showed.
-	f := strings.Fields(command)
-	if out, err := pm.Run("login", "--tls-verify=false", "-u", f[3], "-p", f[5], f[6]); err != nil {
-		t.Fatalf("podman login with the portal's command: %v\n%s", err, out)
+	// A real client with what the page showed: podman's own command,
+	// the password on its standard input.
+	pf := strings.Fields(strings.SplitN(podmanCmd, " | ", 2)[1])
+	if out, err := pm.RunInput(password+"\n", pf[1:]...); err != nil {
+		t.Fatalf("podman login with the portal's podman command %v: %v\n%s", pf, err, out)
 	}
 	img := testutil.RandomImage(t, 1, 64<<10)
 	dir := testutil.WriteOCILayout(t, img, "v1")
@@ -334,6 +350,30 @@ func TestPortal(t *testing.T) {
 	csvText := read("export CSV", chromedp.Evaluate[string](`fetch(document.getElementById("export-csv").href).then(r => r.text())`, chromedp.EvalAwaitPromise))
 	if !strings.HasPrefix(csvText, "id,time,") || !strings.Contains(csvText, ",access,failure,ci-demo,token,") || !strings.Contains(csvText, "content/write") {
 		t.Errorf("the CSV export:\n%s", csvText)
+	}
+
+	// The token's own activity shows the refusal, and the token list
+	// filters: ci-demo was used, so "never used" leaves it out.
+	run("the token's activity",
+		chromedp.Navigate(base+"/tokens/ci-demo"),
+		chromedp.WaitVisible(chromedp.ID("activity")),
+	)
+	if act := read("read the activity", chromedp.Text(chromedp.ID("activity"))); !strings.Contains(act, "other/app") || !strings.Contains(act, "denied") || !strings.Contains(act, "push") {
+		t.Errorf("the token's activity lacks the refused push:\n%s", act)
+	}
+	run("filter the tokens",
+		chromedp.Navigate(base+"/tokens"),
+		chromedp.WaitVisible(chromedp.ID("tscope")),
+		chromedp.SetValue(chromedp.ID("tscope"), "demo-push"),
+		chromedp.Submit(chromedp.ID("tscope")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/tokens/ci-demo"]`)),
+		shot("tokens-filtered"),
+		chromedp.Click(chromedp.CSS(`input[name="neverUsed"]`)),
+		chromedp.Submit(chromedp.ID("tscope")),
+		chromedp.WaitVisible(chromedp.CSS(".card.empty")),
+	)
+	if n := read("read the count", chromedp.Text(chromedp.ID("token-count"))); n != "0 of 1 tokens match." {
+		t.Errorf("never-used filter: %q", n)
 	}
 
 	// A phone-width window and the dark scheme.

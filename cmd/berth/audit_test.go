@@ -88,3 +88,40 @@ func TestCLIAuditDenials(t *testing.T) {
 	}
 	c.fails("is after until", "audit", "list", "--since", "2030-02-01T00:00:00Z", "--until", "2030-01-01T00:00:00Z")
 }
+
+// `token list` filters as the portal's token list does.
+func TestCLITokenListFilters(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	c.ok("token", "create", "-n", "ci-push", "--scope-map", "_repositories_push")
+	c.ok("token", "create", "-n", "old-bot", "--scope-map", "_repositories_pull", "--status", "disabled")
+	c.ok("token", "credential", "generate", "-n", "ci-push", "--password1", "--expiration-in-days", "3")
+	names := func(args ...string) string {
+		t.Helper()
+		var list []struct{ Name string }
+		if err := json.Unmarshal([]byte(c.ok(append([]string{"token", "list", "-o", "json"}, args...)...)), &list); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range list {
+			out = append(out, x.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "ci-push old-bot"},
+		{[]string{"--status", "disabled"}, "old-bot"},
+		{[]string{"--expiring-within-days", "7"}, "ci-push"},
+		{[]string{"--scope-map", "_repositories_pull"}, "old-bot"},
+		{[]string{"--never-used", "--contains", "CI"}, "ci-push"},
+		{[]string{"--unused-days", "90", "--status", "enabled"}, "ci-push"},
+	} {
+		if got := names(tc.args...); got != tc.want {
+			t.Errorf("token list %v = %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	c.fails("not a number of days", "token", "list", "--expiring-within-days", "-1")
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -198,17 +199,37 @@ func newTokenShowCmd(g *globals) *cobra.Command {
 }
 
 func newTokenListCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var contains, status, scopeMap string
+	var expiring, unused int
+	var neverUsed bool
+	cmd := &cobra.Command{
+		Use:   "list [--contains TEXT] [--status enabled|disabled] [--scope-map NAME] [--expiring-within-days N] [--never-used] [--unused-days N]",
 		Short: "List tokens",
-		Args:  cobra.NoArgs,
+		Example: `  berth token list --expiring-within-days 7
+  berth token list --unused-days 90 --status enabled`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
 			}
+			q := url.Values{}
+			for k, v := range map[string]string{"q": contains, "status": status, "scopeMap": scopeMap} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if expiring != 0 {
+				q.Set("expiringWithinDays", strconv.Itoa(expiring))
+			}
+			if unused != 0 {
+				q.Set("unusedDays", strconv.Itoa(unused))
+			}
+			if neverUsed {
+				q.Set("neverUsed", "true")
+			}
 			var list api.List[api.Token]
-			if err := c.do(cmd.Context(), "GET", "tokens", nil, nil, &list); err != nil {
+			if err := c.do(cmd.Context(), "GET", "tokens", q, nil, &list); err != nil {
 				return err
 			}
 			now := g.env.now()
@@ -233,6 +254,14 @@ func newTokenListCmd(g *globals) *cobra.Command {
 			return t.flush()
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&contains, "contains", "", "only tokens whose name contains this text")
+	f.StringVar(&status, "status", "", "only enabled or disabled tokens")
+	f.StringVar(&scopeMap, "scope-map", "", "only tokens bound to this scope map")
+	f.IntVar(&expiring, "expiring-within-days", 0, "only tokens with a password expiring within this many days")
+	f.BoolVar(&neverUsed, "never-used", false, "only tokens never used")
+	f.IntVar(&unused, "unused-days", 0, "only tokens not used for this many days (or never)")
+	return cmd
 }
 
 func newTokenDeleteCmd(g *globals) *cobra.Command {

@@ -7,10 +7,15 @@ import (
 )
 
 func (h *Handler) listTokens(c *call) error {
+	f, err := identity.ParseTokenFilter(c.r.URL.Query())
+	if err != nil {
+		return err
+	}
 	tokens, err := h.ids.ListTokens(c.id)
 	if err != nil {
 		return err
 	}
+	tokens = identity.FilterTokens(tokens, f, time.Now())
 	out := List[Token]{Value: make([]Token, 0, len(tokens))}
 	for _, t := range tokens {
 		out.Value = append(out.Value, tokenJSON(t, nil))

@@ -35,10 +35,8 @@ func (h *Handler) renderAccessKeys(w http.ResponseWriter, r *http.Request, rq *r
 	}
 	d := accessKeysData{Admin: a, Passwords: h.passwordViews(a.Passwords, identity.SlotAdminPassword, identity.SlotAdminPassword2), Once: randomString(16)}
 	if creds != nil {
-		host := h.registryHost(r)
 		for _, p := range creds.Passwords {
-			d.Secrets = append(d.Secrets, secretView{Username: creds.Username, Slot: p.Name, Password: p.Value,
-				Command: loginCommand(creds.Username, p.Value, host)})
+			d.Secrets = append(d.Secrets, h.newSecret(r, creds.Username, p.Name, p.Value, nil))
 		}
 	}
 	h.render(w, r, rq, status, "accesskeys.html", view{Title: "Access keys", Nav: "access-keys", Error: msg, Data: d})

@@ -369,6 +369,7 @@ var funcs = template.FuncMap{
 	// (HEAD the blobs and manifests) before they write.
 	"writeNoRead": func(a auth.Actions) bool { return a.Has(auth.ContentWrite) && !a.Has(auth.ContentRead) },
 	"roleRights":  roleRights,
+	"list":        func(s ...string) []string { return s },
 }
 
 func fmtTime(t time.Time) string {

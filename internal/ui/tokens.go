@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 )
+
+// tokenActivity is how many audit events a token's page shows.
+const tokenActivity = 10
 
 // expiryWarning is how early a password's coming expiry is flagged.
 const expiryWarning = 7 * 24 * time.Hour
@@ -83,6 +88,13 @@ type tokenRow struct {
 type tokensData struct {
 	Tokens   []tokenRow
 	Expiring []string // tokens with a password expiring within a week
+	// The filter, as the form shows it, and what it matched.
+	Q, Status, ScopeMap, ExpiringDays, UnusedDays string
+	NeverUsed                                     bool
+	Filtered                                      bool
+	Total                                         int
+	ScopeMaps                                     []string
+	FilterError                                   string
 }
 
 func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -91,7 +103,25 @@ func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, rq *request
 		h.fail(w, r, rq, err)
 		return
 	}
-	var d tokensData
+	q := r.URL.Query()
+	d := tokensData{Q: q.Get("q"), Status: q.Get("status"), ScopeMap: q.Get("scopeMap"), ExpiringDays: q.Get("expiringWithinDays"),
+		UnusedDays: q.Get("unusedDays"), NeverUsed: q.Get("neverUsed") != "", Total: len(toks)}
+	seen := map[string]bool{}
+	for _, t := range toks {
+		if !seen[t.ScopeMap] {
+			seen[t.ScopeMap] = true
+			d.ScopeMaps = append(d.ScopeMaps, t.ScopeMap)
+		}
+	}
+	slices.Sort(d.ScopeMaps)
+	status := http.StatusOK
+	f, err := identity.ParseTokenFilter(q)
+	if err != nil {
+		d.FilterError, status = capitalize(h.message(err))+".", http.StatusUnprocessableEntity
+		f = identity.TokenFilter{}
+	}
+	d.Filtered = f != (identity.TokenFilter{})
+	toks = identity.FilterTokens(toks, f, h.now())
 	for _, t := range toks {
 		row := tokenRow{Token: t, Passwords: h.passwordViews(t.Passwords, identity.SlotPassword1, identity.SlotPassword2)}
 		for _, p := range row.Passwords {
@@ -104,7 +134,7 @@ func (h *Handler) tokensPage(w http.ResponseWriter, r *http.Request, rq *request
 		}
 		d.Tokens = append(d.Tokens, row)
 	}
-	h.render(w, r, rq, http.StatusOK, "tokens.html", view{Title: "Tokens", Nav: "tokens", Data: d})
+	h.render(w, r, rq, status, "tokens.html", view{Title: "Tokens", Nav: "tokens", Data: d})
 }
 
 // tokenForm is the new-token form.
@@ -197,7 +227,26 @@ type secretView struct {
 	Slot     string
 	Password string
 	Command  string
-	Expiry   *time.Time
+	// CommandStdin keeps the password out of the shell's arguments;
+	// CommandPodman is podman's, with --tls-verify=false when the
+	// registry is served over plain HTTP.
+	CommandStdin  string
+	CommandPodman string
+	Expiry        *time.Time
+}
+
+// newSecret is the view of a password just generated, with its login
+// commands.
+func (h *Handler) newSecret(r *http.Request, user, slot, password string, expiry *time.Time) secretView {
+	host := h.registryHost(r)
+	podman := "podman login -u " + user + " --password-stdin"
+	if strings.HasPrefix(h.publicURL(r), "http://") {
+		podman += " --tls-verify=false"
+	}
+	return secretView{Username: user, Slot: slot, Password: password, Expiry: expiry,
+		Command:       loginCommand(user, password, host),
+		CommandStdin:  fmt.Sprintf("echo '%s' | docker login -u %s --password-stdin %s", password, user, host),
+		CommandPodman: fmt.Sprintf("echo '%s' | %s %s", password, podman, host)}
 }
 
 type tokenData struct {
@@ -212,6 +261,10 @@ type tokenData struct {
 	Errors    map[string]string
 	Limits    *limitsView     // nil without a limiter
 	Addresses *tokenAddresses // nil without network rules
+	// Activity is the token's latest audit events (logins, pushes,
+	// pulls, refusals), for those who may read the audit log.
+	Activity   []audit.Event
+	ShowsAudit bool
 }
 
 func (h *Handler) tokenPage(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -228,6 +281,13 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	d := tokenData{Token: t, Passwords: h.passwordViews(t.Passwords, identity.SlotPassword1, identity.SlotPassword2),
 		Secrets: secrets, Once: randomString(16), MinDate: h.now().UTC().AddDate(0, 0, 1).Format("2006-01-02"), Errors: errs}
+	if h.audit != nil && rq.can(auth.ReadAudit) {
+		d.ShowsAudit = true
+		if d.Activity, err = h.audit.List(r.Context(), audit.Filter{Identity: t.Name, Limit: tokenActivity}); err != nil {
+			h.fail(w, r, rq, err)
+			return
+		}
+	}
 	if m, err := h.ids.GetScopeMap(rq.id, t.ScopeMap); err == nil {
 		d.Grants = grantRows(m.Actions)
 	} else {
@@ -333,11 +393,9 @@ func (h *Handler) tokenAction(w http.ResponseWriter, r *http.Request, rq *reques
 			h.fail(w, r, rq, err)
 			return
 		}
-		host := h.registryHost(r)
 		var secrets []secretView
 		for _, p := range creds.Passwords {
-			secrets = append(secrets, secretView{Username: creds.Username, Slot: p.Name, Password: p.Value, Expiry: p.Expiry,
-				Command: loginCommand(creds.Username, p.Value, host)})
+			secrets = append(secrets, h.newSecret(r, creds.Username, p.Name, p.Value, p.Expiry))
 		}
 		// Rendered straight into this response (200, no-store), never
 		// redirected: the value is in no URL, cookie or session.

@@ -85,6 +85,23 @@
     });
   });
 
+  // Expiry presets: fill the date field with today + N days (UTC), or
+  // clear it for no expiry.
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest("[data-expiry-target]");
+    if (!b) return;
+    var field = document.getElementById(b.getAttribute("data-expiry-target"));
+    if (!field) return;
+    var days = b.getAttribute("data-expiry-days");
+    if (days === "") {
+      field.value = "";
+    } else {
+      var d = new Date(Date.now() + parseInt(days, 10) * 86400000);
+      field.value = d.toISOString().slice(0, 10);
+    }
+    field.focus();
+  });
+
   // Narrow screens: every table sits in a scroll box, and a box whose
   // content is wider than it says so above it. Tables marked table-stack
   // fold into one block per row instead; their cells are labelled with
