@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newCredentialProviderCmd())
 	root.AddCommand(newManagementCmds()...)
 	return root
 }

@@ -21,6 +21,7 @@ and shown once; rotate one while the other keeps working.`
 	cred := &cobra.Command{Use: "credential", Short: "Generate or delete a token's passwords", Args: cobra.NoArgs}
 	cred.AddCommand(newTokenCredentialGenerateCmd(g), newTokenCredentialDeleteCmd(g))
 	cmd.AddCommand(newTokenCreateCmd(g), newTokenUpdateCmd(g), newTokenShowCmd(g), newTokenListCmd(g), newTokenDeleteCmd(g), cred)
+	cmd.AddCommand(newTokenFederatedCmd(g))
 	return cmd
 }
 

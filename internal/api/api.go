@@ -191,6 +191,10 @@ func (h *Handler) routes() []route {
 		{"DELETE /api/v1/tokens/{name}", h.deleteToken, managementOnly},
 		{"DELETE /api/v1/tokens/{name}/passwords/{password}", h.deletePassword, managementOnly},
 		{"POST /api/v1/generateCredentials", h.generateCredentials, managementOnly},
+		{"GET /api/v1/tokens/{name}/federatedCredentials", h.listFederatedCredentials, managementOnly},
+		{"GET /api/v1/tokens/{name}/federatedCredentials/{credential}", h.getFederatedCredential, managementOnly},
+		{"PUT /api/v1/tokens/{name}/federatedCredentials/{credential}", h.createFederatedCredential, managementOnly},
+		{"DELETE /api/v1/tokens/{name}/federatedCredentials/{credential}", h.deleteFederatedCredential, managementOnly},
 
 		{"GET /api/v1/admin", h.getAdmin, managementOnly},
 		{"PATCH /api/v1/admin", h.updateAdmin, managementOnly},
