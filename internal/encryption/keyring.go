@@ -165,7 +165,12 @@ func seal(a cipher.AEAD, pt, ad []byte) ([]byte, error) {
 	if _, err := rand.Read(n); err != nil {
 		return nil, err
 	}
-	return a.Seal(n, n, pt, ad), nil
+	out := a.Seal(n, n, pt, ad)
+	if len(out) < len(n)+len(pt)+a.Overhead() {
+		// An HSM's AEAD that failed (see recovering) returns nothing.
+		return nil, fmt.Errorf("%w: the key did not wrap", ErrKeyUnavailable)
+	}
+	return out, nil
 }
 
 func open(a cipher.AEAD, ct, ad []byte) ([]byte, error) {
