@@ -260,10 +260,14 @@ func readPasswordStdin(cmd *cobra.Command) (string, error) {
 }
 
 // repositoryGrants is the value of a --repository REPO ACTION... flag: each
-// use adds one pattern with its actions, in the stored scope-map form.
+// use adds one pattern with its actions, in the stored scope-map form, and
+// a --tags after it limits those actions to tag patterns.
 type repositoryGrants struct {
 	flag    string
 	actions []string
+	rules   []auth.Rule
+	last    **repositoryGrants // the grants flag set last, which --tags refers to
+	from    int                // where the rules of the last use start
 }
 
 func (g *repositoryGrants) String() string { return strings.Join(g.actions, " ") }
@@ -281,7 +285,23 @@ func (g *repositoryGrants) Set(v string) error {
 		return err
 	}
 	g.actions = append(g.actions, acts...)
+	g.from = len(g.rules)
+	for _, a := range acts {
+		g.rules = append(g.rules, auth.Rule{Action: a})
+	}
+	if g.last != nil {
+		*g.last = g
+	}
 	return nil
+}
+
+// merged returns the actions and tag limits of every use: grants add up,
+// so an action given once without --tags applies to every tag.
+func (g *repositoryGrants) merged() ([]string, map[string][]string, error) {
+	if len(g.rules) == 0 {
+		return nil, nil, nil
+	}
+	return auth.MergeRules(g.rules)
 }
 
 // addRepositoryFlag adds a repeatable --NAME REPO ACTION... flag.
@@ -289,6 +309,43 @@ func addRepositoryFlag(f *pflag.FlagSet, name, usage string) *repositoryGrants {
 	g := &repositoryGrants{flag: name}
 	f.Var(g, name, usage)
 	return g
+}
+
+// tagsFlag is --tags PATTERN,...: it limits the actions of the grants flag
+// just before it to tag patterns.
+type tagsFlag struct {
+	last    *repositoryGrants
+	allowed []string // the grants flags it may follow
+}
+
+func (t *tagsFlag) String() string { return "" }
+func (t *tagsFlag) Type() string   { return "PATTERN,..." }
+
+func (t *tagsFlag) Set(v string) error {
+	if t.last == nil || !slices.Contains(t.allowed, t.last.flag) {
+		return fmt.Errorf("--tags limits the actions of the --%s before it: give it after one, as in --%s team/app content/write --tags 'dev-*,pr-*'", t.allowed[0], t.allowed[0])
+	}
+	pats := auth.ParseTagList(v)
+	if len(pats) == 0 {
+		return fmt.Errorf("--tags needs one or more tag patterns, as in --tags 'dev-*,pr-*'")
+	}
+	if _, _, err := auth.NormalizeTagPatterns(pats); err != nil {
+		return err
+	}
+	for i := t.last.from; i < len(t.last.rules); i++ {
+		t.last.rules[i].Tags = append(t.last.rules[i].Tags, pats...)
+	}
+	return nil
+}
+
+// addTagsFlag adds --tags, which applies to the last use of one of grants.
+func addTagsFlag(f *pflag.FlagSet, grants ...*repositoryGrants) {
+	t := &tagsFlag{}
+	for _, g := range grants {
+		g.last = &t.last
+		t.allowed = append(t.allowed, g.flag)
+	}
+	f.Var(t, "tags", "limit the actions of the --"+t.allowed[0]+" before it to these tag patterns: literal tags or globs with *, comma-separated, as in 'dev-*,pr-*' (default: every tag)")
 }
 
 // groupFlagValues rewrites args so that a flag of multi takes every word

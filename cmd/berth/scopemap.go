@@ -18,10 +18,13 @@ func newScopeMapCmd(env *cliEnv) *cobra.Command {
 	cmd, g := newNoun(env, "scope-map", "Manage scope maps: named sets of repository permissions for tokens")
 	cmd.Long = `Manage scope maps. A scope map grants actions on repositories; each token
 uses one scope map. Actions: content/read (pull), content/write (push),
-content/delete, metadata/read (list tags), metadata/write (untag, change
-attributes). Repository patterns: a name (team/app), a prefix with one
-trailing wildcard (team/*, every repository below team/), or * for all.
-Quote wildcards so that the shell leaves them alone.
+content/overwrite (move an existing tag to another manifest), content/delete,
+metadata/read (list tags), metadata/write (untag, change attributes).
+Repository patterns: a name (team/app), a prefix with one trailing wildcard
+(team/*, every repository below team/), or * for all. --tags after a
+--repository limits its actions to tag patterns: literal tags or globs with
+* (v*, *-rc*); without it they apply to every tag. Quote wildcards so that
+the shell leaves them alone.
 
 The five built-in scope maps (_repositories_admin, _repositories_pull,
 _repositories_pull_metadata_read, _repositories_push,
@@ -36,9 +39,11 @@ func newScopeMapCreateCmd(g *globals) *cobra.Command {
 		Use:   "create -n NAME --repository REPO ACTION... [--repository REPO ACTION...]",
 		Short: "Create a scope map",
 		Example: `  berth scope-map create -n ci-push --repository 'samples/*' content/read content/write
+  berth scope-map create -n ci-dev --repository team/app content/read --repository team/app content/write content/overwrite --tags 'dev-*,pr-*'
   berth scope-map create -n mixed --repository team/app content/read --repository 'team/*' metadata/read --description "Team readers"`,
 	}
 	repos := addRepositoryFlag(cmd.Flags(), "repository", "a repository pattern and the actions to grant on it; repeatable")
+	addTagsFlag(cmd.Flags(), repos)
 	cmd.Flags().StringVarP(&name, "name", "n", "", "scope map name: 5 to 50 letters, digits, '-' or '_'")
 	cmd.Flags().StringVar(&description, "description", "", "description, at most 256 characters")
 	cmd.MarkFlagRequired("name")
@@ -49,7 +54,9 @@ func newScopeMapCreateCmd(g *globals) *cobra.Command {
 		}
 		var req api.ScopeMapCreate
 		req.Properties.Description = description
-		req.Properties.Actions = repos.actions
+		if req.Properties.Actions, req.Properties.Tags, err = repos.merged(); err != nil {
+			return err
+		}
 		var m api.ScopeMap
 		if err := c.do(cmd.Context(), "PUT", "scopeMaps/"+url.PathEscape(name), nil, req, &m); err != nil {
 			return err
@@ -73,17 +80,22 @@ map from its next request. Limits set on a scope map apply to each of its
 tokens that has no limit of its own (each token counts its own requests and
 bytes).`,
 		Example: `  berth scope-map update -n ci-push --add-repository team/app content/read --remove-repository 'samples/*' content/write
-  berth scope-map update -n ci-push --rate-limit 20/s --push-bytes-per-day 50GiB`,
+  berth scope-map update -n ci-push --rate-limit 20/s --push-bytes-per-day 50GiB
+  berth scope-map update -n ci-dev --remove-repository team/app content/write --add-repository team/app content/write --tags 'release-*'`,
 	}
 	add := addRepositoryFlag(cmd.Flags(), "add-repository", "a repository pattern and actions to grant; repeatable")
-	remove := addRepositoryFlag(cmd.Flags(), "remove-repository", "a repository pattern and actions to take away; repeatable")
+	remove := addRepositoryFlag(cmd.Flags(), "remove-repository", "a repository pattern and actions to take away (with their tag limits); repeatable")
+	addTagsFlag(cmd.Flags(), add, remove)
 	cmd.Flags().StringVarP(&name, "name", "n", "", "scope map name")
 	cmd.Flags().StringVar(&description, "description", "", "new description")
 	lim.register(cmd.Flags())
 	cmd.MarkFlagRequired("name")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var req api.ScopeMapPatch
-		req.Properties.AddActions = add.actions
+		var err error
+		if req.Properties.AddActions, req.Properties.AddTags, err = add.merged(); err != nil {
+			return err
+		}
 		req.Properties.RemoveActions = remove.actions
 		if cmd.Flags().Changed("description") {
 			req.Properties.Description = &description
@@ -241,7 +253,28 @@ func printScopeMap(c *client, m api.ScopeMap) error {
 		return err
 	}
 	fmt.Fprintln(c.out)
+	if len(p.Tags) > 0 {
+		return printTagGrants(c.out, p.Actions, p.Tags)
+	}
 	return printGrants(c.out, p.Actions)
+}
+
+// printTagGrants shows the grants of a scope map with tag limits as a
+// REPOSITORY → ACTIONS → TAGS table.
+func printTagGrants(w io.Writer, actions []string, tags map[string][]string) error {
+	groups, err := auth.GroupRules(auth.ScopeMap{Actions: actions, Tags: tags})
+	if err != nil {
+		return printGrants(w, actions)
+	}
+	t := newTable(w, "REPOSITORY", "ACTIONS", "TAGS")
+	for _, gr := range groups {
+		tg := "*"
+		if len(gr.Tags) > 0 {
+			tg = strings.Join(gr.Tags, ", ")
+		}
+		t.row(gr.Pattern.String(), strings.Join(gr.Actions.ScopeMapNames(), ", "), tg)
+	}
+	return t.flush()
 }
 
 // printGrants shows stored scope-map actions as a REPOSITORY → ACTIONS table.

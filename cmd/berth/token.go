@@ -41,6 +41,7 @@ command that uses them.`,
   berth token create -n staging --scope-map staging-read --no-passwords --status disabled`,
 	}
 	repos := addRepositoryFlag(cmd.Flags(), "repository", "a repository pattern and the actions to grant on it, for a new scope map NAME-scope-map; repeatable")
+	addTagsFlag(cmd.Flags(), repos)
 	cmd.Flags().StringVarP(&name, "name", "n", "", "token name, also its docker username: 5 to 50 letters, digits, '-' or '_'")
 	cmd.Flags().StringVar(&scopeMap, "scope-map", "", "an existing scope map to bind the token to")
 	cmd.Flags().StringVar(&status, "status", "enabled", "enabled or disabled")
@@ -62,7 +63,10 @@ command that uses them.`,
 		}
 		var req api.TokenCreate
 		p := &req.Properties
-		p.ScopeMapID, p.ScopeMapActions, p.Status = scopeMap, repos.actions, status
+		p.ScopeMapID, p.Status = scopeMap, status
+		if p.ScopeMapActions, p.ScopeMapTags, err = repos.merged(); err != nil {
+			return err
+		}
 		if !noPasswords {
 			p.Credentials.Passwords = []api.PasswordRequest{{Name: "password1", Expiry: expiry}, {Name: "password2", Expiry: expiry}}
 		}

@@ -32,7 +32,7 @@ func (h *Handler) createScopeMap(c *call) error {
 		return err
 	}
 	m, err := h.ids.CreateScopeMap(c.ctx(), c.id, identity.ScopeMapSpec{
-		Name: c.r.PathValue("name"), Description: req.Properties.Description, Actions: req.Properties.Actions,
+		Name: c.r.PathValue("name"), Description: req.Properties.Description, Actions: req.Properties.Actions, Tags: req.Properties.Tags,
 	})
 	if err != nil {
 		return err
@@ -46,9 +46,12 @@ func (h *Handler) updateScopeMap(c *call) error {
 		return err
 	}
 	p := req.Properties
-	u := identity.ScopeMapUpdate{Description: p.Description, Add: p.AddActions, Remove: p.RemoveActions}
+	u := identity.ScopeMapUpdate{Description: p.Description, Add: p.AddActions, AddTags: p.AddTags, Remove: p.RemoveActions}
 	if p.Actions != nil {
 		u.Actions = append([]string{}, *p.Actions...) // non-nil even when empty: replace with nothing
+		u.Tags = p.Tags
+	} else if p.Tags != nil {
+		return badRequest("properties.tags goes with properties.actions, which it limits; to add tag-limited grants use addActions with addTags")
 	}
 	m, err := h.ids.UpdateScopeMap(c.ctx(), c.id, c.r.PathValue("name"), u)
 	if err != nil {

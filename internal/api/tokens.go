@@ -40,7 +40,7 @@ func (h *Handler) createToken(c *call) error {
 		return err
 	}
 	p := req.Properties
-	spec := identity.TokenSpec{Name: c.r.PathValue("name"), Actions: p.ScopeMapActions, Status: p.Status}
+	spec := identity.TokenSpec{Name: c.r.PathValue("name"), Actions: p.ScopeMapActions, Tags: p.ScopeMapTags, Status: p.Status}
 	if p.ScopeMapID != "" {
 		name, err := resourceName(TypeScopeMaps, "scopeMapId", p.ScopeMapID)
 		if err != nil {

@@ -45,6 +45,10 @@ type ScopeMapProperties struct {
 	Type string `json:"type"`
 	// Actions are in ACR's stored form "repositories/<pattern>/<action>".
 	Actions []string `json:"actions"`
+	// Tags limits actions to tag patterns (a berth addition): for an entry
+	// of Actions, the literal tags or globs with '*' it applies to. An
+	// action without an entry applies to every tag.
+	Tags map[string][]string `json:"tags,omitempty"`
 	// CreationDate is absent for the built-in scope maps.
 	CreationDate      *time.Time `json:"creationDate,omitempty"`
 	ProvisioningState string     `json:"provisioningState"`
@@ -55,8 +59,9 @@ type ScopeMapProperties struct {
 // ScopeMapCreate is the body of PUT /api/v1/scopeMaps/{name}.
 type ScopeMapCreate struct {
 	Properties struct {
-		Description string   `json:"description"`
-		Actions     []string `json:"actions"`
+		Description string              `json:"description"`
+		Actions     []string            `json:"actions"`
+		Tags        map[string][]string `json:"tags"`
 	} `json:"properties"`
 }
 
@@ -67,10 +72,15 @@ type ScopeMapCreate struct {
 // are given they apply in the order actions, removeActions, addActions.
 type ScopeMapPatch struct {
 	Properties struct {
-		Description   *string   `json:"description"`
-		Actions       *[]string `json:"actions"`
-		AddActions    []string  `json:"addActions"`
-		RemoveActions []string  `json:"removeActions"`
+		Description *string   `json:"description"`
+		Actions     *[]string `json:"actions"`
+		// Tags goes with Actions: the tag limits of the new list.
+		Tags       map[string][]string `json:"tags"`
+		AddActions []string            `json:"addActions"`
+		// AddTags limits actions of AddActions to tag patterns; grants add
+		// up with what the map already has.
+		AddTags       map[string][]string `json:"addTags"`
+		RemoveActions []string            `json:"removeActions"`
 	} `json:"properties"`
 }
 
@@ -124,7 +134,10 @@ type TokenCreate struct {
 		// ScopeMapActions (a berth extension) creates the scope map
 		// "<token>-scope-map" with these actions, in the same transaction.
 		ScopeMapActions []string `json:"scopeMapActions"`
-		Status          string   `json:"status"`
+		// ScopeMapTags limits some of ScopeMapActions to tag patterns,
+		// as a scope map's tags do.
+		ScopeMapTags map[string][]string `json:"scopeMapTags"`
+		Status       string              `json:"status"`
 		// Credentials.Passwords (a berth extension) lists the slots to
 		// generate now; their values are in the answer, once.
 		Credentials struct {
@@ -313,7 +326,7 @@ func scopeMapJSON(m identity.ScopeMap) ScopeMap {
 		tokens = []string{}
 	}
 	return ScopeMap{ID: scopeMapID(m.Name), Name: m.Name, Type: TypeScopeMaps, Properties: ScopeMapProperties{
-		Description: m.Description, Type: m.Type, Actions: actions, CreationDate: optTime(m.CreatedAt),
+		Description: m.Description, Type: m.Type, Actions: actions, Tags: m.Tags, CreationDate: optTime(m.CreatedAt),
 		ProvisioningState: ProvisioningSucceeded, Tokens: tokens,
 	}}
 }

@@ -373,3 +373,31 @@ func (e *DeniedError) tagMessage() string {
 	}
 	return msg + fmt.Sprintf(" (it lacks %s on that tag)", e.Missing)
 }
+
+// CatalogTagFilter refines VisibleInCatalog for scope maps with tag
+// limits. It returns nil when VisibleInCatalog decides alone: when id
+// holds an action on every tag of repo, or may write or delete there (a
+// push-only token sees where it pushes). When id may only read some tags
+// of repo, it returns a function reporting whether one tag is one of them:
+// the repository is listed only if it has such a tag, so a reader never
+// learns of a repository in which it can see nothing.
+func CatalogTagFilter(id Identity, repo string) func(tag string) bool {
+	id.Bearer = nil
+	every, some := everyTag(id, repo)
+	if every != NoActions || some&^(ContentRead|MetadataRead) != NoActions || some == NoActions {
+		return nil
+	}
+	return func(tag string) bool { return AllowedOnTag(id, repo, tag)&(ContentRead|MetadataRead) != NoActions }
+}
+
+// TagCheck returns, for operation op on repo, nil when id may perform it
+// on every tag, or else a function that returns CheckTag's answer for one
+// tag. The registry and the repository service ask it before each manifest
+// and tag request and filter lists with it.
+func TagCheck(id Identity, repo string, op Operation) func(tag string) error {
+	every, _ := everyTag(id, repo)
+	if op.AllowedBy(every) {
+		return nil
+	}
+	return func(tag string) error { return CheckTag(id, repo, op, tag) }
+}

@@ -152,7 +152,9 @@ type TokenSpec struct {
 	// make a new one named "<Name>-scope-map".
 	ScopeMap string
 	Actions  []string
-	Status   string // default enabled
+	// Tags limits some of Actions to tag patterns (see ScopeMapSpec).
+	Tags   map[string][]string
+	Status string // default enabled
 	// Passwords lists the slots to generate now (none, or password1 and/or
 	// password2); Expiry applies to them.
 	Passwords []string
@@ -216,7 +218,7 @@ func (s *Service) CreateToken(ctx context.Context, actor auth.Identity, spec Tok
 	err = s.tx(ctx, func(tx *sqldb.Tx) error {
 		s.touchTokens(p.name)
 		if len(spec.Actions) > 0 {
-			m, err := s.createScopeMapLocked(ctx, tx, actor, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions})
+			m, err := s.createScopeMapLocked(ctx, tx, actor, ScopeMapSpec{Name: spec.ScopeMap, Description: "Created with token " + spec.Name, Actions: spec.Actions, Tags: spec.Tags})
 			if err != nil {
 				return err
 			}

@@ -98,4 +98,19 @@ type PutManifestRequest struct {
 	Tags       []string
 	// Requires lists blobs the repository must already have (config and layers).
 	Requires []digest.Digest
+	// Keep lists tags of Tags that may be created but not moved: if one
+	// points at another manifest, nothing is stored and PutManifest returns
+	// a *TagMoveError (a caller without content/overwrite). It is checked
+	// in the write transaction, so a tag created meanwhile is not moved.
+	Keep []string
+}
+
+// TagMoveError refuses to move a tag that PutManifestRequest.Keep names.
+type TagMoveError struct {
+	Tag     string
+	Current digest.Digest // what the tag points at
+}
+
+func (e *TagMoveError) Error() string {
+	return "tag " + e.Tag + " points at " + e.Current.String() + " and may not be moved"
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -696,6 +697,9 @@ func (s *Store) PutManifest(ctx context.Context, req PutManifestRequest) error {
 			err := tx.QueryRowContext(ctx, `SELECT t.digest, m.write_enabled FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest WHERE t.repository_id = ? AND t.name = ?`, id, tag).Scan(&cur, &curWritable)
 			if err == nil && !curWritable && cur != m.Digest.String() {
 				return &LockedError{What: req.Repository + ":" + tag, Attr: "writeEnabled"}
+			}
+			if err == nil && cur != m.Digest.String() && slices.Contains(req.Keep, tag) {
+				return &TagMoveError{Tag: tag, Current: digest.Digest(cur)}
 			}
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("read tag: %w", err)

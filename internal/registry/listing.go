@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 )
 
@@ -51,7 +53,11 @@ func (rg *Registry) tags(req *request) error {
 		return err
 	}
 	var tags []string
-	if n > 0 {
+	if check := req.tagCheck(auth.OpReadMetadata); check != nil && n > 0 {
+		// Only the tags the scope map lets the caller see, paging on
+		// until a page is full so that filtering never ends a list early.
+		tags, err = rg.visibleTags(req, check, last, n+1)
+	} else if n > 0 {
 		tags, err = rg.meta.Tags(req.r.Context(), req.rt.name, last, n+1)
 	} else {
 		_, err = rg.meta.Repository(req.r.Context(), req.rt.name)
@@ -74,6 +80,28 @@ func (rg *Registry) tags(req *request) error {
 		Tags []string `json:"tags"`
 	}{req.rt.name, tags})
 	return nil
+}
+
+// visibleTags lists up to n tags after last that check allows.
+func (rg *Registry) visibleTags(req *request, check func(string) error, last string, n int) ([]string, error) {
+	out := []string{}
+	batch := max(n, 1000)
+	for len(out) < n {
+		tags, err := rg.meta.Tags(req.r.Context(), req.rt.name, last, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range filterTags(slices.Clone(tags), check) {
+			if len(out) < n {
+				out = append(out, t)
+			}
+		}
+		if len(tags) < batch {
+			break
+		}
+		last = tags[len(tags)-1]
+	}
+	return out, nil
 }
 
 func nextLink(path string, n int, last string) string {
@@ -101,6 +129,17 @@ func (rg *Registry) catalog(req *request) error {
 		for _, name := range batch {
 			if req.caller != nil && !req.caller.CanSee(name) {
 				continue
+			}
+			if req.caller != nil {
+				if f := req.caller.CatalogTagFilter(name); f != nil {
+					ok, err := rg.meta.AnyTag(req.r.Context(), name, f)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						continue
+					}
+				}
 			}
 			if len(repos) == n {
 				more = true
@@ -139,6 +178,17 @@ func (rg *Registry) referrers(req *request) error {
 	refs, err := rg.meta.Referrers(req.r.Context(), req.rt.name, d, at)
 	if err != nil {
 		return err
+	}
+	// A token limited to some tags sees the referrers of what it may pull
+	// (which are then reachable too), and of nothing else.
+	if check := req.tagCheck(auth.OpPull); check != nil && len(refs) > 0 {
+		ok, err := rg.meta.Reachable(req.r.Context(), req.rt.name, allowedFrom(check), d)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refs = []meta.Referrer{}
+		}
 	}
 	if at != "" {
 		req.w.Header().Set("OCI-Filters-Applied", "artifactType")

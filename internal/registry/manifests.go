@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/meta"
 )
 
@@ -92,12 +93,24 @@ func (rg *Registry) getManifest(req *request) error {
 		return e
 	}
 	ctx := req.r.Context()
+	if !isDigest(ref) {
+		if check := req.tagCheck(auth.OpPull); check != nil {
+			if err := check(ref); err != nil {
+				return tagDenied(err)
+			}
+		}
+	}
 	m, err := rg.meta.Manifest(ctx, req.rt.name, ref)
 	if errors.Is(err, meta.ErrManifestNotFound) {
 		return rg.unknownManifest(req)
 	}
 	if err != nil {
 		return err
+	}
+	if isDigest(ref) {
+		if err := rg.readableDigest(ctx, req, digest.Digest(ref)); err != nil {
+			return err
+		}
 	}
 	if e := rg.readable(req, &m); e != nil {
 		return e
@@ -195,10 +208,32 @@ func (rg *Registry) putManifest(req *request) error {
 		tags = append(tags, t)
 	}
 
-	err = rg.meta.PutManifest(r.Context(), meta.PutManifestRequest{Repository: req.rt.name, Manifest: m, Tags: tags, Requires: requires})
+	// Tag rules: every tag must be one the caller may write, and those it
+	// may not move (without content/overwrite) are kept where they point.
+	var keep []string
+	if check := req.tagCheck(auth.OpPush); check != nil {
+		for _, t := range tags {
+			if err := check(t); err != nil {
+				return tagDenied(err)
+			}
+		}
+	}
+	overwrite := req.tagCheck(auth.OpOverwriteTag)
+	if overwrite != nil {
+		for _, t := range tags {
+			if overwrite(t) != nil {
+				keep = append(keep, t)
+			}
+		}
+	}
+
+	err = rg.meta.PutManifest(r.Context(), meta.PutManifestRequest{Repository: req.rt.name, Manifest: m, Tags: tags, Requires: requires, Keep: keep})
 	var bu *meta.BlobUnknownError
 	var le *meta.LockedError
+	var tm *meta.TagMoveError
 	switch {
+	case errors.As(err, &tm):
+		return newError(CodeDenied, "requested access to the resource is denied: %v; it points at %s", overwrite(tm.Tag), tm.Current)
 	case errors.As(err, &bu):
 		e := newError(CodeManifestBlobUnknown, "manifest references blob %s, which repository %q does not have: push the blob first", bu.Digest, req.rt.name)
 		e.Detail = map[string]string{"digest": bu.Digest.String()}
@@ -330,8 +365,16 @@ func (rg *Registry) deleteManifest(req *request) error {
 	ctx := req.r.Context()
 	var err error
 	if isDigest(ref) {
+		if err := rg.deletableDigest(ctx, req, digest.Digest(ref)); err != nil {
+			return err
+		}
 		err = rg.meta.DeleteManifest(ctx, req.rt.name, digest.Digest(ref))
 	} else {
+		if check := req.tagCheck(auth.OpUntag); check != nil {
+			if err := check(ref); err != nil {
+				return tagDenied(err)
+			}
+		}
 		err = rg.meta.DeleteTag(ctx, req.rt.name, ref)
 	}
 	var le *meta.LockedError

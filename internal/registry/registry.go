@@ -57,6 +57,11 @@ type Metadata interface {
 	Tags(ctx context.Context, repo, last string, n int) ([]string, error)
 	Repositories(ctx context.Context, last string, n int) ([]string, error)
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Referrer, error)
+	// Reachable reports whether manifest d is reachable from a tag that
+	// from allows (meta.Store.Reachable).
+	Reachable(ctx context.Context, repo string, from func(tag string) bool, d digest.Digest) (bool, error)
+	// AnyTag reports whether repo has a tag that f allows.
+	AnyTag(ctx context.Context, repo string, f func(tag string) bool) (bool, error)
 }
 
 // Action is a data-plane action, named as in access tokens.
@@ -93,6 +98,15 @@ type Caller interface {
 	Can(repo string, op auth.Operation) bool
 	// CanSee reports whether the caller has any action on repo (catalog).
 	CanSee(repo string) bool
+	// TagCheck returns nil when the caller may perform op on every tag of
+	// repo, or else a function whose error (nil or an *auth.DeniedError)
+	// says whether it may on one tag: scope maps may limit rules to tags,
+	// which the token grammar cannot say (auth.TagCheck).
+	TagCheck(repo string, op auth.Operation) func(tag string) error
+	// CatalogTagFilter returns nil when CanSee decides alone, or else a
+	// function: the catalog lists repo only if one of its tags passes it
+	// (auth.CatalogTagFilter).
+	CatalogTagFilter(repo string) func(tag string) bool
 }
 
 // Authorizer authenticates a request and checks the accesses it needs. On

@@ -31,7 +31,9 @@ func (a openAuthz) Name() string                                      { return "
 func (a openAuthz) Can(repo string, op auth.Operation) bool {
 	return !(op == auth.OpPull && a.denyRead[repo])
 }
-func (a openAuthz) CanSee(repo string) bool { return !a.denyRead[repo] }
+func (a openAuthz) CanSee(repo string) bool                          { return !a.denyRead[repo] }
+func (openAuthz) TagCheck(string, auth.Operation) func(string) error { return nil }
+func (openAuthz) CatalogTagFilter(string) func(string) bool          { return nil }
 
 func newTestRegistry(t *testing.T, authz Authorizer) (*httptest.Server, string) {
 	t.Helper()

@@ -131,9 +131,11 @@ func (namedAuthz) Authorize(r *http.Request, _ []Access) (Caller, error) {
 
 type namedCaller string
 
-func (c namedCaller) Name() string                  { return string(c) }
-func (namedCaller) Can(string, auth.Operation) bool { return true }
-func (namedCaller) CanSee(string) bool              { return true }
+func (c namedCaller) Name() string                                     { return string(c) }
+func (namedCaller) Can(string, auth.Operation) bool                    { return true }
+func (namedCaller) CanSee(string) bool                                 { return true }
+func (namedCaller) TagCheck(string, auth.Operation) func(string) error { return nil }
+func (namedCaller) CatalogTagFilter(string) func(string) bool          { return nil }
 
 // TestUploadSessionCap opens sessions over HTTP beyond the caps: the
 // refusal is a 429 TOOMANYREQUESTS with Retry-After that stores nothing,

@@ -25,3 +25,9 @@ func (AllowAll) Can(string, auth.Operation) bool { return true }
 
 // CanSee shows every repository.
 func (AllowAll) CanSee(string) bool { return true }
+
+// TagCheck allows every operation on every tag.
+func (AllowAll) TagCheck(string, auth.Operation) func(string) error { return nil }
+
+// CatalogTagFilter leaves the catalog to CanSee.
+func (AllowAll) CatalogTagFilter(string) func(string) bool { return nil }

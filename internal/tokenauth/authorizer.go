@@ -50,6 +50,14 @@ func (c caller) Can(repo string, op auth.Operation) bool {
 
 func (c caller) CanSee(repo string) bool { return auth.VisibleInCatalog(c.id, repo) }
 
+func (c caller) TagCheck(repo string, op auth.Operation) func(string) error {
+	return auth.TagCheck(c.id, repo, op)
+}
+
+func (c caller) CatalogTagFilter(repo string) func(string) bool {
+	return auth.CatalogTagFilter(c.id, repo)
+}
+
 // Identity returns the auth identity behind a registry caller, for the audit log.
 func Identity(c registry.Caller) (auth.Identity, bool) {
 	cc, ok := c.(caller)

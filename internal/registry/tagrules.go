@@ -1,0 +1,88 @@
+package registry
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Tag rules: a scope map may limit its rules to tag patterns, which the
+// Docker token grammar cannot carry, so the registry asks the caller
+// (Caller.TagCheck, which is auth's decision) on every manifest and tag
+// request, against the scope map as it is now.
+
+// tagCheck is the caller's check of op on the tags of the request's
+// repository, or nil when op is allowed on every tag.
+func (req *request) tagCheck(op auth.Operation) func(string) error {
+	if req.caller == nil {
+		return nil
+	}
+	return req.caller.TagCheck(req.rt.name, op)
+}
+
+// tagDenied is the 403 of a tag rule.
+func tagDenied(err error) *Error {
+	return &Error{Code: CodeDenied, Message: "requested access to the resource is denied: " + err.Error()}
+}
+
+// allowedFrom turns a tag check into the set of tags it allows.
+func allowedFrom(check func(string) error) func(string) bool {
+	return func(tag string) bool { return check(tag) == nil }
+}
+
+// deniedFrom is the set of tags a check refuses.
+func deniedFrom(check func(string) error) func(string) bool {
+	return func(tag string) bool { return check(tag) != nil }
+}
+
+// readableDigest enforces a tag-limited content/read on a manifest asked
+// for by digest: it must be reachable from a tag the caller may pull
+// (meta.Store.Reachable says what reachable means).
+func (rg *Registry) readableDigest(ctx context.Context, req *request, d digest.Digest) error {
+	check := req.tagCheck(auth.OpPull)
+	if check == nil {
+		return nil
+	}
+	ok, err := rg.meta.Reachable(ctx, req.rt.name, allowedFrom(check), d)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return newError(CodeDenied, "requested access to the resource is denied: %s may pull from %q only the tags its scope map allows and the manifests reachable from them (their index children and referrers); %s is not one of them",
+			req.caller.Name(), req.rt.name, d)
+	}
+	return nil
+}
+
+// deletableDigest enforces a tag-limited content/delete on deleting a
+// manifest by digest: no tag the caller may not delete may reach it, so
+// that deleting never takes an image, a platform image or a signature away
+// from a tag the scope map does not cover.
+func (rg *Registry) deletableDigest(ctx context.Context, req *request, d digest.Digest) error {
+	check := req.tagCheck(auth.OpDeleteManifest)
+	if check == nil {
+		return nil
+	}
+	reached, err := rg.meta.Reachable(ctx, req.rt.name, deniedFrom(check), d)
+	if err != nil {
+		return err
+	}
+	if reached {
+		return newError(CodeDenied, "requested access to the resource is denied: %s may delete in %q only manifests that no tag outside its scope map's tag patterns reaches; a tag it may not delete reaches %s",
+			req.caller.Name(), req.rt.name, d)
+	}
+	return nil
+}
+
+// filterTags keeps the tags check allows.
+func filterTags(tags []string, check func(string) error) []string {
+	out := tags[:0]
+	for _, t := range tags {
+		if check(t) == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
