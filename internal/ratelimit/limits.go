@@ -36,7 +36,7 @@ type Limits struct {
 // IsZero reports whether no limit is set.
 func (l Limits) IsZero() bool { return l == Limits{} }
 
-// maxRate bounds a rate so that its thousandths fit the stored integer and
+// maxRate bounds a rate so that its millionths fit the stored integer and
 // nobody mistakes a typo for a limit.
 const maxRate = 1_000_000
 
@@ -165,9 +165,17 @@ func ParseBytes(s string) (int64, error) {
 	return int64(v), nil
 }
 
-// FormatRate shows a rate as requests/s.
+// FormatRate shows a rate per second, or per minute or hour when it is
+// less than one a second or a minute.
 func FormatRate(r float64) string {
-	return strconv.FormatFloat(r, 'f', -1, 64) + " requests/s"
+	round := func(v float64) string { return strconv.FormatFloat(math.Round(v*1000)/1000, 'f', -1, 64) }
+	switch {
+	case r >= 1 || r <= 0:
+		return round(r) + " requests/s"
+	case r*60 >= 1:
+		return round(r*60) + " requests/min"
+	}
+	return round(r*3600) + " requests/h"
 }
 
 // FormatBytes shows a size for people.

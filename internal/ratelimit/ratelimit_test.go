@@ -624,3 +624,21 @@ func TestDelegatedLimits(t *testing.T) {
 		t.Fatal("a built-in scope map was changed by a delegated admin")
 	}
 }
+
+func TestFormatRate(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want string
+	}{
+		{50, "50 requests/s"}, {1.5, "1.5 requests/s"}, {0.5, "30 requests/min"}, {4.0 / 3600, "4 requests/h"}, {0.001, "3.6 requests/h"},
+	} {
+		if got := FormatRate(c.rate); got != c.want {
+			t.Errorf("FormatRate(%v) = %q, want %q", c.rate, got, c.want)
+		}
+	}
+	// The stored form keeps such rates (millionths of a request per second).
+	l := fromRow(toRow(Limits{RatePerSecond: 4.0 / 3600}))
+	if got := FormatRate(l.RatePerSecond); got != "4 requests/h" {
+		t.Errorf("4/h stored and read back: %s", got)
+	}
+}

@@ -35,7 +35,7 @@ func migrations(e sqldb.Engine) []string {
 }
 
 // The tables: token_limits holds the limits set on tokens and scope maps
-// (rate in thousandths of a request per second, -1 for unlimited);
+// (rate in millionths of a request per second, -1 for unlimited);
 // token_usage the bytes each token moved per UTC day (day numbers from the
 // Unix epoch); token_buckets the shared request buckets of a cluster
 // (level in thousandths of a request, at in Unix milliseconds); and
@@ -47,7 +47,7 @@ func tablesSQL(bigint string) string {
 	return `CREATE TABLE token_limits (
 		kind TEXT NOT NULL CHECK (kind IN ('token', 'scope map')),
 		name TEXT NOT NULL,
-		rate_milli ` + bigint + ` NOT NULL DEFAULT 0,
+		rate_micro ` + bigint + ` NOT NULL DEFAULT 0,
 		burst ` + bigint + ` NOT NULL DEFAULT 0,
 		pull_bytes ` + bigint + ` NOT NULL DEFAULT 0,
 		push_bytes ` + bigint + ` NOT NULL DEFAULT 0,
@@ -135,7 +135,7 @@ func (s *snapshot) effective(token, scopeMap string) (Effective, bool) {
 }
 
 func toRow(l Limits) (rate, burst, pull, push int64) {
-	rate = int64(math.Round(l.RatePerSecond * 1000))
+	rate = int64(math.Round(l.RatePerSecond * 1e6))
 	if l.RatePerSecond == Unlimited {
 		rate = Unlimited
 	}
@@ -147,7 +147,7 @@ func fromRow(rate, burst, pull, push int64) Limits {
 	if rate == Unlimited {
 		l.RatePerSecond = Unlimited
 	} else {
-		l.RatePerSecond = float64(rate) / 1000
+		l.RatePerSecond = float64(rate) / 1e6
 	}
 	return l
 }
@@ -171,7 +171,7 @@ func (st store) load(ctx context.Context) (*snapshot, error) {
 	if err := tx.QueryRowContext(ctx, `SELECT version FROM token_limits_state WHERE id = 1`).Scan(&s.version); err != nil {
 		return nil, fmt.Errorf("read the limits version: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT kind, name, rate_milli, burst, pull_bytes, push_bytes FROM token_limits`)
+	rows, err := tx.QueryContext(ctx, `SELECT kind, name, rate_micro, burst, pull_bytes, push_bytes FROM token_limits`)
 	if err != nil {
 		return nil, fmt.Errorf("read limits: %w", err)
 	}
@@ -215,9 +215,9 @@ func (st store) set(ctx context.Context, kind, name string, l Limits) error {
 				parent = "scope_maps"
 			}
 			rate, burst, pull, push := toRow(l)
-			res, err := tx.ExecContext(ctx, `INSERT INTO token_limits(kind, name, rate_milli, burst, pull_bytes, push_bytes)
+			res, err := tx.ExecContext(ctx, `INSERT INTO token_limits(kind, name, rate_micro, burst, pull_bytes, push_bytes)
 				SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM `+parent+` WHERE name = ?)
-				ON CONFLICT(kind, name) DO UPDATE SET rate_milli = excluded.rate_milli, burst = excluded.burst,
+				ON CONFLICT(kind, name) DO UPDATE SET rate_micro = excluded.rate_micro, burst = excluded.burst,
 					pull_bytes = excluded.pull_bytes, push_bytes = excluded.push_bytes`,
 				kind, name, rate, burst, pull, push, name)
 			if err != nil {

@@ -40,7 +40,7 @@ func TestTokenLimits(t *testing.T) {
 	for range 3 {
 		st, body, h := e.do("GET", "/v2/team/app/manifests/v1", basic("ci-limited", pw), nil)
 		if st != http.StatusTooManyRequests || h.Get("Retry-After") != "1000" ||
-			!strings.Contains(body, `"code":"TOOMANYREQUESTS"`) || !strings.Contains(body, `token \"ci-limited\" is over its rate limit of 0.001 requests/s (burst 1); retry after 17 min`) {
+			!strings.Contains(body, `"code":"TOOMANYREQUESTS"`) || !strings.Contains(body, `token \"ci-limited\" is over its rate limit of 3.6 requests/h (burst 1); retry after 17 min`) {
 			t.Fatalf("over the rate: %d %q %s", st, h.Get("Retry-After"), body)
 		}
 	}
@@ -142,7 +142,7 @@ func TestTokenLimitsAcrossNodes(t *testing.T) {
 		case http.StatusOK:
 			admitted++
 		case http.StatusTooManyRequests:
-			if retry == "" || !strings.Contains(out, `token \"ci-shared\" is over its rate limit of 0.001 requests/s (burst 4)`) {
+			if retry == "" || !strings.Contains(out, `token \"ci-shared\" is over its rate limit of 3.6 requests/h (burst 4)`) {
 				t.Fatalf("refusal on node %d: Retry-After %q, %s", i%2+1, retry, out)
 			}
 		default:
