@@ -121,6 +121,8 @@ func fillRegistry(t *testing.T) filled {
 	}
 	f.tokenName, f.tokenPassword = "ci-reader", tok.Credentials.Passwords[0].Value
 	cli.must("user", "create", "-n", "alice", "--role", "reader", "-p", alicePassword)
+	// A role assignment, in a table of its own, which must move too.
+	cli.must("role", "assignment", "create", "--assignee", "alice", "--role", "token-admin", "--repository", "team/*")
 	// Network rules, which must move too: a rule that lets in no test
 	// client (the default action stays Allow) and the token's addresses.
 	cli.must("network-rule", "add", "--ip-address", "10.9.0.0/16")
@@ -273,6 +275,9 @@ func checkServed(t *testing.T, srv *testutil.Server, f filled, withIdentities bo
 		}
 		if out := cli.must("token", "show", "-n", f.tokenName); !strings.Contains(out, "Allowed addresses: 127.0.0.0/8") {
 			t.Errorf("the token's allowed addresses did not move:\n%s", out)
+		}
+		if out := cli.must("role", "assignment", "list", "--assignee", "alice"); !regexp.MustCompile(`alice\s+token-admin\s+team/\*`).MatchString(out) {
+			t.Errorf("the role assignments did not move:\n%s", out)
 		}
 		bad := &authn.Basic{Username: "alice", Password: alicePassword + "x"}
 		if _, err := remote.Get(srv.Ref(t, f.refs[0]), remote.WithAuth(bad), remote.WithContext(ctx)); err == nil {
