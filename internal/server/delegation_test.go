@@ -246,3 +246,36 @@ func TestDelegatedDataPlaneCatalogAndAudit(t *testing.T) {
 		t.Errorf("rita's portal audit page: %d, shows team-b or lacks team-a", st)
 	}
 }
+
+// TestRoleAssignmentsOnThePortal: an owner of team-a/* assigns and removes
+// roles inside team-a/ on a user's page, and is refused one on team-b/*
+// with the service's exact message, next to the form.
+func TestRoleAssignmentsOnThePortal(t *testing.T) {
+	e := newEnv(t)
+	dave := e.delegatedUser("dave", "owner", "team-a/*")
+	if _, err := e.id.CreateUser(context.Background(), owner, identity.UserSpec{Name: "paul", Role: identity.RoleNone, Password: "password-of-paul"}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.portalSignIn("dave", dave)
+	form := func(op, role, repo string) string {
+		return url.Values{"op": {op}, "role": {role}, "repository": {repo}}.Encode()
+	}
+	if st, body := p.do("POST", "/users/paul/assignments", form("create", "push", "team-a/app")); st != http.StatusSeeOther {
+		t.Fatalf("assign push on team-a/app: %d\n%.400s", st, body)
+	}
+	st, body := p.do("POST", "/users/paul/assignments", form("create", "push", "team-b/*"))
+	want := `User "dave" may not manage "team-b/*" (role assignment push on team-b/*): they manage role assignments only on team-a/*.`
+	if st != http.StatusForbidden || !strings.Contains(html.UnescapeString(body), want) {
+		t.Errorf("assign push on team-b/*: %d, want 403 saying %q\n%.600s", st, want, body)
+	}
+	if st, body := p.do("GET", "/users/paul", ""); st != 200 || !strings.Contains(body, "team-a/app") || strings.Contains(body, "team-b/*") {
+		t.Errorf("paul's page: %d\n%.400s", st, body)
+	}
+	if st, body := p.do("POST", "/users/paul/assignments", form("delete", "push", "team-a/app")); st != http.StatusSeeOther {
+		t.Fatalf("remove push on team-a/app: %d\n%.400s", st, body)
+	}
+	as, err := e.id.ListRoleAssignments(owner, "paul")
+	if err != nil || len(as) != 0 {
+		t.Errorf("paul's assignments after the removal: %v %v", as, err)
+	}
+}
