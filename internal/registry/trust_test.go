@@ -17,10 +17,12 @@ import (
 // set.
 type pushRights struct{ push *bool }
 
-func (a pushRights) Authorize(*http.Request, []Access) (Caller, error) { return a, nil }
-func (a pushRights) Name() string                                      { return "test" }
-func (a pushRights) Can(_ string, op auth.Operation) bool              { return op != auth.OpPush || *a.push }
-func (a pushRights) CanSee(string) bool                                { return true }
+func (a pushRights) Authorize(*http.Request, []Access) (Caller, error)  { return a, nil }
+func (a pushRights) Name() string                                       { return "test" }
+func (a pushRights) Can(_ string, op auth.Operation) bool               { return op != auth.OpPush || *a.push }
+func (a pushRights) CanSee(string) bool                                 { return true }
+func (a pushRights) TagCheck(string, auth.Operation) func(string) error { return nil }
+func (a pushRights) CatalogTagFilter(string) func(string) bool          { return nil }
 
 // TestSignaturePolicyHook checks where the registry asks the signature
 // policies: on manifest GET and HEAD, by tag and digest, for every caller
