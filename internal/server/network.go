@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/identity"
@@ -14,8 +16,8 @@ import (
 )
 
 // networkDenied records a refusal by the network rules: counted, and
-// audited in the log's batch (refusals from one address fold into one
-// record a minute, so a flood costs no more than that).
+// audited through the denial folder, so that a flood of refusals costs a
+// map update each, never a wait for the audit log's writer.
 func (s *Server) networkDenied(r *http.Request, d *netrule.Denied) {
 	s.networkDenials.Add(1)
 	ev := audit.Event{Kind: audit.KindNetwork, Result: audit.ResultFailure, Reason: d.Error(),
@@ -23,8 +25,100 @@ func (s *Server) networkDenied(r *http.Request, d *netrule.Denied) {
 	if d.Token != "" {
 		ev.Identity, ev.IdentityKind = d.Token, "token"
 	}
-	s.audit.Record(ev)
+	s.denials.add(ev)
 }
+
+// denialFolder folds identical refusals before they reach the audit log:
+// the first of a kind is recorded at once, the ones after it within
+// foldEvery are counted and recorded as one event with that count (which
+// the log folds further, into a record a minute). A refused request thus
+// never waits for the log's queue, however many arrive.
+type denialFolder struct {
+	rec     func(audit.Event)
+	mu      sync.Mutex
+	pending map[denialKey]*audit.Event // Count: refusals not yet recorded
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type denialKey struct{ ip, identity, reason, agent string }
+
+const (
+	foldEvery      = 250 * time.Millisecond
+	maxFoldPending = 4096
+)
+
+func newDenialFolder(rec func(audit.Event)) *denialFolder {
+	f := &denialFolder{rec: rec, pending: map[denialKey]*audit.Event{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go f.loop()
+	return f
+}
+
+func (f *denialFolder) add(ev audit.Event) {
+	k := denialKey{ev.CallerIP, ev.Identity, ev.Reason, ev.UserAgent}
+	f.mu.Lock()
+	if p := f.pending[k]; p != nil {
+		p.Count++
+		f.mu.Unlock()
+		return
+	}
+	var full map[denialKey]*audit.Event
+	if len(f.pending) >= maxFoldPending {
+		full, f.pending = f.pending, map[denialKey]*audit.Event{}
+	}
+	held := ev
+	held.Time = time.Now()
+	held.Count = 0
+	f.pending[k] = &held
+	f.mu.Unlock()
+	f.record(full)
+	f.rec(ev)
+}
+
+// record writes what was counted.
+func (f *denialFolder) record(m map[denialKey]*audit.Event) {
+	for _, ev := range m {
+		if ev.Count > 0 {
+			f.rec(*ev)
+		}
+	}
+}
+
+func (f *denialFolder) flush() {
+	f.mu.Lock()
+	m := f.pending
+	f.pending = map[denialKey]*audit.Event{}
+	f.mu.Unlock()
+	f.record(m)
+}
+
+func (f *denialFolder) loop() {
+	defer close(f.done)
+	t := time.NewTicker(foldEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			f.flush()
+			return
+		case <-t.C:
+			f.flush()
+		}
+	}
+}
+
+// close records what is counted and stops.
+func (f *denialFolder) close() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.done
+}
+
+// FlushDenials hands the refusals counted so far to the audit log (tests).
+func (s *Server) FlushDenials() { s.denials.flush() }
 
 // networkRegistryError is the OCI error for a /v2/ request the rules refused.
 func networkRegistryError(err error) *registry.Error {

@@ -124,6 +124,7 @@ func TestNetworkRulesRegistryWide(t *testing.T) {
 	}
 
 	// Refusals are counted and audited, folded into one record per source.
+	e.srv.FlushDenials()
 	e.srv.Audit().Flush()
 	evs, err := e.srv.Audit().List(ctx, audit.Filter{Kind: audit.KindNetwork})
 	if err != nil {
@@ -244,6 +245,7 @@ func TestNetworkRulesPerToken(t *testing.T) {
 	}
 
 	// Audited with the token's name, and through the API a 403.
+	e.srv.FlushDenials()
 	e.srv.Audit().Flush()
 	evs, _ := e.srv.Audit().List(ctx, audit.Filter{Kind: audit.KindNetwork, Identity: "ci-token"})
 	if len(evs) == 0 || evs[0].IdentityKind != "token" {

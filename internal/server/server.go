@@ -73,8 +73,10 @@ type Server struct {
 	writes writeFailures
 	// conns is the connection limiter of the listener being served.
 	conns atomic.Pointer[connLimiter]
-	// networkDenials counts requests the network rules refused.
+	// networkDenials counts requests the network rules refused; denials
+	// folds their audit records.
 	networkDenials atomic.Int64
+	denials        *denialFolder
 
 	// holder names this process in job leases; leaseRenewal is how often
 	// they are renewed (0: a third of leaseTTL).
@@ -150,6 +152,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 	// tokens), and the identity service carries their changes.
 	err = identity.Migrate(ctx, md.Database())
 	if err == nil {
+		s.denials = newDenialFolder(s.audit.Record)
 		s.rules, err = netrule.Open(ctx, md.Database(), netrule.Options{OnDenied: s.networkDenied})
 	}
 	if err != nil {
@@ -327,6 +330,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Close() error {
 	s.limits.Close()
 	s.identity.Close()
+	s.denials.close()
 	s.audit.Close()
 	return s.meta.Close()
 }
