@@ -125,3 +125,23 @@ func TestCLITokenListFilters(t *testing.T) {
 	}
 	c.fails("not a number of days", "token", "list", "--expiring-within-days", "-1")
 }
+
+// `repository list --sort` asks for the detailed list, with its total.
+func TestCLIRepositoryListDetailed(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	out := c.ok("repository", "list", "--sort", "lastPushed", "-o", "json")
+	var list struct {
+		Total *int `json:"total"`
+		Page  int  `json:"page"`
+		Pages int  `json:"pages"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Total == nil || *list.Total != 0 || list.Page != 1 || list.Pages != 1 {
+		t.Errorf("detailed list of an empty registry: %v\n%s", err, out)
+	}
+	if out := c.ok("repository", "list", "--page-size", "25"); !strings.Contains(out, "LAST PUSHED") {
+		t.Errorf("no detailed table:\n%s", out)
+	}
+	c.fails("pageSize", "repository", "list", "--page-size", "7")
+	c.fails("invalid sort", "repository", "list", "--sort", "size")
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/config"
 )
 
 func newRepositoryCmd(env *cliEnv) *cobra.Command {
@@ -70,16 +71,50 @@ func repoScope(repo string, actions ...string) string {
 }
 
 func newRepositoryListCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var sortBy string
+	var page, pageSize int
+	cmd := &cobra.Command{
+		Use:   "list [--sort name|lastPushed|created] [--page N] [--page-size 25|50|100|200]",
 		Short: "List the repositories you may use",
-		Args:  cobra.NoArgs,
+		Long: `List the repositories you may use. With --sort, --page or --page-size, one
+page of the detailed list: the total count, and for each repository when it
+was last pushed to, its pulls (from the audit log), its size and creation
+time.`,
+		Example: `  berth repository list --sort lastPushed --page-size 25`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
 			}
 			c.withScopes("registry:catalog:*")
+			if f := cmd.Flags(); f.Changed("sort") || f.Changed("page") || f.Changed("page-size") {
+				q := url.Values{"sort": {sortBy}, "page": {strconv.Itoa(page)}, "pageSize": {strconv.Itoa(pageSize)}}
+				var list api.RepositoryList
+				if err := c.do(cmd.Context(), "GET", "repositories", q, nil, &list); err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(c.out, list)
+				}
+				t := newTable(c.out, "REPOSITORY", "LAST PUSHED", "PULLS", "SIZE", "CREATED")
+				for _, it := range list.Items {
+					pulls := "-"
+					if it.Pulls != nil {
+						pulls = strconv.FormatInt(*it.Pulls, 10)
+					}
+					t.row(it.Name, fmtOptTime(it.LastPushed, "never"), pulls, config.ByteSize(it.SizeBytes).Human(), fmtTime(it.CreatedTime))
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				total := 0
+				if list.Total != nil {
+					total = *list.Total
+				}
+				fmt.Fprintf(c.errOut, "%d repositories; page %d of %d\n", total, list.Page, list.Pages)
+				return nil
+			}
 			repos := []string{}
 			q := url.Values{"n": {"1000"}}
 			for {
@@ -103,6 +138,11 @@ func newRepositoryListCmd(g *globals) *cobra.Command {
 			return t.flush()
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&sortBy, "sort", "name", "order: name, lastPushed (newest first) or created (newest first)")
+	f.IntVar(&page, "page", 1, "the page to show, from 1")
+	f.IntVar(&pageSize, "page-size", 50, "repositories per page: 25, 50, 100 or 200")
+	return cmd
 }
 
 func newRepositoryShowCmd(g *globals) *cobra.Command {

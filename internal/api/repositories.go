@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -120,6 +121,9 @@ func pageParams(r *http.Request) (last string, n int, err error) {
 // listRepositories lists the repositories the caller may do anything with,
 // exactly as the registry's catalog does (see repository.Service.List).
 func (h *Handler) listRepositories(c *call) error {
+	if q := c.r.URL.Query(); q.Has("sort") || q.Has("page") || q.Has("pageSize") {
+		return h.listRepositoriesDetailed(c)
+	}
 	last, n, err := pageParams(c.r)
 	if err != nil {
 		return err
@@ -263,4 +267,45 @@ func (h *Handler) deleteManifest(c *call, name, ref string) error {
 // caller is the request's caller as the repository service records it.
 func (h *Handler) caller(c *call) repository.Caller {
 	return repository.Caller{ID: c.id, IP: h.clientIP(c.r), UserAgent: c.r.UserAgent()}
+}
+
+// listRepositoriesDetailed is the repository list sorted (name,
+// lastPushed, created), paged by number with a total count, each with
+// its size, last push and pulls: the portal's list.
+func (h *Handler) listRepositoriesDetailed(c *call) error {
+	q := c.r.URL.Query()
+	sortBy, err := repository.ParseSort(q.Get("sort"))
+	if err != nil {
+		return badRequest("%s", err.Error())
+	}
+	dq := repository.DetailQuery{Sort: sortBy, Page: 1, PageSize: 50}
+	if v := q.Get("page"); v != "" {
+		if dq.Page, err = strconv.Atoi(v); err != nil || dq.Page < 1 {
+			return badRequest("invalid page=%q: use a page number from 1", v)
+		}
+	}
+	if v := q.Get("pageSize"); v != "" {
+		if dq.PageSize, err = strconv.Atoi(v); err != nil || !slices.Contains(repository.PageSizes, dq.PageSize) {
+			return badRequest("invalid pageSize=%q: use one of %v", v, repository.PageSizes)
+		}
+	}
+	p, err := h.repos.ListDetailed(c.ctx(), c.id, dq)
+	if err != nil {
+		return err
+	}
+	out := RepositoryList{Repositories: []string{}, Items: []RepositoryItem{}, Total: &p.Total, Page: p.Page, Pages: p.Pages}
+	for _, r := range p.Rows {
+		it := RepositoryItem{Name: r.Name, CreatedTime: r.CreatedAt, SizeBytes: r.Size, Manifests: r.Manifests}
+		if !r.LastPushed.IsZero() {
+			lp := r.LastPushed
+			it.LastPushed = &lp
+		}
+		if r.Pulls >= 0 {
+			n := r.Pulls
+			it.Pulls = &n
+		}
+		out.Repositories = append(out.Repositories, r.Name)
+		out.Items = append(out.Items, it)
+	}
+	return c.ok(out)
 }

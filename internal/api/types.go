@@ -254,6 +254,24 @@ type RepositoryList struct {
 	Repositories []string `json:"repositories"`
 	// Next, when set, is the ?last= value that fetches the next page.
 	Next string `json:"next,omitempty"`
+	// With sort, page or pageSize: the detailed page, its number, the
+	// number of pages and of repositories.
+	Items []RepositoryItem `json:"items,omitempty"`
+	Total *int             `json:"total,omitempty"`
+	Page  int              `json:"page,omitempty"`
+	Pages int              `json:"pages,omitempty"`
+}
+
+// RepositoryItem is a repository in the detailed list.
+type RepositoryItem struct {
+	Name        string     `json:"name"`
+	CreatedTime time.Time  `json:"createdTime"`
+	LastPushed  *time.Time `json:"lastPushed,omitempty"`
+	SizeBytes   int64      `json:"sizeBytes"`
+	Manifests   int        `json:"manifestCount"`
+	// Pulls counts the manifest pulls in the audit log (within its
+	// retention); absent without an audit log.
+	Pulls *int64 `json:"pullCount,omitempty"`
 }
 
 // Repository is one repository.

@@ -760,35 +760,7 @@ func (l *Log) deleteChunks(ctx context.Context, q string, bound int64) (int64, e
 // call are included: it waits for the writer first.
 func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	l.Flush()
-	var where []string
-	var args []any
-	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
-	if f.Identity != "" {
-		add("identity = ?", f.Identity)
-	}
-	if f.Repository != "" {
-		add("repository = ?", f.Repository)
-	}
-	if f.Kind != "" {
-		add("kind = ?", f.Kind)
-	}
-	if f.Result != "" {
-		add("result = ?", f.Result)
-	}
-	if !f.Since.IsZero() {
-		add("time >= ?", f.Since.UnixMilli())
-	}
-	if !f.Until.IsZero() {
-		add("time < ?", f.Until.UnixMilli())
-	}
-	if f.Before > 0 {
-		add("id < ?", f.Before)
-	}
-	if f.Repositories != nil {
-		cond, a := repositoriesWhere(f.Repositories)
-		where = append(where, cond)
-		args = append(args, a...)
-	}
+	where, args := f.where()
 	q := `SELECT id, time, kind, result, identity, identity_kind, slot, reason, caller_ip, user_agent, repository, tag, digest, target, jti, duration_ms, count, last_time, action, missing FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -818,6 +790,55 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// where is the filter as SQL conditions and their arguments.
+func (f Filter) where() (where []string, args []any) {
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.Identity != "" {
+		add("identity = ?", f.Identity)
+	}
+	if f.Repository != "" {
+		add("repository = ?", f.Repository)
+	}
+	if f.Kind != "" {
+		add("kind = ?", f.Kind)
+	}
+	if f.Result != "" {
+		add("result = ?", f.Result)
+	}
+	if !f.Since.IsZero() {
+		add("time >= ?", f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		add("time < ?", f.Until.UnixMilli())
+	}
+	if f.Before > 0 {
+		add("id < ?", f.Before)
+	}
+	if f.Repositories != nil {
+		cond, a := repositoriesWhere(f.Repositories)
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	return where, args
+}
+
+// Count returns how many events match f (f.Limit and f.Before aside),
+// counting a folded record as the events it stands for.
+func (l *Log) Count(ctx context.Context, f Filter) (int64, error) {
+	l.Flush()
+	f.Before = 0
+	where, args := f.where()
+	q := `SELECT COALESCE(SUM(count), 0) FROM audit`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	var n int64
+	if err := l.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count audit events: %w", err)
+	}
+	return n, nil
 }
 
 // Migrate brings the audit table in db up to date. On SQLite it follows the

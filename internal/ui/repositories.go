@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,11 +31,15 @@ const (
 )
 
 type repoRow struct {
-	Name     string
-	Hidden   bool
-	Created  time.Time
-	Tags     int // -1: not allowed to list
-	Readonly bool
+	Name       string
+	Hidden     bool
+	Created    time.Time
+	Tags       int // -1: not allowed to list
+	Readonly   bool
+	LastPushed time.Time
+	Size       int64
+	Pulls      int64 // -1: not counted
+	Stats      bool  // LastPushed, Size and Pulls are known
 }
 
 type reposData struct {
@@ -44,12 +50,81 @@ type reposData struct {
 	Host     string
 	Scanned  bool // the scan stopped at scanLimit
 	ShowsAll bool // hidden repositories are included
+	// The detailed list: sorted, paged, counted.
+	Detailed  bool
+	Sort      string
+	PageSize  int
+	PageSizes []int
+	Page      int
+	Pages     int
+	Total     int
+	Prev      template.URL
+	NextPage  template.URL
+}
+
+// detailedURL is the repository list's URL for another page or order.
+func detailedURL(q, sortBy string, size, page int) template.URL {
+	v := url.Values{}
+	if q != "" {
+		v.Set("q", q)
+	}
+	if sortBy != repository.SortName {
+		v.Set("sort", sortBy)
+	}
+	if size != 50 {
+		v.Set("pageSize", strconv.Itoa(size))
+	}
+	if page > 1 {
+		v.Set("page", strconv.Itoa(page))
+	}
+	if len(v) == 0 {
+		return "/repositories"
+	}
+	return template.URL("/repositories?" + v.Encode())
 }
 
 func (h *Handler) repositoriesPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	after := r.URL.Query().Get("after")
-	d := reposData{Query: q, After: after, Host: h.registryHost(r), ShowsAll: rq.canAll(auth.ViewManagement)}
+	d := reposData{Query: q, After: after, Host: h.registryHost(r), ShowsAll: rq.canAll(auth.ViewManagement), PageSizes: repository.PageSizes}
+	if after == "" {
+		qs := r.URL.Query()
+		sortBy, err := repository.ParseSort(qs.Get("sort"))
+		if err != nil {
+			h.renderError(w, r, rq, http.StatusBadRequest, "Bad request", capitalize(err.Error())+".")
+			return
+		}
+		size, _ := strconv.Atoi(qs.Get("pageSize"))
+		pg, _ := strconv.Atoi(qs.Get("page"))
+		dp, err := h.repos.ListDetailed(r.Context(), rq.id, repository.DetailQuery{Sort: sortBy, Page: pg, PageSize: size,
+			Contains: q, IncludeHidden: true})
+		if err == nil {
+			if !slices.Contains(repository.PageSizes, size) {
+				size = 50
+			}
+			d.Detailed, d.Sort, d.PageSize, d.Page, d.Pages, d.Total = true, sortBy, size, dp.Page, dp.Pages, dp.Total
+			if dp.Page > 1 {
+				d.Prev = detailedURL(q, sortBy, size, dp.Page-1)
+			}
+			if dp.Page < dp.Pages {
+				d.NextPage = detailedURL(q, sortBy, size, dp.Page+1)
+			}
+			for _, st := range dp.Rows {
+				row := repoRow{Name: st.Name, Created: st.CreatedAt, Hidden: !st.Listed, Tags: -1, LastPushed: st.LastPushed,
+					Size: st.Size, Pulls: st.Pulls, Stats: true}
+				if info, err := h.repos.Repository(r.Context(), rq.id, st.Name); err == nil {
+					row.Tags, row.Readonly = info.Tags, !info.Attributes.WriteEnabled
+				}
+				d.Rows = append(d.Rows, row)
+			}
+			h.render(w, r, rq, http.StatusOK, "repositories.html", view{Title: "Repositories", Nav: "repositories", Data: d})
+			return
+		}
+		if !errors.Is(err, repository.ErrNoStats) {
+			h.fail(w, r, rq, err)
+			return
+		}
+	}
 	page, err := h.repos.List(r.Context(), rq.id, repository.ListQuery{After: after, N: reposPerPage,
 		Contains: strings.ToLower(q), IncludeHidden: true, ScanLimit: scanLimit})
 	if err != nil {
