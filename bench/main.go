@@ -767,10 +767,16 @@ func (b *bench) loginWorkload(ctx context.Context) error {
 	failToken := t.row("one at a time: failed login, token's wrong password", "ms", lower)
 	failUser := t.row("one at a time: failed login, user's wrong password", "ms", lower)
 	tokenOnce := t.row("one at a time: token's right password", "ms", lower)
+	// Federated logins: a JWT of a loopback OIDC issuer as the password.
+	fedRate := t.row("federated logins (JWT as the password, issuer keys cached)", "req/s", higher)
+	fedP50 := t.row("federated logins p50", "ms", lower)
+	fedP99 := t.row("federated logins p99", "ms", lower)
+	fedCPU := t.row("federated logins: registry CPU", "cores", info)
 	b.res.tokens = rate
 	for _, s := range b.subjects {
 		if s.f.key != keyBerth {
 			rate.notes[s.f.key] = "no token server"
+			fedRate.notes[s.f.key] = "no OIDC federation"
 		}
 	}
 	s := b.subjects[0]
@@ -809,6 +815,17 @@ func (b *bench) loginWorkload(ctx context.Context) error {
 			failToken.add(keyBerth, ms(costs.tokenWrong))
 			failUser.add(keyBerth, ms(costs.userWrong))
 			tokenOnce.add(keyBerth, ms(costs.tokenRight))
+		}
+		if fed, err := b.federatedLogins(ctx, s); err != nil {
+			logf("federated logins on berth: %v", err)
+			fedRate.fail(keyBerth, err)
+		} else {
+			logf("federated logins on berth: %.0f req/s, p50 %.2f ms, p99 %.2f ms, registry CPU %.2f cores", fed.rate(), ms(fed.p50), ms(fed.p99), fed.serverCPU)
+			b.noteErrors("federated logins", s, fed)
+			fedRate.add(keyBerth, fed.rate())
+			fedP50.add(keyBerth, ms(fed.p50))
+			fedP99.add(keyBerth, ms(fed.p99))
+			fedCPU.add(keyBerth, fed.serverCPU)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

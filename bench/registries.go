@@ -132,6 +132,8 @@ func (in *instance) commandLine(dir string, opt instanceOptions) (argv, env []st
 		}
 		env = append(append(env, opt.env...), "BERTH_OWNER_PASSWORD="+in.pass)
 		argv = []string{in.flavour.bin, "serve", "--addr", in.host, "--data", in.dataDir}
+		// The federated logins of workload 4 trust an issuer on loopback.
+		argv = append(argv, "--federation-allow-http-loopback")
 		argv = append(argv, opt.args...)
 		if !opt.requestLogs {
 			argv = append(argv, "--log-level", "warn")

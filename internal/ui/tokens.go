@@ -261,6 +261,7 @@ type tokenData struct {
 	Errors    map[string]string
 	Limits    *limitsView     // nil without a limiter
 	Addresses *tokenAddresses // nil without network rules
+	Federated *federatedSection
 	// Activity is the token's latest audit events (logins, pushes,
 	// pulls, refusals), for those who may read the audit log.
 	Activity   []audit.Event
@@ -301,6 +302,7 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	d.Limits = h.tokenLimits(r, rq, t)
 	d.Addresses = h.tokenAddressesView(r, rq, t)
+	d.Federated = h.federatedView(r, rq, t)
 	h.render(w, r, rq, status, "token.html", view{Title: "Token " + t.Name, Nav: "tokens", Error: msg, Data: d})
 }
 

@@ -210,6 +210,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /audit", h.page(h.auditPage))
 	m.HandleFunc("GET /audit/export", h.page(h.auditExport))
 	h.networkRoutes()
+	h.federationRoutes()
 
 	m.HandleFunc("GET /trust", h.page(h.trustPage))
 	m.HandleFunc("POST /trust", h.action(h.createTrustPolicy))
