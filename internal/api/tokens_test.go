@@ -153,7 +153,7 @@ func TestValidation(t *testing.T) {
 		{"audit: bad kind", "GET", "/api/v1/audit?kind=everything", ``, 400, "invalid kind"},
 		{"audit: bad since", "GET", "/api/v1/audit?since=yesterday", ``, 400, "RFC 3339"},
 		{"audit: bad limit", "GET", "/api/v1/audit?limit=0", ``, 400, "invalid limit"},
-		{"audit: bad result", "GET", "/api/v1/audit?result=ok", ``, 400, "success or failure"},
+		{"audit: bad result", "GET", "/api/v1/audit?result=ok", ``, 400, "use success (or allowed) or failure (or denied)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
