@@ -233,11 +233,21 @@ type DeniedError struct {
 	Tag         string
 	Op          Operation
 	TagPatterns []string
+	// SomeTags are actions of Missing the identity holds on some tags
+	// only, which an operation on the whole repository does not accept.
+	SomeTags Actions
+	// Digest, when set, is the manifest that Op was denied on because of
+	// tag rules: one the tags it may see do not reach (OpPull,
+	// OpReadMetadata), or one a tag it may not delete reaches.
+	Digest string
 }
 
 func (e *DeniedError) Error() string {
 	if e.Tag != "" {
 		return e.tagMessage()
+	}
+	if e.Digest != "" {
+		return e.digestMessage()
 	}
 	if reason := checkName(e.Repository); reason != "" {
 		return fmt.Sprintf("%s: invalid repository name %q: %s", e.Identity, e.Repository, reason)
@@ -245,10 +255,14 @@ func (e *DeniedError) Error() string {
 	if e.Missing == NoActions {
 		return fmt.Sprintf("%s: no action requested on repository %q", e.Identity, e.Repository)
 	}
-	if e.Or != NoActions {
-		return fmt.Sprintf("%s lacks %s (or %s) on repository %q", e.Identity, e.Missing, e.Or, e.Repository)
+	var some string
+	if e.SomeTags != NoActions {
+		some = fmt.Sprintf(" (its scope map grants %s on some tags only, and this acts on the whole repository)", e.SomeTags)
 	}
-	return fmt.Sprintf("%s lacks %s on repository %q", e.Identity, e.Missing, e.Repository)
+	if e.Or != NoActions {
+		return fmt.Sprintf("%s lacks %s (or %s) on repository %q%s", e.Identity, e.Missing, e.Or, e.Repository, some)
+	}
+	return fmt.Sprintf("%s lacks %s on repository %q%s", e.Identity, e.Missing, e.Repository, some)
 }
 
 // Permission is a set of management-API rights. Management is decided by

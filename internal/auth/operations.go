@@ -114,27 +114,45 @@ func (op Operation) AllowedBy(granted Actions) bool {
 // repository repo? Every face of berth asks it (or CheckOperation) for
 // everything done to a repository.
 func Permits(id Identity, repo string, op Operation) bool {
-	return op.AllowedBy(Allowed(id, repo))
+	return op.AllowedBy(allowedFor(id, repo, op))
+}
+
+// wholeRepository marks the operations that act on a repository as a
+// whole rather than on tags: a grant limited to some tags does not allow
+// them, or a token limited to dev-* tags could delete the layers, lock or
+// delete the repository of v1.
+func (op Operation) wholeRepository() bool {
+	return op == OpDeleteBlob || op == OpDeleteRepository || op == OpWriteAttributes
+}
+
+// allowedFor is what id holds on repo for deciding op: for operations on
+// the whole repository only what it holds on every tag.
+func allowedFor(id Identity, repo string, op Operation) Actions {
+	if op.wholeRepository() {
+		every, _ := everyTag(id, repo)
+		return every
+	}
+	return Allowed(id, repo)
 }
 
 // CheckOperation is Permits returning an error for the handlers: nil, or a
 // *DeniedError that names the identity, the repository and what is missing.
 func CheckOperation(id Identity, repo string, op Operation) error {
-	allowed := Allowed(id, repo)
+	allowed := allowedFor(id, repo, op)
 	if op.AllowedBy(allowed) {
 		return nil
 	}
 	need, or := op.Needs()
-	return &DeniedError{Identity: id, Repository: repo, Missing: need &^ allowed, Or: or}
+	return &DeniedError{Identity: id, Repository: repo, Missing: need &^ allowed, Or: or,
+		SomeTags: (need | or) & Allowed(id, repo) &^ allowed}
 }
 
 // PermittedOperations lists the operations id may perform on repo, for
 // pages that show a caller what it may do.
 func PermittedOperations(id Identity, repo string) []Operation {
-	allowed := Allowed(id, repo)
 	var out []Operation
 	for _, op := range Operations() {
-		if op.AllowedBy(allowed) {
+		if op.AllowedBy(allowedFor(id, repo, op)) {
 			out = append(out, op)
 		}
 	}

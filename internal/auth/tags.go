@@ -401,3 +401,22 @@ func TagCheck(id Identity, repo string, op Operation) func(tag string) error {
 	}
 	return func(tag string) error { return CheckTag(id, repo, op, tag) }
 }
+
+// ReachDenied is the denial of operation op on manifest d of repo by tag
+// rules (see DeniedError.Digest).
+func ReachDenied(id Identity, repo string, op Operation, d string) *DeniedError {
+	return &DeniedError{Identity: id, Repository: repo, Op: op, Digest: d}
+}
+
+func (e *DeniedError) digestMessage() string {
+	switch e.Op {
+	case OpPull, OpReadMetadata:
+		verb := "pull"
+		if e.Op == OpReadMetadata {
+			verb = "see"
+		}
+		return fmt.Sprintf("%s may %s in %q only the tags its scope map allows and the manifests reachable from them (their index children and referrers); %s is not one of them",
+			e.Identity, verb, e.Repository, e.Digest)
+	}
+	return fmt.Sprintf("%s may not %s %s of %q: a tag outside its scope map's tag patterns reaches it", e.Identity, e.Op, e.Digest, e.Repository)
+}

@@ -201,3 +201,29 @@ func mustBuiltin(name string) ScopeMap {
 	}
 	return m
 }
+
+// TestTagLimitedWholeRepository: a grant limited to some tags does not
+// allow what acts on the whole repository (deleting blobs or the
+// repository, changing attributes), which would reach the other tags.
+func TestTagLimitedWholeRepository(t *testing.T) {
+	m := ScopeMap{Name: "dev-deleter", Type: UserDefined,
+		Actions: []string{"repositories/team/app/content/delete", "repositories/team/app/metadata/write", "repositories/team/all/content/delete"},
+		Tags: map[string][]string{"repositories/team/app/content/delete": {"dev-*"},
+			"repositories/team/app/metadata/write": {"dev-*"}}}
+	tok := Identity{Kind: KindToken, Name: "dev-deleter", Policy: MustCompile(m)}
+	for _, op := range []Operation{OpDeleteBlob, OpDeleteRepository, OpWriteAttributes} {
+		if Permits(tok, "team/app", op) {
+			t.Errorf("%s allowed with a grant limited to dev-*", op)
+		}
+		err := CheckOperation(tok, "team/app", op)
+		if err == nil || !strings.Contains(err.Error(), "on some tags only") {
+			t.Errorf("CheckOperation(%s) = %v", op, err)
+		}
+	}
+	if !Permits(tok, "team/all", OpDeleteRepository) {
+		t.Error("content/delete on every tag does not delete the repository")
+	}
+	if !Permits(tok, "team/app", OpUntag) || !Permits(tok, "team/app", OpDeleteManifest) {
+		t.Error("tag-limited grants do not pass the repository-level check of per-tag operations")
+	}
+}

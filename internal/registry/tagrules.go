@@ -50,8 +50,7 @@ func (rg *Registry) readableDigest(ctx context.Context, req *request, d digest.D
 		return err
 	}
 	if !ok {
-		return newError(CodeDenied, "requested access to the resource is denied: %s may pull from %q only the tags its scope map allows and the manifests reachable from them (their index children and referrers); %s is not one of them",
-			req.caller.Name(), req.rt.name, d)
+		return tagDenied(denial(req, auth.OpPull, d))
 	}
 	return nil
 }
@@ -70,8 +69,7 @@ func (rg *Registry) deletableDigest(ctx context.Context, req *request, d digest.
 		return err
 	}
 	if reached {
-		return newError(CodeDenied, "requested access to the resource is denied: %s may delete in %q only manifests that no tag outside its scope map's tag patterns reaches; a tag it may not delete reaches %s",
-			req.caller.Name(), req.rt.name, d)
+		return tagDenied(denial(req, auth.OpDeleteManifest, d))
 	}
 	return nil
 }
@@ -85,4 +83,13 @@ func filterTags(tags []string, check func(string) error) []string {
 		}
 	}
 	return out
+}
+
+// denial is auth's message for op refused on manifest d by tag rules,
+// naming the caller as auth does where the caller is auth's.
+func denial(req *request, op auth.Operation, d digest.Digest) error {
+	if ider, ok := req.caller.(interface{ Identity() auth.Identity }); ok {
+		return auth.ReachDenied(ider.Identity(), req.rt.name, op, d.String())
+	}
+	return auth.ReachDenied(auth.Identity{Kind: auth.KindToken, Name: req.caller.Name()}, req.rt.name, op, d.String())
 }

@@ -34,6 +34,8 @@ type Metadata interface {
 	DeleteRepository(ctx context.Context, repo string) error
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
 	DeleteTag(ctx context.Context, repo, tag string) error
+	Reachable(ctx context.Context, repo string, from func(tag string) bool, d digest.Digest) (bool, error)
+	AnyTag(ctx context.Context, repo string, f func(tag string) bool) (bool, error)
 }
 
 // AuditLog is what the service needs of the audit log.
@@ -73,7 +75,13 @@ func (s *Service) Permits(id auth.Identity, name string, op auth.Operation) bool
 // operation table, leaving out the steps of an upload, which nobody does
 // by hand.
 func (s *Service) Operations(id auth.Identity, name string) []auth.Operation {
-	return OperationsAllowedBy(auth.Allowed(id, name))
+	var out []auth.Operation
+	for _, op := range auth.PermittedOperations(id, name) {
+		if op != auth.OpReadUpload && op != auth.OpCancelUpload {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // OperationsAllowedBy lists the operations that the actions granted allow,
@@ -131,7 +139,14 @@ func (s *Service) List(ctx context.Context, id auth.Identity, q ListQuery) (List
 		}
 		for _, n := range names {
 			scanned++
-			if len(page.Names) <= q.N && auth.VisibleInCatalog(id, n) && strings.Contains(n, q.Contains) {
+			if len(page.Names) > q.N || !strings.Contains(n, q.Contains) {
+				continue
+			}
+			ok, err := s.visibleInList(ctx, id, n)
+			if err != nil {
+				return ListPage{}, err
+			}
+			if ok {
 				page.Names = append(page.Names, n)
 			}
 		}
@@ -179,10 +194,11 @@ func (s *Service) Repository(ctx context.Context, id auth.Identity, name string)
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return Info{}, err
 	}
-	return s.info(ctx, name)
+	return s.info(ctx, id, name)
 }
 
-func (s *Service) info(ctx context.Context, name string) (Info, error) {
+// info counts the tags id may see.
+func (s *Service) info(ctx context.Context, id auth.Identity, name string) (Info, error) {
 	r, err := s.meta.Repository(ctx, name)
 	if err != nil {
 		return Info{}, err
@@ -191,6 +207,9 @@ func (s *Service) info(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		tags = visibleTags(check, tags)
+	}
 	return Info{Repository: r, Tags: len(tags)}, nil
 }
 
@@ -198,6 +217,9 @@ func (s *Service) info(ctx context.Context, name string) (Info, error) {
 func (s *Service) Tags(ctx context.Context, id auth.Identity, name, last string, n int) ([]string, error) {
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return nil, err
+	}
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		return s.filledTags(ctx, name, check, last, n)
 	}
 	return s.meta.Tags(ctx, name, last, n)
 }
@@ -209,6 +231,9 @@ func (s *Service) TagManifests(ctx context.Context, id auth.Identity, name, last
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return nil, err
 	}
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		return s.filledTagManifests(ctx, name, check, last, n)
+	}
 	return s.meta.TagManifests(ctx, name, last, n)
 }
 
@@ -217,7 +242,21 @@ func (s *Service) Manifest(ctx context.Context, id auth.Identity, name, ref stri
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return meta.Manifest{}, err
 	}
-	return s.meta.Manifest(ctx, name, ref)
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		if _, err := digest.Parse(ref); err != nil {
+			if err := check(ref); err != nil {
+				return meta.Manifest{}, err
+			}
+		}
+	}
+	m, err := s.meta.Manifest(ctx, name, ref)
+	if err != nil {
+		return m, err
+	}
+	if err := s.readableManifest(ctx, id, name, ref, m.Digest); err != nil {
+		return meta.Manifest{}, err
+	}
+	return m, nil
 }
 
 // Untagged lists up to n manifests no tag points at, newest first, without
@@ -226,13 +265,36 @@ func (s *Service) Untagged(ctx context.Context, id auth.Identity, name string, n
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return nil, err
 	}
-	return s.meta.UntaggedManifests(ctx, name, n)
+	ms, err := s.meta.UntaggedManifests(ctx, name, n)
+	if err != nil {
+		return nil, err
+	}
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		out := ms[:0]
+		for _, m := range ms {
+			ok, err := s.reachableBy(ctx, name, check, m.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, m)
+			}
+		}
+		ms = out
+	}
+	return ms, nil
 }
 
 // Referrers lists the manifests whose subject is d.
 func (s *Service) Referrers(ctx context.Context, id auth.Identity, name string, d digest.Digest) ([]meta.Referrer, error) {
 	if err := auth.CheckOperation(id, name, auth.OpReadMetadata); err != nil {
 		return nil, err
+	}
+	if check := auth.TagCheck(id, name, auth.OpReadMetadata); check != nil {
+		ok, err := s.reachableBy(ctx, name, check, d)
+		if err != nil || !ok {
+			return []meta.Referrer{}, err
+		}
 	}
 	return s.meta.Referrers(ctx, name, d, "")
 }
@@ -252,7 +314,7 @@ func (s *Service) SetRepositoryAttributes(ctx context.Context, c Caller, name st
 		Reason: "attributes: " + DescribeAttributes(a)}); err != nil {
 		return Info{}, err
 	}
-	return s.info(ctx, name)
+	return s.info(ctx, c.ID, name)
 }
 
 // SetManifestAttributes changes the attributes of the manifest that ref
@@ -292,6 +354,9 @@ func (s *Service) Untag(ctx context.Context, c Caller, name, tag string) error {
 	if err := auth.CheckOperation(c.ID, name, auth.OpUntag); err != nil {
 		return err
 	}
+	if err := auth.CheckTag(c.ID, name, auth.OpUntag, tag); err != nil {
+		return err
+	}
 	if err := s.meta.DeleteTag(ctx, name, tag); err != nil {
 		return err
 	}
@@ -306,6 +371,9 @@ func (s *Service) DeleteManifest(ctx context.Context, c Caller, name, ref string
 	}
 	m, err := s.meta.Manifest(ctx, name, ref)
 	if err != nil {
+		return "", err
+	}
+	if err := s.deletableManifest(ctx, c.ID, name, m.Digest); err != nil {
 		return "", err
 	}
 	if err := s.meta.DeleteManifest(ctx, name, m.Digest); err != nil {

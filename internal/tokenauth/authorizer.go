@@ -50,6 +50,9 @@ func (c caller) Can(repo string, op auth.Operation) bool {
 
 func (c caller) CanSee(repo string) bool { return auth.VisibleInCatalog(c.id, repo) }
 
+// Identity is the caller's auth identity, for auth's messages.
+func (c caller) Identity() auth.Identity { return c.id }
+
 func (c caller) TagCheck(repo string, op auth.Operation) func(string) error {
 	return auth.TagCheck(c.id, repo, op)
 }
