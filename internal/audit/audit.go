@@ -555,7 +555,7 @@ const (
 )
 
 func foldable(e Event) (foldKey, bool) {
-	if e.Kind != KindPull && e.Kind != KindNetwork && e.Kind != KindLimited && e.Kind != KindAccess && (e.Kind != KindLogin || e.Result != ResultFailure) {
+	if e.Kind != KindPull && e.Kind != KindNetwork && e.Kind != KindLimited && e.Kind != KindAccess && e.Kind != KindTrust && (e.Kind != KindLogin || e.Result != ResultFailure) {
 		return foldKey{}, false
 	}
 	identity := e.Identity

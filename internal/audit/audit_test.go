@@ -428,3 +428,25 @@ func TestNothingDroppedWhileTheDatabaseIsDown(t *testing.T) {
 		t.Errorf("%d of %d records written", got, n)
 	}
 }
+
+// Pulls a signature policy refused, or served in audit mode, come in floods
+// as pulls do and are folded the same way: one record per identical
+// finding and window.
+func TestFoldTrustFindings(t *testing.T) {
+	db := openDB(t)
+	l := New(db, nil)
+	defer l.Close()
+	finding := func(result string, at time.Time) Event {
+		return Event{Time: at, Kind: KindTrust, Result: result, Identity: "ci", Repository: "prod/app", Digest: "sha256:aa",
+			Reason: `signature policy "prod" requires a valid cosign signature`}
+	}
+	for i := range 10 {
+		l.Record(finding(ResultFailure, t0.Add(time.Duration(i)*time.Second)))
+		l.Flush()
+	}
+	l.Record(finding(ResultSuccess, t0))
+	got := list(t, l, Filter{Kind: KindTrust})
+	if len(got) != 2 || got[0].Result != ResultSuccess || got[0].Count != 1 || got[1].Count != 10 {
+		t.Errorf("trust findings: %+v", got)
+	}
+}
