@@ -182,6 +182,13 @@ func TestAssignmentsAllowed(t *testing.T) {
 	if got := Allowed(alice, "team-a/app"); got != AllActions {
 		t.Errorf("with reader on *: Allowed(team-a/app) = %v", got)
 	}
+	// The tag-level decision follows the assignments as well: users have
+	// no tag rules, so every tag has the repository's actions.
+	for _, tt := range tests {
+		if got, want := AllowedOnTag(alice, tt.repo, "v1"), Allowed(alice, tt.repo); got != want {
+			t.Errorf("AllowedOnTag(alice, %q, v1) = %v, want %v", tt.repo, got, want)
+		}
+	}
 	if n := testing.AllocsPerRun(100, func() { Decide(alice, "shared/base", ContentRead) }); n != 0 {
 		t.Errorf("Decide with assignments allocates %v times per call", n)
 	}

@@ -274,7 +274,7 @@ func everyTag(id Identity, repo string) (every, some Actions) {
 	case KindAdmin:
 		every, some = AllActions, AllActions
 	case KindUser:
-		every = id.Role.Actions()
+		every = id.Role.Actions() | id.assignedActions(repo)
 		some = every
 	case KindToken, KindAnonymous:
 		every, some = id.Policy.every(repo)
