@@ -293,3 +293,20 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyHTTPSIssuer: an https issuer is trusted through the CAs given
+// (--federation-ca-file), and refused when its certificate chains to none.
+func TestVerifyHTTPSIssuer(t *testing.T) {
+	iss := testutil.StartOIDCIssuerTLS(t)
+	cred := githubCred(iss)
+	if err := cred.Validate(false); err != nil {
+		t.Fatalf("an https issuer on loopback: %v", err)
+	}
+	tok := iss.Sign(t, testutil.GitHubClaims("acme/app", "refs/heads/main", "berth"), testutil.SignOptions{})
+	if _, f := federation.NewVerifier(federation.Options{}).Verify(context.Background(), tok, []federation.Credential{cred}); f == nil || f.Check != federation.CheckKeys {
+		t.Fatalf("an issuer whose CA is unknown: %v", f)
+	}
+	if _, f := federation.NewVerifier(federation.Options{RootCAs: iss.CA}).Verify(context.Background(), tok, []federation.Credential{cred}); f != nil {
+		t.Fatalf("with the issuer's CA: %v", f)
+	}
+}
