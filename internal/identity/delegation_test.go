@@ -283,11 +283,18 @@ func testAssignmentsPersistAndFollow(t *testing.T, b backend) {
 	if _, err := s1.CreateRoleAssignment(ctx, owner, identity.RoleAssignment{Assignee: "alice", Role: "contributor", Repository: "team-a/*"}); !errors.Is(err, identity.ErrConflict) {
 		t.Errorf("the same assignment twice: %v", err)
 	}
-	// The other node sees the change on its next request (its feed, or
-	// Sync where there is none).
-	if err := s2.Sync(ctx); err != nil {
-		t.Fatal(err)
+	// The other node sees the change on its next request: on PostgreSQL
+	// its feed has applied it before the change returned; on SQLite, where
+	// one process makes every change, Sync stands in for it.
+	sync := func() {
+		if b.engine == sqldb.Postgres {
+			return
+		}
+		if err := s2.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
+	sync()
 	login, err := s2.Authenticate("alice", "a-long-password")
 	if err != nil {
 		t.Fatal(err)
@@ -301,9 +308,7 @@ func testAssignmentsPersistAndFollow(t *testing.T, b backend) {
 	if err := s1.DeleteRoleAssignment(ctx, owner, identity.RoleAssignment{Assignee: "alice", Role: "contributor", Repository: "team-a/*"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sync()
 	if id, _ := s2.UserIdentity("alice"); auth.Allowed(id, "team-a/app") != auth.NoActions {
 		t.Errorf("the other node keeps a deleted assignment: %v", id.Assignments)
 	}

@@ -184,7 +184,7 @@ func (h *Handler) message(err error) string {
 // forbidden refuses a change that the user's role does not allow.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, rq *request, what string) {
 	h.renderError(w, r, rq, http.StatusForbidden, "Not allowed",
-		fmt.Sprintf("Your role (%s) cannot %s. Ask an owner for a role that can; nothing was changed.", rq.user.Role, what))
+		fmt.Sprintf("Your role (%s) cannot %s. Ask an owner for a role that can; nothing was changed.", roleSummary(rq.user), what))
 }
 
 // redirect answers a successful POST with 303 See Other and a message for

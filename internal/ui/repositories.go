@@ -549,7 +549,7 @@ func (h *Handler) repoFail(w http.ResponseWriter, r *http.Request, rq *request, 
 	switch {
 	case errors.As(err, &denied):
 		h.renderError(w, r, rq, http.StatusForbidden, "Not allowed",
-			fmt.Sprintf("Your role (%s) does not allow this: %s. Ask an owner for a role that does; nothing was changed.", rq.user.Role, denied.Error()))
+			fmt.Sprintf("Your role (%s) does not allow this: %s. Ask an owner for a role that does; nothing was changed.", roleSummary(rq.user), denied.Error()))
 	case errors.Is(err, meta.ErrRepositoryNotFound), errors.Is(err, meta.ErrManifestNotFound), errors.Is(err, meta.ErrTagNotFound):
 		h.renderError(w, r, rq, http.StatusNotFound, "Not found", "It no longer exists: "+err.Error()+".")
 	case errors.Is(err, meta.ErrLocked):

@@ -35,6 +35,25 @@ func assignmentRows(as []identity.RoleAssignment) []assignmentRow {
 	return out
 }
 
+// roleSummary names a user's roles for refusals: the registry-wide role,
+// or their assignments when they hold some on patterns ("token-admin on
+// team-a/*").
+func roleSummary(u identity.User) string {
+	var parts []string
+	for _, a := range u.Assignments {
+		if a.Repository != "*" {
+			parts = append(parts, a.Role+" on "+a.Repository)
+		}
+	}
+	if len(parts) == 0 {
+		return u.Role
+	}
+	if u.Role != identity.RoleNone {
+		parts = append([]string{u.Role}, parts...)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // userAssignment creates (op=create) or deletes (op=delete) a role
 // assignment of the user; the identity service decides whether the
 // signed-in user may, on that pattern.
