@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -53,6 +54,8 @@ type Service struct {
 	policies []*compiled
 
 	cache verdictCache
+	// verifications counts the verdicts computed (cache misses).
+	verifications atomic.Int64
 	// parents remembers which signed index covered a child manifest, so
 	// that the next pull of the child looks there first.
 	parents parentHints
@@ -219,15 +222,16 @@ func (e *evaluation) signed(ctx context.Context, p *compiled, m meta.Manifest) (
 		return false, "", err
 	}
 	k := verdictKey{repo: e.repo, digest: m.Digest, policy: p.Name, version: p.Version, sigs: sg.key}
-	if v, ok := e.s.cache.get(k); ok {
+	if v, ok := e.s.cache.get(k, e.s.store.now()); ok {
 		return v.ok, v.reason, nil
 	}
 	target := ocispec.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Content))}
+	e.s.verifications.Add(1)
 	ok, reason := e.s.check.verify(ctx, p, e.repo, target, sg)
 	if ctx.Err() != nil {
 		return false, "", ctx.Err() // a verdict cut short is not cached
 	}
-	e.s.cache.put(k, verdict{ok: ok, reason: reason})
+	e.s.cache.put(k, verdict{ok: ok, reason: reason, at: e.s.store.now()})
 	return ok, reason, nil
 }
 
@@ -317,7 +321,13 @@ type verdictKey struct {
 type verdict struct {
 	ok     bool
 	reason string
+	at     time.Time
 }
+
+// verdictTTL bounds how long a verdict is reused: signatures and policies
+// are in its key, but time is not, and a certificate may expire or be
+// revoked meanwhile.
+const verdictTTL = 5 * time.Minute
 
 // verdictCache is a bounded map of verdicts; when full it starts over,
 // which costs only re-verification.
@@ -327,10 +337,14 @@ type verdictCache struct {
 	max int
 }
 
-func (c *verdictCache) get(k verdictKey) (verdict, bool) {
+func (c *verdictCache) get(k verdictKey, now time.Time) (verdict, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok := c.m[k]
+	if ok && now.Sub(v.at) >= verdictTTL {
+		delete(c.m, k)
+		return verdict{}, false
+	}
 	return v, ok
 }
 

@@ -561,3 +561,38 @@ func TestPolicyManagement(t *testing.T) {
 		t.Errorf("after delete: %v, %v", ps, err)
 	}
 }
+
+// TestVerdictCache checks that a verdict is computed once and then reused,
+// and computed again once it is older than verdictTTL (a certificate may
+// have expired or been revoked meanwhile).
+func TestVerdictCache(t *testing.T) {
+	ctx := context.Background()
+	key := newCosignKey(t)
+	c := newContent()
+	s := newService(t, openDB(t, ""), c)
+	now := time.Now()
+	s.store.now = func() time.Time { return now }
+	if _, err := s.Create(ctx, owner, Policy{Name: "prod", Repository: "prod/*", Keys: []string{key.pub}}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.image("prod/app", "x", "v1")
+	c.signCosignTag(t, "prod/app", m, c.cosignLayer(t, key, m.Digest))
+	pull := func() {
+		t.Helper()
+		d, err := s.CheckPull(ctx, "prod/app", m)
+		if err != nil || d.Refusal != "" {
+			t.Fatalf("refused: %q, %v", d.Refusal, err)
+		}
+	}
+	for range 3 {
+		pull()
+	}
+	if n := s.verifications.Load(); n != 1 {
+		t.Errorf("%d verifications for three pulls, want 1", n)
+	}
+	now = now.Add(verdictTTL)
+	pull()
+	if n := s.verifications.Load(); n != 2 {
+		t.Errorf("%d verifications after the TTL, want 2", n)
+	}
+}
