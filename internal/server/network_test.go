@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -445,5 +446,47 @@ func TestNetworkRulesAcrossNodes(t *testing.T) {
 		if st, body := callFrom(t, "127.0.0.2", "GET", n+"/v2/", basic("ci-token", pw), nil); st != http.StatusOK {
 			t.Errorf("node %d, the new token ci-token from 127.0.0.2: %d %s, want 200 (no allowed addresses)", i+1, st, body)
 		}
+	}
+}
+
+// TestNetworkRulesIPv6: rules and clients over IPv6 loopback.
+func TestNetworkRulesIPv6(t *testing.T) {
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler), server.Secrets{OwnerPassword: ownerPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Listener.Close()
+	hs.Listener = ln
+	hs.Start()
+	defer hs.Close()
+	ctx := context.Background()
+	if _, err := srv.Rules().SetDefaultAction(ctx, owner, netrule.Deny); err != nil {
+		t.Fatal(err)
+	}
+	get := func() (int, string) {
+		resp, err := http.Get(hs.URL + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get(); st != http.StatusForbidden || !strings.Contains(body, "client address ::1 is not allowed") {
+		t.Errorf("from ::1 with no rule: %d %s", st, body)
+	}
+	if _, err := srv.Rules().AddRules(ctx, owner, []string{"::/127"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := get(); st != http.StatusUnauthorized {
+		t.Errorf("from ::1 inside ::/127: %d %s", st, body)
 	}
 }
