@@ -410,6 +410,8 @@ func actionShort(name string) string {
 		return "List (metadata read)"
 	case "metadata/write":
 		return "Metadata write"
+	case "content/overwrite":
+		return "Overwrite tags"
 	}
 	return name
 }

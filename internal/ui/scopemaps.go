@@ -19,18 +19,22 @@ import (
 type grantRow struct {
 	Pattern string
 	Actions auth.Actions
-	Error   string
+	// Tags are the tag patterns the row's actions are limited to, as
+	// typed ("dev-*, pr-*"); empty means every tag.
+	Tags  string
+	Error string
 }
 
-// grantRows turns stored scope-map actions into table rows.
-func grantRows(actions []string) []grantRow {
-	groups, err := auth.GroupActions(actions)
+// grantRows turns stored scope-map actions and their tag limits into
+// table rows: one per pattern and set of tag patterns.
+func grantRows(actions []string, tags map[string][]string) []grantRow {
+	groups, err := auth.GroupRules(auth.ScopeMap{Actions: actions, Tags: tags})
 	if err != nil {
 		return nil
 	}
 	rows := make([]grantRow, 0, len(groups))
 	for _, g := range groups {
-		rows = append(rows, grantRow{Pattern: g.Pattern.String(), Actions: g.Actions})
+		rows = append(rows, grantRow{Pattern: g.Pattern.String(), Actions: g.Actions, Tags: strings.Join(g.Tags, ", ")})
 	}
 	return rows
 }
@@ -39,12 +43,15 @@ func grantRows(actions []string) []grantRow {
 // some blank rows.
 const maxGrantRows = auth.MaxScopeMapPatterns + 50
 
-// parseGrantRows reads the table from a form: fields "pattern-N" and
-// "action-N" (one value per checked action). Blank rows are skipped. Each
-// row is checked with the rules the service applies (auth.RepositoryActions),
-// so that its message can be shown next to the field; the service checks
-// everything again when storing.
-func parseGrantRows(r *http.Request) (rows []grantRow, actions []string, ok bool) {
+// parseGrantRows reads the table from a form: fields "pattern-N",
+// "action-N" (one value per checked action) and "tags-N" (tag patterns,
+// comma-separated; empty for every tag). Blank rows are skipped. Each row
+// is checked with the rules the service applies (auth.RepositoryActions,
+// auth.NormalizeTagPatterns), so that its message can be shown next to the
+// field; the service checks everything again when storing. Rows add up as
+// the rules of a scope map do (auth.MergeRules).
+func parseGrantRows(r *http.Request) (rows []grantRow, actions []string, tags map[string][]string, ok bool) {
+	var rules []auth.Rule
 	var idx []int
 	for k := range r.PostForm {
 		if n, found := strings.CutPrefix(k, "pattern-"); found {
@@ -60,7 +67,8 @@ func parseGrantRows(r *http.Request) (rows []grantRow, actions []string, ok bool
 	}
 	for _, i := range idx {
 		n := strconv.Itoa(i)
-		row := grantRow{Pattern: strings.TrimSpace(r.PostForm.Get("pattern-" + n))}
+		row := grantRow{Pattern: strings.TrimSpace(r.PostForm.Get("pattern-" + n)), Tags: strings.TrimSpace(r.PostForm.Get("tags-" + n))}
+		pats := auth.ParseTagList(row.Tags)
 		names := r.PostForm["action-"+n]
 		for _, a := range names {
 			if b, err := auth.ParseAction(a); err == nil {
@@ -78,8 +86,14 @@ func parseGrantRows(r *http.Request) (rows []grantRow, actions []string, ok bool
 			list, err := auth.RepositoryActions(row.Pattern, names...)
 			if err != nil {
 				row.Error = capitalize(err.Error()) + "."
-			} else {
-				actions = append(actions, list...)
+				break
+			}
+			if _, _, err := auth.NormalizeTagPatterns(pats); err != nil {
+				row.Error = "Tags: " + err.Error() + "."
+				break
+			}
+			for _, a := range list {
+				rules = append(rules, auth.Rule{Action: a, Tags: pats})
 			}
 		}
 		if row.Error != "" {
@@ -87,7 +101,15 @@ func parseGrantRows(r *http.Request) (rows []grantRow, actions []string, ok bool
 		}
 		rows = append(rows, row)
 	}
-	return rows, actions, ok
+	if ok && len(rules) > 0 {
+		var err error
+		if actions, tags, err = auth.MergeRules(rules); err != nil {
+			// Not expected after the checks above; say so rather than drop it.
+			rows = append(rows, grantRow{Error: capitalize(err.Error()) + "."})
+			return rows, nil, nil, false
+		}
+	}
+	return rows, actions, tags, ok
 }
 
 func capitalize(s string) string {
@@ -124,7 +146,7 @@ func (h *Handler) scopeMapsPage(w http.ResponseWriter, r *http.Request, rq *requ
 	}
 	d := scopeMapsData{}
 	for _, m := range maps {
-		d.Maps = append(d.Maps, scopeMapRow{ScopeMap: m, Builtin: m.Type == string(auth.SystemDefined), Grants: grantRows(m.Actions)})
+		d.Maps = append(d.Maps, scopeMapRow{ScopeMap: m, Builtin: m.Type == string(auth.SystemDefined), Grants: grantRows(m.Actions, m.Tags)})
 	}
 	h.render(w, r, rq, http.StatusOK, "scopemaps.html", view{Title: "Scope maps", Nav: "scope-maps", Data: d})
 }
@@ -158,7 +180,7 @@ func (h *Handler) scopeMapPage(w http.ResponseWriter, r *http.Request, rq *reque
 		return
 	}
 	builtin := m.Type == string(auth.SystemDefined)
-	f := scopeMapForm{Name: m.Name, Description: m.Description, Rows: grantRows(m.Actions), Tokens: m.Tokens,
+	f := scopeMapForm{Name: m.Name, Description: m.Description, Rows: grantRows(m.Actions, m.Tags), Tokens: m.Tokens,
 		Created: m.CreatedAt, Builtin: builtin, Editable: !builtin && rq.can(auth.ManageTokens)}
 	if f.Editable {
 		f.Rows = withBlankRows(f.Rows, 1)
@@ -167,18 +189,18 @@ func (h *Handler) scopeMapPage(w http.ResponseWriter, r *http.Request, rq *reque
 }
 
 // readScopeMapForm reads and checks the editor's fields.
-func readScopeMapForm(r *http.Request, f *scopeMapForm) (actions []string, ok bool) {
+func readScopeMapForm(r *http.Request, f *scopeMapForm) (actions []string, tags map[string][]string, ok bool) {
 	f.Errors = map[string]string{}
 	f.Description = strings.TrimSpace(r.PostForm.Get("description"))
 	if n := utf8.RuneCountInString(f.Description); n > auth.MaxDescriptionLength {
 		f.Errors["description"] = fmt.Sprintf("The description is %d characters long; shorten it to %d at most.", n, auth.MaxDescriptionLength)
 	}
-	rows, actions, rowsOK := parseGrantRows(r)
+	rows, actions, tags, rowsOK := parseGrantRows(r)
 	f.Rows = rows
 	if !rowsOK {
 		f.Errors["rows"] = "Fix the marked rows."
 	}
-	return actions, len(f.Errors) == 0
+	return actions, tags, len(f.Errors) == 0
 }
 
 func (h *Handler) createScopeMap(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -187,7 +209,7 @@ func (h *Handler) createScopeMap(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	f := scopeMapForm{New: true, Editable: true, Name: strings.TrimSpace(r.PostForm.Get("name"))}
-	actions, ok := readScopeMapForm(r, &f)
+	actions, tags, ok := readScopeMapForm(r, &f)
 	if err := auth.ValidateScopeMapName(f.Name); err != nil {
 		f.Errors["name"] = capitalize(err.Error()) + "."
 		ok = false
@@ -200,7 +222,7 @@ func (h *Handler) createScopeMap(w http.ResponseWriter, r *http.Request, rq *req
 		show(http.StatusUnprocessableEntity, "The scope map was not created: fix the fields marked below.")
 		return
 	}
-	_, err := h.ids.CreateScopeMap(r.Context(), rq.id, identity.ScopeMapSpec{Name: f.Name, Description: f.Description, Actions: actions})
+	_, err := h.ids.CreateScopeMap(r.Context(), rq.id, identity.ScopeMapSpec{Name: f.Name, Description: f.Description, Actions: actions, Tags: tags})
 	if err != nil {
 		if errors.Is(err, identity.ErrConflict) {
 			f.Errors["name"] = fmt.Sprintf("A scope map named %q already exists: choose another name, or edit that one.", f.Name)
@@ -229,7 +251,7 @@ func (h *Handler) updateScopeMap(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	f := scopeMapForm{Editable: true, Name: name, Tokens: cur.Tokens, Created: cur.CreatedAt}
-	actions, ok := readScopeMapForm(r, &f)
+	actions, tags, ok := readScopeMapForm(r, &f)
 	show := func(status int, msg string) {
 		f.Rows = withBlankRows(f.Rows, 1)
 		h.render(w, r, rq, status, "scopemap.html", view{Title: "Scope map " + name, Nav: "scope-maps", Error: msg, Data: f})
@@ -241,7 +263,7 @@ func (h *Handler) updateScopeMap(w http.ResponseWriter, r *http.Request, rq *req
 	if actions == nil {
 		actions = []string{} // an empty table clears the map
 	}
-	_, err = h.ids.UpdateScopeMap(r.Context(), rq.id, name, identity.ScopeMapUpdate{Description: &f.Description, Actions: actions})
+	_, err = h.ids.UpdateScopeMap(r.Context(), rq.id, name, identity.ScopeMapUpdate{Description: &f.Description, Actions: actions, Tags: tags})
 	if err != nil {
 		if errors.Is(err, identity.ErrInvalid) {
 			show(http.StatusUnprocessableEntity, "Nothing was saved: "+h.message(err))

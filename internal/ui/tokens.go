@@ -181,7 +181,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *reques
 		f.Status = identity.StatusEnabled
 	}
 	spec := identity.TokenSpec{Name: f.Name, Status: f.Status}
-	rows, actions, rowsOK := parseGrantRows(r)
+	rows, actions, tags, rowsOK := parseGrantRows(r)
 	switch f.Mode {
 	case "new":
 		f.Rows = rows
@@ -190,7 +190,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request, rq *reques
 		} else if len(actions) == 0 {
 			f.Errors["rows"] = "Add at least one repository pattern with its actions, or choose an existing scope map."
 		}
-		spec.Actions = actions
+		spec.Actions, spec.Tags = actions, tags
 	default:
 		f.Mode = "existing"
 		f.Rows = rows
@@ -290,7 +290,7 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	if m, err := h.ids.GetScopeMap(rq.id, t.ScopeMap); err == nil {
-		d.Grants = grantRows(m.Actions)
+		d.Grants = grantRows(m.Actions, m.Tags)
 	} else {
 		d.NoMap = true
 	}
