@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -174,10 +175,13 @@ func newFederatedListCmd(g *globals) *cobra.Command {
 func newFederatedShowCmd(g *globals) *cobra.Command {
 	var token, name string
 	cmd := &cobra.Command{
-		Use:   "show -n TOKEN --credential-name NAME",
+		Use:   "show -n TOKEN (--credential-name NAME | NAME)",
 		Short: "Show a federated credential",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := credentialNameArg(&name, args); err != nil {
+				return err
+			}
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
@@ -195,7 +199,6 @@ func newFederatedShowCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&token, "name", "n", "", "token name")
 	cmd.Flags().StringVar(&name, "credential-name", "", "the credential's name")
 	cmd.MarkFlagRequired("name")
-	cmd.MarkFlagRequired("credential-name")
 	return cmd
 }
 
@@ -203,10 +206,13 @@ func newFederatedDeleteCmd(g *globals) *cobra.Command {
 	var token, name string
 	var yes bool
 	cmd := &cobra.Command{
-		Use:   "delete -n TOKEN --credential-name NAME [--yes]",
+		Use:   "delete -n TOKEN (--credential-name NAME | NAME) [--yes]",
 		Short: "Delete a federated credential; its logins and the tokens they issued stop working on their next request",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := credentialNameArg(&name, args); err != nil {
+				return err
+			}
 			c, err := g.client(cmd)
 			if err != nil {
 				return err
@@ -228,8 +234,21 @@ func newFederatedDeleteCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&name, "credential-name", "", "the credential's name (see federated-credential list)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.MarkFlagRequired("name")
-	cmd.MarkFlagRequired("credential-name")
 	return cmd
+}
+
+// credentialNameArg takes the credential's name from --credential-name or
+// the one argument, not both.
+func credentialNameArg(name *string, args []string) error {
+	switch {
+	case len(args) == 1 && *name != "" && args[0] != *name:
+		return fmt.Errorf("two credential names, %q and %q: give one", *name, args[0])
+	case len(args) == 1:
+		*name = args[0]
+	case *name == "":
+		return errors.New("name the credential: --credential-name NAME (see federated-credential list)")
+	}
+	return nil
 }
 
 func keysSource(fc identity.FederatedCredential) string {

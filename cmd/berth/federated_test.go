@@ -94,6 +94,10 @@ func TestCredentialProvider(t *testing.T) {
 	if out := c.ok("token", "federated-credential", "show", "-n", "deployer", "--credential-name", credName); !strings.Contains(out, "OIDC discovery") {
 		t.Errorf("show:\n%s", out)
 	}
+	if out := c.ok("token", "federated-credential", "show", "-n", "deployer", credName); !strings.Contains(out, credName) {
+		t.Errorf("show NAME:\n%s", out)
+	}
+	c.fails("name the credential", "token", "federated-credential", "delete", "-n", "deployer", "--yes")
 
 	// An image to pull, pushed by the owner.
 	ref, err := name.ParseReference(host+"/acme/app:v1", name.Insecure)
