@@ -92,8 +92,8 @@ func TestPortal(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("nav.mainnav")),
 	)
 	title := read("read the title", chromedp.Text(chromedp.CSS("main h1")))
-	if title != "Repositories" {
-		t.Fatalf("after sign-in the page is %q, want Repositories", title)
+	if title != "Overview" {
+		t.Fatalf("after sign-in the page is %q, want Overview", title)
 	}
 
 	// A scope map: content/read + content/write on demo/*. First with a
@@ -246,7 +246,7 @@ func TestPortal(t *testing.T) {
 
 	// Pages with data in them.
 	run("screenshot the repositories",
-		chromedp.Navigate(base+"/repositories"),
+		chromedp.Navigate(base+"/repositories?sort=lastPushed"),
 		chromedp.WaitVisible(chromedp.CSS(`a[href="/repositories/demo/app"]`)),
 		shot("repositories"),
 		chromedp.Navigate(base+"/repositories/demo/app"),
@@ -325,7 +325,7 @@ func TestPortal(t *testing.T) {
 	// Every page in both schemes: every text meets WCAG AA; at 390 px
 	// nothing is out of sight. The scope map editor shows all its action
 	// columns on a phone.
-	checkLooks(t, ctx, base, []string{"/repositories", "/repositories/demo/app", "/scope-maps", "/scope-maps/demo-push",
+	checkLooks(t, ctx, base, []string{"/overview", "/repositories", "/repositories/demo/app", "/scope-maps", "/scope-maps/demo-push",
 		"/scope-maps/new", "/tokens", "/tokens/new", "/tokens/ci-demo", "/access-keys", "/users", "/users/" + srv.Username,
 		"/audit", "/account"}, "nav.mainnav")
 
@@ -350,6 +350,42 @@ func TestPortal(t *testing.T) {
 	csvText := read("export CSV", chromedp.Evaluate[string](`fetch(document.getElementById("export-csv").href).then(r => r.text())`, chromedp.EvalAwaitPromise))
 	if !strings.HasPrefix(csvText, "id,time,") || !strings.Contains(csvText, ",access,failure,ci-demo,token,") || !strings.Contains(csvText, "content/write") {
 		t.Errorf("the CSV export:\n%s", csvText)
+	}
+
+	// The scope map editor previews what each pattern matches, and
+	// suggests existing repositories as a pattern is typed.
+	run("preview the patterns",
+		chromedp.Navigate(base+"/scope-maps/demo-push"),
+		chromedp.WaitVisible(chromedp.CSS(`tr:has(#pattern-0) .pattern-preview`)),
+		chromedp.Click(chromedp.CSS(`[data-add-row]`)),
+		chromedp.WaitVisible(chromedp.ID("pattern-1")),
+		chromedp.SendKeys(chromedp.ID("pattern-1"), "dem"),
+		chromedp.WaitReady(chromedp.CSS(`#repo-suggestions option[value="demo/app"]`)),
+		shot("scope-map-preview"),
+	)
+	if v := read("read the preview", chromedp.Text(chromedp.CSS(`tr:has(#pattern-0) .pattern-preview`))); v != "Matches 1 repository: demo/app." {
+		t.Errorf("the preview of demo/* says %q", v)
+	}
+
+	// The repository list: its count, and demo/app's last push and size.
+	if n := read("read the repository count", chromedp.Text(chromedp.ID("repo-count"))); n != "1 repository" {
+		t.Errorf("the repository list says %q", n)
+	}
+	// The overview counts the refusals and links to them.
+	run("the overview",
+		chromedp.Navigate(base+"/overview"),
+		chromedp.WaitVisible(chromedp.ID("tile-denials")),
+		shot("overview"),
+	)
+	if v := read("read the denials", chromedp.Text(chromedp.CSS("#tile-denials .tile-num"))); v == "0" || v == "" {
+		t.Errorf("the overview counts %q refusals after the refused push", v)
+	}
+	run("open the refusals from the overview",
+		chromedp.Click(chromedp.ID("tile-denials")),
+		chromedp.WaitVisible(chromedp.ID("export-csv")),
+	)
+	if html := read("read the refusals", chromedp.OuterHTML(chromedp.CSS("main"))); !strings.Contains(html, "other/app") {
+		t.Errorf("the overview's refusals link does not list other/app's")
 	}
 
 	// The token's own activity shows the refusal, and the token list

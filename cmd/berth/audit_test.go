@@ -145,3 +145,40 @@ func TestCLIRepositoryListDetailed(t *testing.T) {
 	c.fails("pageSize", "repository", "list", "--page-size", "7")
 	c.fails("invalid sort", "repository", "list", "--sort", "size")
 }
+
+// `berth overview` shows the overview page's counts.
+func TestCLIOverview(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	c.ok("token", "create", "-n", "ci-push", "--scope-map", "_repositories_push")
+	var o struct {
+		Repositories int    `json:"repositories"`
+		Tokens       *int   `json:"tokens"`
+		NeverUsed    *int   `json:"tokensNeverUsed"`
+		Denials      *int64 `json:"denialsLast24h"`
+		Storage      *int64 `json:"storageBytes"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("overview", "-o", "json")), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Tokens == nil || *o.Tokens != 1 || o.NeverUsed == nil || *o.NeverUsed != 1 || o.Denials == nil || o.Storage == nil {
+		t.Errorf("overview: %+v", o)
+	}
+	if out := c.ok("overview"); !strings.Contains(out, "tokens never used") {
+		t.Errorf("overview table:\n%s", out)
+	}
+}
+
+// `scope-map match` counts what a pattern matches.
+func TestCLIScopeMapMatch(t *testing.T) {
+	srv := startServer(t)
+	c := newCLI(t, map[string]string{"BERTH_SERVER": srv.url, "BERTH_USERNAME": "owner", "BERTH_PASSWORD": ownerPassword})
+	var m struct {
+		Pattern string `json:"pattern"`
+		Count   int    `json:"count"`
+	}
+	if err := json.Unmarshal([]byte(c.ok("scope-map", "match", "--pattern", "team/*", "-o", "json")), &m); err != nil || m.Pattern != "team/*" || m.Count != 0 {
+		t.Errorf("match on an empty registry: %+v %v", m, err)
+	}
+	c.fails("invalid pattern", "scope-map", "match", "--pattern", "a/*/b")
+}

@@ -65,7 +65,7 @@ func managementCmds(env *cliEnv) []*cobra.Command {
 		newLoginCmd(env), newLogoutCmd(env),
 		newScopeMapCmd(env), newTokenCmd(env), newAdminCmd(env), newUserCmd(env), newSigningKeyCmd(env), newTrustCmd(env),
 		newRoleCmd(env),
-		newRepositoryCmd(env), newAuditCmd(env), newGCCmd(env), newFsckCmd(env), newEncryptionCmd(env),
+		newRepositoryCmd(env), newAuditCmd(env), newOverviewCmd(env), newGCCmd(env), newFsckCmd(env), newEncryptionCmd(env),
 		newNetworkRuleCmd(env), newConfigCmd(env),
 	}
 }

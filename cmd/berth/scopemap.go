@@ -30,6 +30,7 @@ The five built-in scope maps (_repositories_admin, _repositories_pull,
 _repositories_pull_metadata_read, _repositories_push,
 _repositories_push_metadata_write) cannot be changed.`
 	cmd.AddCommand(newScopeMapCreateCmd(g), newScopeMapUpdateCmd(g), newScopeMapShowCmd(g), newScopeMapListCmd(g), newScopeMapDeleteCmd(g))
+	cmd.AddCommand(newScopeMapMatchCmd(g))
 	return cmd
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/overview"
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -114,6 +115,7 @@ type Handler struct {
 	network    NetworkRules
 	limits     *ratelimit.Settings
 	trust      *trust.Service
+	overview   *overview.Service
 	mux        *http.ServeMux
 }
 
@@ -142,6 +144,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{ids: o.Identity, repos: repository.New(o.Metadata, rec), authn: o.Authenticator, audit: o.Audit, log: o.Logger,
 		retryAfter: o.RetryAfter, clientIP: o.ClientIP, gc: o.GC, fsck: o.Fsck, publicURL: o.PublicURL, network: o.Network, limits: o.Limits, trust: o.Trust, mux: http.NewServeMux()}
 	h.enc = o.Encryption
+	h.overview = newOverview(h, o.Metadata)
 	h.mux.HandleFunc("GET "+Prefix+"openapi.json", serveOpenAPI)
 	for _, rt := range h.allRoutes() {
 		h.mux.Handle(rt.pattern, h.authenticated(rt))
@@ -224,6 +227,8 @@ func (h *Handler) routes() []route {
 		{"DELETE /api/v1/repositories/{path...}", h.repository, registryScoped},
 
 		{"GET /api/v1/audit", h.listAudit, managementOnly},
+		{"GET /api/v1/overview", h.getOverview, managementOnly},
+		{"GET /api/v1/patternMatches", h.matchPattern, managementOnly},
 
 		{"POST /api/v1/gc", h.collectGarbage, managementOnly},
 		{"POST /api/v1/fsck", h.checkContent, managementOnly},

@@ -227,7 +227,7 @@ func (h *Handler) currentRequest(w http.ResponseWriter, r *http.Request) (*reque
 // back to next afterwards.
 func signinURL(next string, expired bool) string {
 	q := url.Values{}
-	if next != "" && next != "/" && next != "/repositories" {
+	if next != "" && next != "/" && next != "/repositories" && next != "/overview" {
 		q.Set("next", next)
 	}
 	if expired {

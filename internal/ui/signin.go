@@ -24,7 +24,7 @@ func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
 	if _, err := h.currentRequest(w, r); err == nil {
 		if next == "" {
-			next = "/repositories"
+			next = "/overview"
 		}
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
@@ -143,7 +143,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	h.setCookie(w, h.signinCookieName(), "", -1)
 	next := d.Next
 	if next == "" {
-		next = "/repositories"
+		next = "/overview"
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/identity"
+	"github.com/berth-registry/berth/internal/overview"
 	"github.com/berth-registry/berth/internal/ratelimit"
 	"github.com/berth-registry/berth/internal/repository"
 	"github.com/berth-registry/berth/internal/sqldb"
@@ -101,6 +102,7 @@ type Handler struct {
 	now       func() time.Time
 	sessions  *sessions
 	pages     map[string]*pageTemplate
+	overview  *overview.Service
 	static    fs.FS
 	version   string // of the static files, for cache busting
 	cop       *http.CrossOriginProtection
@@ -161,6 +163,13 @@ func New(o Options) *Handler {
 	if o.SharedSessions != nil {
 		h.sessions.shared = &sharedSessions{db: o.SharedSessions, log: o.Logger}
 	}
+	h.overview = &overview.Service{IDs: o.Identity, Repos: h.repos}
+	if st, ok := o.Meta.(overview.Storage); ok {
+		h.overview.Store = st
+	}
+	if o.Audit != nil {
+		h.overview.Audit = o.Audit
+	}
 	h.pages = mustParsePages()
 	h.routes()
 	return h
@@ -175,11 +184,14 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /account", h.page(h.accountPage))
 	m.HandleFunc("POST /account", h.action(h.accountPassword))
 
+	m.HandleFunc("GET /overview", h.page(h.overviewPage))
 	m.HandleFunc("GET /repositories", h.page(h.repositoriesPage))
 	m.HandleFunc("GET /repositories/{path...}", h.page(h.repositoryRoute))
 	m.HandleFunc("POST /repositories/{path...}", h.action(h.repositoryAction))
 
 	m.HandleFunc("GET /scope-maps", h.page(h.scopeMapsPage))
+	m.HandleFunc("GET /repository-suggestions", h.page(h.repositorySuggestions))
+	m.HandleFunc("GET /repository-matches", h.page(h.repositoryMatches))
 	m.HandleFunc("GET /scope-maps/new", h.page(h.newScopeMapPage))
 	m.HandleFunc("POST /scope-maps", h.action(h.createScopeMap))
 	m.HandleFunc("GET /scope-maps/{name}", h.page(h.scopeMapPage))
@@ -241,7 +253,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, "/repositories", http.StatusSeeOther)
+	http.Redirect(w, r, "/overview", http.StatusSeeOther)
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {

@@ -157,7 +157,7 @@ func (f *fixture) signIn(user, password string) *browser {
 	b := f.browser()
 	b.get("/signin")
 	r := b.post("/signin", url.Values{"username": {user}, "password": {password}})
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/repositories" {
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/overview" {
 		f.t.Fatalf("sign in as %s: %d %s\n%s", user, r.status, r.header.Get("Location"), r.body)
 	}
 	b.get("/repositories") // picks up the session's CSRF token

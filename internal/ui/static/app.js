@@ -248,6 +248,60 @@
     else el.removeAttribute("aria-invalid");
   });
 
+  // Repository picker and live preview: as a pattern is typed, existing
+  // repositories are suggested, and the row says how many repositories
+  // the pattern matches, with the first few names. The server counts
+  // only the repositories the user may see.
+  var previewTimers = new WeakMap();
+  function getJSON(url, then) {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.json().then(function (v) { then(r.ok, v); }); })
+      .catch(function () { /* a preview is a convenience: no message */ });
+  }
+  function preview(el) {
+    var v = el.value.trim();
+    var out = el.parentNode.querySelector(".pattern-preview");
+    var list = document.getElementById("repo-suggestions");
+    if (!out) return;
+    if (v === "" || checkPattern(v) !== "") {
+      out.hidden = true;
+      return;
+    }
+    if (list) {
+      getJSON("/repository-suggestions?q=" + encodeURIComponent(v), function (ok, d) {
+        if (!ok || !d.names) return;
+        list.textContent = "";
+        d.names.forEach(function (n) {
+          var o = document.createElement("option");
+          o.value = n;
+          list.appendChild(o);
+        });
+      });
+    }
+    getJSON("/repository-matches?pattern=" + encodeURIComponent(v), function (ok, d) {
+      if (el.value.trim() !== v) return;
+      if (!ok) {
+        out.hidden = true;
+        return;
+      }
+      var n = d.count + (d.partial ? "+" : "");
+      var text = d.count === 0 ? "Matches no repository yet (patterns may name repositories that do not exist yet)." :
+        "Matches " + n + (d.count === 1 ? " repository: " : " repositories: ") + d.first.join(", ") + (d.count > d.first.length ? ", …" : "") + ".";
+      out.textContent = text;
+      out.setAttribute("data-count", String(d.count));
+      out.hidden = false;
+    });
+  }
+  document.addEventListener("input", function (ev) {
+    var el = ev.target;
+    if (!el.matches || !el.matches("input[data-pattern]")) return;
+    clearTimeout(previewTimers.get(el));
+    previewTimers.set(el, setTimeout(function () { preview(el); }, 250));
+  });
+  function previewAll() {
+    document.querySelectorAll("input[data-pattern]").forEach(function (el) { if (el.value.trim() !== "") preview(el); });
+  }
+
   // New token: show the panel of the chosen mode.
   function showMode() {
     var checked = document.querySelector("input[data-mode]:checked");
@@ -262,6 +316,7 @@
   function ready() {
     showMode();
     fitBoxes();
+    previewAll();
   }
   document.addEventListener("DOMContentLoaded", ready);
   if (document.readyState !== "loading") ready();
