@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -189,5 +191,12 @@ func printUser(c *client, u api.User) error {
 		return printJSON(c.out, u)
 	}
 	p := u.Properties
-	return fields(c.out, "Name", u.Name, "Role", p.Role, "Status", p.Status, "Created", fmtTime(p.CreationDate), "Last used", fmtOptTime(p.LastUsed, "never"))
+	var as []string
+	for _, a := range p.RoleAssignments {
+		if a.Repository != "*" {
+			as = append(as, a.Role+" on "+a.Repository)
+		}
+	}
+	return fields(c.out, "Name", u.Name, "Role", p.Role, "Role assignments", cmp.Or(strings.Join(as, ", "), "none"), "Status", p.Status,
+		"Created", fmtTime(p.CreationDate), "Last used", fmtOptTime(p.LastUsed, "never"))
 }

@@ -28,7 +28,7 @@ func (h *Handler) listAudit(c *call) error {
 		return err
 	}
 	// A delegated reader reads the events on their repositories only.
-	f.Repositories = auth.ManagedScope(c.id, auth.ReadAudit)
+	f.Repositories, f.Own = auth.ManagedScope(c.id, auth.ReadAudit), c.id.Name
 	switch format := c.r.URL.Query().Get("format"); format {
 	case "":
 	case "csv", "json":

@@ -122,8 +122,12 @@ type Filter struct {
 	// Repositories, when not nil, keeps only events on a repository that
 	// one of these repository patterns matches ("team/app", "team/*" or
 	// "*"), for a user who may read the audit log of those only; events on
-	// no repository (logins, permission changes) are then left out.
+	// no repository (logins, permission changes) are then left out, but
+	// for those of the user named by Own.
 	Repositories []string
+	// Own, with Repositories, keeps the events of this user as well (their
+	// own logins and permission changes).
+	Own string
 }
 
 // repositoriesWhere is the condition of Filter.Repositories; substr and
@@ -818,6 +822,9 @@ func (f Filter) where() (where []string, args []any) {
 	}
 	if f.Repositories != nil {
 		cond, a := repositoriesWhere(f.Repositories)
+		if f.Own != "" {
+			cond, a = "("+cond+" OR (identity_kind = 'user' AND identity = ?))", append(a, f.Own)
+		}
 		where = append(where, cond)
 		args = append(args, a...)
 	}

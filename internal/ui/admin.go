@@ -336,7 +336,7 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	// A delegated reader reads the events on their repositories only.
-	filter.Repositories = auth.ManagedScope(rq.id, auth.ReadAudit)
+	filter.Repositories, filter.Own = auth.ManagedScope(rq.id, auth.ReadAudit), rq.id.Name
 	filter.Limit = auditPerPage
 	if b := q.Get("before"); b != "" {
 		fmt.Sscan(b, &filter.Before)
@@ -381,7 +381,7 @@ func (h *Handler) auditExport(w http.ResponseWriter, r *http.Request, rq *reques
 		h.fail(w, r, rq, err)
 		return
 	}
-	filter.Repositories = auth.ManagedScope(rq.id, auth.ReadAudit)
+	filter.Repositories, filter.Own = auth.ManagedScope(rq.id, auth.ReadAudit), rq.id.Name
 	if len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, m := range errs {
