@@ -56,7 +56,7 @@ type config struct {
 }
 
 // Workloads that -workloads can select; memory is measured in every run.
-var allWorkloads = []string{"push", "small", "login", "meta", "identities", "scaleout", "revocation"}
+var allWorkloads = []string{"push", "small", "login", "meta", "identities", "scaleout", "revocation", "encryption"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{blobSize: 1 << 30, layerSize: 64 << 20}
@@ -82,7 +82,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.populateConcurrency, "populate-concurrency", 16, "concurrent requests while creating the repositories and tags")
 	fs.DurationVar(&cfg.populateTimeout, "populate-timeout", 4*time.Minute, "give up creating the repositories and tags of one registry after this long")
 	registries := fs.String("registries", "berth,v3,v2", "registries to run: berth (always), v3 (Distribution "+distributionVersion+"), v2 (Debian's docker-registry "+debianVersion+")")
-	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings), identities (token and scope map listings), scaleout (PostgreSQL and S3), revocation (across three nodes)")
+	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "workloads to run: push (blob push and pull), small (manifest requests), login (token issuance), meta (listings), identities (token and scope map listings), scaleout (PostgreSQL and S3), revocation (across three nodes), encryption (encrypted against plain)")
 	fs.BoolVar(&cfg.install, "install", true, "install a missing Distribution: go install into the user cache directory, apt-get for docker-registry")
 	fs.StringVar(&cfg.distribution, "distribution", "", "Distribution "+distributionVersion+" `binary` to use instead of the cached one")
 	fs.StringVar(&cfg.dockerRegistry, "docker-registry", "", "docker-registry "+debianVersion+" `binary` to use instead of the one on PATH")
@@ -300,6 +300,7 @@ func run(ctx context.Context, cfg *config) error {
 		// Registries of their own, after the memory figures too.
 		{"scaleout", b.scaleOutWorkload},
 		{"revocation", b.revocationWorkload},
+		{"encryption", b.encryptionWorkload},
 	}
 	defer func() {
 		if b.scale != nil {

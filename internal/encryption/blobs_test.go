@@ -368,3 +368,61 @@ func TestPlaintextFromBeforeReads(t *testing.T) {
 type fsDeleter struct{ *storage.FS }
 
 func (f fsDeleter) Delete(context.Context, digest.Digest) error { return nil }
+
+// newPostgresEnv is an env on a fresh PostgreSQL database.
+func newPostgresEnv(t *testing.T, url string) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := &env{keyPath: filepath.Join(dir, "kek")}
+	if err := encryption.GenerateKeyFile(e.keyPath); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqldb.OpenPostgres(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := meta.Open(ctx, db)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { md.Close() })
+	e.md, e.db = md, db
+	e.keys = e.openKeyring(t)
+	return e
+}
+
+// The suite passes over S3 with the data keys (and the upload sessions) in
+// PostgreSQL, as a cluster runs; a rotation there rewraps every data key.
+func TestConformanceS3Postgres(t *testing.T) {
+	pg := testutil.StartPostgres(t)
+	storagetest.Run(t, storagetest.Options{LargeSize: 12 << 20}, func(t *testing.T) storagetest.Store {
+		e := newPostgresEnv(t, pg.NewDatabase())
+		inner := newS3(t, e)
+		return testStore{encryption.NewBlobs(inner, e.keys), inner}
+	})
+	t.Run("Rotate", func(t *testing.T) {
+		ctx := context.Background()
+		e := newPostgresEnv(t, pg.NewDatabase())
+		inner := newS3(t, e)
+		s := testStore{encryption.NewBlobs(inner, e.keys), inner}
+		want := map[digest.Digest][]byte{}
+		for range 5 {
+			b, _ := storagetest.Random(t, 100000)
+			want[put(t, s, b)] = b
+		}
+		if _, err := e.keys.Rotate(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.keys.Rewrap(ctx); err != nil || n != len(want) {
+			t.Fatalf("Rewrap = %d, %v", n, err)
+		}
+		for d, b := range want {
+			got, err := readAll(s, d)
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("read %s after rotation: %v", d, err)
+			}
+		}
+	})
+}

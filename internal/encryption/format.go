@@ -141,6 +141,7 @@ type sealer struct {
 	buf   []byte // plaintext of the next segment, plus one byte read ahead
 	fill  int
 	out   []byte // sealed bytes not yet read
+	obuf  []byte // out's storage, reused for every segment
 	index uint64
 	done  bool
 	err   error
@@ -157,7 +158,8 @@ func newSealer(d digest.Digest, dek []byte, plain io.Reader, seg int) (*sealer, 
 		return nil, err
 	}
 	s := &sealer{d: d, plain: plain, aead: a, h: d.Algorithm().Digester(), seg: seg, buf: make([]byte, seg+1)}
-	s.out = append(make([]byte, 0, seg+tagSize+headerSize), h.marshal()...)
+	s.obuf = make([]byte, 0, seg+tagSize)
+	s.out = h.marshal()
 	return s, nil
 }
 
@@ -198,7 +200,7 @@ func (s *sealer) next() {
 		s.err = fmt.Errorf("%w: content is %s", storage.ErrDigestMismatch, s.h.Digest())
 		return
 	}
-	s.out = s.aead.Seal(s.out[:0], nonce(s.index), s.buf[:take], aad(s.d, s.index, final))
+	s.out = s.aead.Seal(s.obuf[:0], nonce(s.index), s.buf[:take], aad(s.d, s.index, final))
 	s.index++
 	s.fill = copy(s.buf, s.buf[take:s.fill])
 	s.done = final
@@ -284,6 +286,27 @@ func (o *opener) Read(p []byte) (int, error) {
 	n := copy(p, o.cur[o.off-int64(ix)*int64(o.seg):])
 	o.off += int64(n)
 	return n, nil
+}
+
+// WriteTo writes the content from the current position to its end,
+// a decrypted segment at a time (io.Copy, http.ServeContent).
+func (o *opener) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for o.off < o.size {
+		ix := uint64(o.off / int64(o.seg))
+		if !o.have || o.curIx != ix {
+			if err := o.load(ix); err != nil {
+				return total, err
+			}
+		}
+		n, err := w.Write(o.cur[o.off-int64(ix)*int64(o.seg):])
+		o.off += int64(n)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 func (o *opener) Seek(offset int64, whence int) (int64, error) {

@@ -59,6 +59,9 @@ func (s *Service) ensureSigningKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if enc, err = s.sealSecret(ctx, signingKeyPurpose, enc); err != nil {
+		return err
+	}
 	// Active from the start of time: it is the one key there is.
 	if _, err := s.db.W().ExecContext(ctx, `INSERT INTO signing_keys(kid, private_key, created_at, active_from) VALUES (?, ?, ?, 0) ON CONFLICT(kid) DO NOTHING`,
 		auth.KeyID(key.Public().(ed25519.PublicKey)), enc, s.now().UnixMilli()); err != nil {
@@ -80,6 +83,9 @@ func (s *Service) readKeys(ctx context.Context, tx *sqldb.Tx, st *state) error {
 		var created, from int64
 		if err := rows.Scan(&kid, &enc, &created, &from); err != nil {
 			return fmt.Errorf("load signing keys: %w", err)
+		}
+		if enc, err = s.openSecret(ctx, signingKeyPurpose, enc); err != nil {
+			return fmt.Errorf("signing key %s: %w", kid, err)
 		}
 		key, err := auth.DecodeSigningKey(enc)
 		if err != nil {
@@ -191,6 +197,9 @@ func (s *Service) RotateSigningKey(ctx context.Context, actor auth.Identity) (Si
 	key := auth.GenerateSigningKey()
 	enc, err := auth.EncodeSigningKey(key)
 	if err != nil {
+		return SigningKey{}, err
+	}
+	if enc, err = s.sealSecret(ctx, signingKeyPurpose, enc); err != nil {
 		return SigningKey{}, err
 	}
 	signer, err := auth.NewSigner(key, s.tokenConfig())

@@ -177,6 +177,10 @@ func (s *Service) read(ctx context.Context, tx *sqldb.Tx, only *touchSet) (*stat
 			rows.Close()
 			return nil, fmt.Errorf("load users: %w", err)
 		}
+		if p.userHash, err = s.openSecret(ctx, passwordHashPurpose, p.userHash); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load user %s: %w", p.name, err)
+		}
 		p.role = auth.Role(role)
 		p.createdAt = time.UnixMilli(created).UTC()
 		p.lastUsed.Store(last.Int64)
@@ -261,6 +265,9 @@ func (s *Service) readPasswords(ctx context.Context, tx *sqldb.Tx, st *state, on
 		var exp, last sql.NullInt64
 		if err := rows.Scan(&kind, &owner, &sl.name, &sl.hash, &sl.serial, &created, &exp, &last); err != nil {
 			return nil, fmt.Errorf("load passwords: %w", err)
+		}
+		if sl.hash, err = s.openSecret(ctx, passwordHashPurpose, sl.hash); err != nil {
+			return nil, fmt.Errorf("load password %s of %s: %w", sl.name, owner, err)
 		}
 		sl.createdAt = time.UnixMilli(created).UTC()
 		sl.expiresAt = fromMs(exp)

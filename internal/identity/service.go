@@ -95,6 +95,10 @@ type Options struct {
 	// Extensions are state kept beside the identities and changed as they
 	// are (ChangeExtension); their tables must exist before Open.
 	Extensions []Extension
+	// Secrets, when set, wraps the secrets the service stores (the signing
+	// keys' private parts) with the registry's encryption key; keys stored
+	// before are wrapped in place at Open.
+	Secrets SecretWrapper
 	// FederationAllowHTTPLoopback lets federated credentials trust http
 	// issuers on loopback addresses (tests); otherwise issuers are https.
 	FederationAllowHTTPLoopback bool
@@ -247,6 +251,9 @@ func Open(ctx context.Context, db *sqldb.DB, opts Options) (*Service, error) {
 		return nil, err // the token lifetimes are wrong
 	}
 	if err := s.ensureSigningKey(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.wrapStoredSecrets(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.load(ctx); err != nil {

@@ -334,9 +334,13 @@ func (s *Service) generateLocked(ctx context.Context, tx *sqldb.Tx, p *principal
 		}
 		value := auth.GeneratePassword()
 		sl := &slot{name: name, hash: auth.HashSecret(value), serial: serial, createdAt: now, expiresAt: expiry}
+		stored, err := s.sealSecret(ctx, passwordHashPurpose, sl.hash)
+		if err != nil {
+			return nil, nil, err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO passwords(owner_kind, owner, slot, hash, serial, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(owner_kind, owner, slot) DO UPDATE SET hash = excluded.hash, serial = excluded.serial, created_at = excluded.created_at, expires_at = excluded.expires_at, last_used = NULL`,
-			p.kind.String(), owner, name, sl.hash, serial, now.UnixMilli(), ms(expiry)); err != nil {
+			p.kind.String(), owner, name, stored, serial, now.UnixMilli(), ms(expiry)); err != nil {
 			return nil, nil, fmt.Errorf("store password: %w", err)
 		}
 		fresh[name] = sl

@@ -188,8 +188,12 @@ func (s *Service) CreateUser(ctx context.Context, actor auth.Identity, spec User
 		if gen, err = nextSerial(ctx, tx); err != nil {
 			return err
 		}
+		stored, err := s.sealSecret(ctx, passwordHashPurpose, hash)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES (?, ?, ?, TRUE, ?, ?)`,
-			spec.Name, string(role), hash, gen, now.UnixMilli()); err != nil {
+			spec.Name, string(role), stored, gen, now.UnixMilli()); err != nil {
 			return fmt.Errorf("store user: %w", err)
 		}
 		// A new user starts with no assignments, whatever a user of the
@@ -276,8 +280,12 @@ func (s *Service) UpdateUser(ctx context.Context, actor auth.Identity, name stri
 				return err
 			}
 		}
+		stored, err := s.sealSecret(ctx, passwordHashPurpose, newHash)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET role = ?, enabled = ?, password_hash = ?, generation = ? WHERE name = ?`,
-			string(role), enabled, newHash, gen, name); err != nil {
+			string(role), enabled, stored, gen, name); err != nil {
 			return fmt.Errorf("update user: %w", err)
 		}
 		return s.record(ctx, tx, actor, "user "+name, "updated: "+joinOr(changes, "nothing"))

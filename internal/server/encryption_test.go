@@ -122,3 +122,96 @@ func firstLayer(t *testing.T, e *env) string {
 	}
 	return m.Layers[0].Digest
 }
+
+// Turning encryption on for a registry with content: the signing key is
+// wrapped in place (and still signs: the same key), content stored before
+// still pulls, content pushed now is sealed.
+func TestTurningEncryptionOn(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	plain := newEnv(t, func(c *config.Config) { c.Data = data })
+	if err := plain.push("team/old", "owner", ownerPassword); err != nil {
+		t.Fatal(err)
+	}
+	oldPW, _ := plain.newToken("old-reader", actions("team/old", "content/read")...)
+	var before string
+	if err := plain.srv.Metadata().Database().R().QueryRowContext(ctx, `SELECT private_key FROM signing_keys`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	plain.http.Close()
+	plain.srv.Close()
+
+	keyPath := filepath.Join(t.TempDir(), "kek")
+	if err := encryption.GenerateKeyFile(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *config.Config) { c.Data = data; c.EncryptionKey = "file:" + keyPath })
+	var after string
+	if err := e.srv.Metadata().Database().R().QueryRowContext(ctx, `SELECT private_key FROM signing_keys`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(after, "wrapped:v1:") || strings.Contains(after, before) {
+		t.Fatalf("signing key not wrapped in place: %.20q", after)
+	}
+	if err := e.pull("team/old", "owner", ownerPassword); err != nil {
+		t.Fatalf("pull of content stored before encryption: %v", err)
+	}
+	// Password hashes were wrapped in place too, and still check.
+	for _, q := range []string{`SELECT password_hash FROM users`, `SELECT hash FROM passwords`} {
+		rows, err := e.srv.Metadata().Database().R().QueryContext(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(h, "wrapped:v1:") {
+				t.Errorf("%s: a hash is stored unwrapped", q)
+			}
+			n++
+		}
+		rows.Close()
+		if n == 0 {
+			t.Fatalf("%s: no rows", q)
+		}
+	}
+	if st, _ := e.login("old-reader", oldPW, "repository:team/old:pull"); st != 200 {
+		t.Fatalf("login with a token password from before: %d", st)
+	}
+	newPW, _ := e.newToken("new-reader", actions("team/old", "content/read")...)
+	if st, _ := e.login("new-reader", newPW, "repository:team/old:pull"); st != 200 {
+		t.Fatalf("login with a token password made now: %d", st)
+	}
+	if err := e.push("team/new", "owner", ownerPassword); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pull("team/new", "owner", ownerPassword); err != nil {
+		t.Fatal(err)
+	}
+	// A new signing key is stored wrapped too.
+	if _, err := e.id.RotateSigningKey(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.srv.Metadata().Database().R().QueryContext(ctx, `SELECT private_key FROM signing_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(k, "wrapped:v1:") {
+			t.Errorf("a signing key is stored unwrapped")
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("%d signing keys, want 2", n)
+	}
+}

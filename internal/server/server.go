@@ -160,7 +160,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
+	var wrapper identity.SecretWrapper
+	if s.enc != nil {
+		wrapper = s.enc.Keyring()
+	}
 	s.identity, err = identity.Open(ctx, md.Database(), identity.Options{
+		Secrets:       wrapper,
 		Extensions:    []identity.Extension{s.rules},
 		RegistryName:  cfg.Name,
 		OwnerUsername: cfg.OwnerUsername,

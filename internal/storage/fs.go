@@ -541,6 +541,9 @@ func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader
 		return 0, err
 	}
 	defer u.mu.Unlock()
+	if s.sealer != nil && u.size == 0 && r != nil {
+		return s.commitSealed(ctx, id, dir, d, r)
+	}
 	if r != nil {
 		if _, err := s.appendLocked(u, dir, r); err != nil {
 			return u.size, err
@@ -581,6 +584,28 @@ func (s *FS) Commit(ctx context.Context, id string, d digest.Digest, r io.Reader
 	}
 	s.dropLocked(ctx, id, dir)
 	return u.size, nil
+}
+
+// commitSealed commits an empty session whose whole content comes with
+// the commit (a monolithic upload) as Put does: sealed straight from r, not
+// staged first and sealed from the staging file. If r breaks off, nothing
+// was stored and the session stays, empty, for the client to retry.
+func (s *FS) commitSealed(ctx context.Context, id, dir string, d digest.Digest, r io.Reader) (int64, error) {
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-")
+	if err != nil {
+		return 0, fmt.Errorf("create temporary blob: %w", err)
+	}
+	defer os.Remove(f.Name()) // no-op once renamed
+	n, err := s.putSealed(ctx, f, d, r)
+	if errors.Is(err, ErrDigestMismatch) {
+		s.dropLocked(ctx, id, dir)
+		return n, err
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.dropLocked(ctx, id, dir)
+	return n, nil
 }
 
 // sealFile writes the sealed form of the content in f (closing f) to a
