@@ -57,7 +57,9 @@ func TestPortal(t *testing.T) {
 	// read runs one action that reads a string off the page.
 	read := func(what string, a chromedp.Action[string]) string {
 		t.Helper()
-		v, err := chromedp.Run(ctx, a)
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		v, err := chromedp.Run(rctx, a)
 		if err != nil {
 			fail(what, err)
 		}
@@ -352,6 +354,26 @@ func TestPortal(t *testing.T) {
 		t.Errorf("the CSV export:\n%s", csvText)
 	}
 
+	// A repository's page copies the pull command by digest; its
+	// manifest's page offers to delete it (cancelled here).
+	run("copy the pull command by digest",
+		chromedp.Navigate(base+"/repositories/demo/app"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-copy="pd-v1"]`)),
+		chromedp.Click(chromedp.CSS(`[data-copy="pd-v1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-copy="pd-v1"].copied`)),
+	)
+	if v := read("read the pull command", chromedp.TextContent(chromedp.ID("pd-v1"))); !strings.HasPrefix(v, "docker pull "+srv.Host+"/demo/app@sha256:") {
+		t.Errorf("pull by digest: %q", v)
+	}
+	run("offer to delete the manifest",
+		chromedp.Click(chromedp.CSS(`td a.mono[href*="/-/manifests/"]`)),
+		chromedp.WaitVisible(chromedp.ID("delete-manifest")),
+		chromedp.Click(chromedp.ID("delete-manifest")),
+		chromedp.WaitVisible(chromedp.CSS("dialog.dialog[open]")),
+		chromedp.Click(chromedp.CSS("dialog.dialog[open] [data-dialog-cancel]")),
+		chromedp.WaitNotPresent(chromedp.CSS("dialog.dialog[open]")),
+	)
+
 	// The scope map editor previews what each pattern matches, and
 	// suggests existing repositories as a pattern is typed.
 	run("preview the patterns",
@@ -368,6 +390,7 @@ func TestPortal(t *testing.T) {
 	}
 
 	// The repository list: its count, and demo/app's last push and size.
+	run("the repository list", chromedp.Navigate(base+"/repositories"), chromedp.WaitVisible(chromedp.ID("repo-count")))
 	if n := read("read the repository count", chromedp.Text(chromedp.ID("repo-count"))); n != "1 repository" {
 		t.Errorf("the repository list says %q", n)
 	}

@@ -385,6 +385,7 @@ type manifestData struct {
 	Referrers    []referrerRow
 	Annotations  [][2]string
 	CanEdit      bool
+	CanDelete    bool // the manifest: OpDeleteManifest
 	Host         string
 }
 
@@ -419,7 +420,8 @@ func (h *Handler) renderManifest(w http.ResponseWriter, r *http.Request, rq *req
 	}
 	doc := parseManifest(m)
 	d := manifestData{Repo: name, Ref: ref, Manifest: m, Size: m.Summary.Size, Config: doc.Config,
-		Layers: doc.Layers, CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes), Host: h.registryHost(r)}
+		Layers: doc.Layers, CanEdit: h.repos.Permits(rq.id, name, auth.OpWriteAttributes), Host: h.registryHost(r),
+		CanDelete: h.repos.Permits(rq.id, name, auth.OpDeleteManifest)}
 	for i, c := range doc.Manifests {
 		if i == childrenShown {
 			d.MoreChildren = len(doc.Manifests) - i
@@ -524,6 +526,14 @@ func (h *Handler) repositoryAction(w http.ResponseWriter, r *http.Request, rq *r
 			return
 		}
 		h.redirect(w, r, rq, "/repositories", "Repository "+name+" deleted.")
+	case strings.HasPrefix(rest, "manifests/") && strings.HasSuffix(rest, "/delete"):
+		ref := strings.TrimSuffix(strings.TrimPrefix(rest, "manifests/"), "/delete")
+		d, err := h.repos.DeleteManifest(r.Context(), c, name, ref)
+		if err != nil {
+			h.repoFail(w, r, rq, err)
+			return
+		}
+		h.redirect(w, r, rq, "/repositories/"+name, "Manifest "+shortDigest(d)+" deleted from "+name+", with the tags that pointed at it.")
 	case strings.HasPrefix(rest, "manifests/") && strings.HasSuffix(rest, "/attributes"):
 		ref := strings.TrimSuffix(strings.TrimPrefix(rest, "manifests/"), "/attributes")
 		a := formAttributes(r)

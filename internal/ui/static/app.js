@@ -25,11 +25,22 @@
     }
   }
   function fallback(target, done) {
+    var tmp = null;
+    if (typeof target.select !== "function") {
+      // A code or text element: copy through a scratch text box.
+      tmp = document.createElement("textarea");
+      tmp.value = target.textContent;
+      tmp.setAttribute("readonly", "");
+      tmp.className = "sr-only";
+      document.body.appendChild(tmp);
+      target = tmp;
+    }
     target.focus();
     target.select();
     try {
       if (document.execCommand("copy")) done();
     } catch (e) { /* the text stays selected for the user to copy */ }
+    if (tmp) tmp.remove();
   }
   document.addEventListener("click", function (ev) {
     var b = ev.target.closest("[data-copy]");
