@@ -64,6 +64,10 @@ func TestTagRules(t *testing.T) {
 		if got := ownerManifest(t, srv, repo+":v1.0"); got != "" {
 			t.Errorf("refused push of v1.0 left %s", got)
 		}
+		// The refusal is in the audit log, with the tag.
+		if out := cli.must("audit", "list", "--identity", ci.name, "--result", "denied"); !strings.Contains(out, "content/write on tag v1.0") {
+			t.Errorf("the audit log lacks the denial of v1.0:\n%s", out)
+		}
 		// By digest: what multi-platform children and signatures need.
 		if err := remote.Write(as(ci).Digest(t, repo, dig(img2)), img2, as(ci).RemoteOptions(ctx)...); err != nil {
 			t.Errorf("push by digest: %v", err)

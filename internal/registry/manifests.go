@@ -96,7 +96,7 @@ func (rg *Registry) getManifest(req *request) error {
 	if !isDigest(ref) {
 		if check := req.tagCheck(auth.OpPull); check != nil {
 			if err := check(ref); err != nil {
-				return tagDenied(err)
+				return req.refuse(err)
 			}
 		}
 	}
@@ -214,7 +214,7 @@ func (rg *Registry) putManifest(req *request) error {
 	if check := req.tagCheck(auth.OpPush); check != nil {
 		for _, t := range tags {
 			if err := check(t); err != nil {
-				return tagDenied(err)
+				return req.refuse(err)
 			}
 		}
 	}
@@ -233,7 +233,7 @@ func (rg *Registry) putManifest(req *request) error {
 	var tm *meta.TagMoveError
 	switch {
 	case errors.As(err, &tm):
-		return newError(CodeDenied, "requested access to the resource is denied: %v; it points at %s", overwrite(tm.Tag), tm.Current)
+		return req.refuse(fmt.Errorf("%w; it points at %s", overwrite(tm.Tag), tm.Current))
 	case errors.As(err, &bu):
 		e := newError(CodeManifestBlobUnknown, "manifest references blob %s, which repository %q does not have: push the blob first", bu.Digest, req.rt.name)
 		e.Detail = map[string]string{"digest": bu.Digest.String()}
@@ -372,7 +372,7 @@ func (rg *Registry) deleteManifest(req *request) error {
 	} else {
 		if check := req.tagCheck(auth.OpUntag); check != nil {
 			if err := check(ref); err != nil {
-				return tagDenied(err)
+				return req.refuse(err)
 			}
 		}
 		err = rg.meta.DeleteTag(ctx, req.rt.name, ref)

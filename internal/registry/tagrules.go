@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/opencontainers/go-digest"
 
@@ -27,6 +28,19 @@ func tagDenied(err error) *Error {
 	return &Error{Code: CodeDenied, Message: "requested access to the resource is denied: " + err.Error()}
 }
 
+// denialRecorder is a Caller that records refusals in the audit log.
+type denialRecorder interface {
+	RecordDenial(r *http.Request, err error)
+}
+
+// refuse is the 403 of a tag rule, recorded as a denial.
+func (req *request) refuse(err error) *Error {
+	if dr, ok := req.caller.(denialRecorder); ok {
+		dr.RecordDenial(req.r, err)
+	}
+	return tagDenied(err)
+}
+
 // allowedFrom turns a tag check into the set of tags it allows.
 func allowedFrom(check func(string) error) func(string) bool {
 	return func(tag string) bool { return check(tag) == nil }
@@ -50,7 +64,7 @@ func (rg *Registry) readableDigest(ctx context.Context, req *request, d digest.D
 		return err
 	}
 	if !ok {
-		return tagDenied(denial(req, auth.OpPull, d))
+		return req.refuse(denial(req, auth.OpPull, d))
 	}
 	return nil
 }
@@ -69,7 +83,7 @@ func (rg *Registry) deletableDigest(ctx context.Context, req *request, d digest.
 		return err
 	}
 	if reached {
-		return tagDenied(denial(req, auth.OpDeleteManifest, d))
+		return req.refuse(denial(req, auth.OpDeleteManifest, d))
 	}
 	return nil
 }

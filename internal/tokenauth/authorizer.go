@@ -24,7 +24,10 @@ func (s *Service) Authorizer() *Authorizer { return &Authorizer{s} }
 
 // caller is an identity as the registry asks about it after the route's
 // own accesses were granted.
-type caller struct{ id auth.Identity }
+type caller struct {
+	id auth.Identity
+	s  *Service // records denials of tag rules; nil in callers made only for names
+}
 
 // policy is the identity without the access-token narrowing: the mount
 // source check and the catalog filter ask what the identity may do now,
@@ -53,6 +56,25 @@ func (c caller) CanSee(repo string) bool { return auth.VisibleInCatalog(c.id, re
 // Identity is the caller's auth identity, for auth's messages.
 func (c caller) Identity() auth.Identity { return c.id }
 
+// RecordDenial records a request the registry refused by a tag rule
+// (auth.CheckTag) in the audit log, as Authorize records its own.
+func (c caller) RecordDenial(r *http.Request, err error) {
+	if c.s == nil {
+		return
+	}
+	var d *auth.DeniedError
+	if !errors.As(err, &d) {
+		return
+	}
+	missing := d.Missing.String()
+	if d.Tag != "" {
+		missing += " on tag " + d.Tag
+	} else if d.Digest != "" {
+		missing = d.Op.String() + " of " + d.Digest
+	}
+	c.s.recordDenial(r, c.id, d.Repository, d.Op.String(), missing)
+}
+
 func (c caller) TagCheck(repo string, op auth.Operation) func(string) error {
 	return auth.TagCheck(c.id, repo, op)
 }
@@ -74,7 +96,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 	if f != nil {
 		return nil, s.unauthorized(r, need, f)
 	}
-	reqlog.From(r.Context()).Identity = caller{id}.Name()
+	reqlog.From(r.Context()).Identity = caller{id: id}.Name()
 	if err := s.tokenAddress(r, id); err != nil {
 		return nil, networkError(err)
 	}
@@ -88,7 +110,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 	// that asked for too little (podman asks for none before listing the
 	// catalog) fetch a new token and retry; 403 is only for what the
 	// identity itself may not do.
-	policy := caller{id}.policy()
+	policy := caller{id: id}.policy()
 	for _, acc := range need {
 		switch acc.Type {
 		case "registry":
@@ -125,7 +147,7 @@ func (a *Authorizer) Authorize(r *http.Request, need []registry.Access) (registr
 			return nil, &registry.Error{Code: registry.CodeDenied}
 		}
 	}
-	return caller{id}, nil
+	return caller{id: id, s: s}, nil
 }
 
 func (a *Authorizer) allows(id auth.Identity, need []registry.Access) bool {
@@ -220,7 +242,7 @@ func (s *Service) recordDenial(r *http.Request, id auth.Identity, repo, action, 
 	if s.audit == nil {
 		return
 	}
-	e := audit.Event{Kind: audit.KindAccess, Result: audit.ResultFailure, Identity: caller{id}.Name(), IdentityKind: id.Kind.String(),
+	e := audit.Event{Kind: audit.KindAccess, Result: audit.ResultFailure, Identity: caller{id: id}.Name(), IdentityKind: id.Kind.String(),
 		Repository: repo, Action: action, Missing: missing, Reason: "denied",
 		CallerIP: s.urls.ClientIP(r), UserAgent: r.UserAgent()}
 	if id.Kind == auth.KindAnonymous {
