@@ -127,6 +127,8 @@ func fillRegistry(t *testing.T) filled {
 	// client (the default action stays Allow) and the token's addresses.
 	cli.must("network-rule", "add", "--ip-address", "10.9.0.0/16")
 	cli.must("token", "update", "-n", "ci-reader", "--allowed-ip", "127.0.0.0/8")
+	// Limits, which must move too (generous enough for the checks' pulls).
+	cli.must("token", "update", "-n", "ci-reader", "--rate-limit", "1000/s", "--pull-bytes-per-day", "100GiB")
 	// A federated credential, in a table of its own.
 	cli.must("token", "federated-credential", "create", "-n", "ci-reader", "--credential-name", "github-main",
 		"--issuer", "https://token.actions.githubusercontent.com", "--subject", "repo:acme/app:*", "--claim", "repository_owner=acme")
@@ -278,6 +280,9 @@ func checkServed(t *testing.T, srv *testutil.Server, f filled, withIdentities bo
 		}
 		if out := cli.must("token", "show", "-n", f.tokenName); !strings.Contains(out, "Allowed addresses: 127.0.0.0/8") {
 			t.Errorf("the token's allowed addresses did not move:\n%s", out)
+		}
+		if out := cli.must("token", "show", "-n", f.tokenName); !strings.Contains(out, "requests:  1000 requests/s, burst 1000") || !strings.Contains(out, "of 100.0 GiB per day") {
+			t.Errorf("the token's limits did not move:\n%s", out)
 		}
 		if out := cli.must("token", "federated-credential", "list", "-n", f.tokenName); !regexp.MustCompile(`github-main\s+https://token.actions.githubusercontent.com\s+repo:acme/app:\*\s+\S+\s+repository_owner=acme`).MatchString(out) {
 			t.Errorf("the federated credentials did not move:\n%s", out)
