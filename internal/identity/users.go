@@ -136,7 +136,9 @@ func (s *Service) GetUser(actor auth.Identity, name string) (User, error) {
 	if p == nil {
 		return User{}, errf(ErrNotFound, "user %q not found", name)
 	}
-	if !visibleUser(actor, p) {
+	// An owner of some pattern may open any user's record (with only the
+	// assignments inside their patterns), to give them a role there.
+	if !visibleUser(actor, p) && !auth.CanManageSome(actor, auth.ManageUsers) {
 		return User{}, errf(ErrForbidden, "%s may not see user %q, who holds no role inside %s", actor, name, auth.PatternsString(auth.ManagedPatterns(actor, auth.ViewManagement)))
 	}
 	return userView(actor, p), nil

@@ -262,6 +262,10 @@ func TestRoleAssignmentsOnThePortal(t *testing.T) {
 	form := func(op, role, repo string) string {
 		return url.Values{"op": {op}, "role": {role}, "repository": {repo}}.Encode()
 	}
+	// paul holds nothing yet, and dave may open his page to give him a role.
+	if st, body := p.do("GET", "/users/paul", ""); st != 200 || !strings.Contains(body, "Assign role") {
+		t.Fatalf("paul's page for dave: %d\n%.400s", st, body)
+	}
 	if st, body := p.do("POST", "/users/paul/assignments", form("create", "push", "team-a/app")); st != http.StatusSeeOther {
 		t.Fatalf("assign push on team-a/app: %d\n%.400s", st, body)
 	}
