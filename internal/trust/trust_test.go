@@ -24,6 +24,7 @@ import (
 	"github.com/notaryproject/notation-go/signer"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
@@ -223,6 +224,39 @@ func (f *fakeContent) signCosignReferrer(t *testing.T, repo string, target meta.
 	}{ocispec.Manifest{Versioned: versioned, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{layer}, Subject: &s}, CosignArtifactType})
 }
 
+// signBundle stores a sigstore bundle as cosign 3 writes it by default: a
+// referrer whose one layer is the bundle, a DSSE envelope over an in-toto
+// statement with the given predicate type that names target.
+func (f *fakeContent) signBundle(t *testing.T, repo string, target meta.Manifest, k cosignKey, predicate string) meta.Manifest {
+	t.Helper()
+	statement, _ := json.Marshal(map[string]any{
+		"_type":         "https://in-toto.io/Statement/v1",
+		"subject":       []any{map[string]any{"digest": map[string]string{"sha256": target.Digest.Encoded()}}},
+		"predicateType": predicate,
+		"predicate":     map[string]any{},
+	})
+	const payloadType = "application/vnd.in-toto+json"
+	sig, err := k.signer.SignMessage(bytes.NewReader(dsse.PAE(payloadType, statement)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := json.Marshal(map[string]any{
+		"mediaType":            SigstoreBundleType,
+		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "k"}},
+		"dsseEnvelope": map[string]any{"payload": statement, "payloadType": payloadType,
+			"signatures": []any{map[string]any{"sig": sig, "keyid": ""}}},
+	})
+	layer := f.blob(bundle)
+	layer.MediaType = SigstoreBundleType
+	cfg := f.blob([]byte(`{}`))
+	cfg.MediaType = ocispec.MediaTypeEmptyJSON
+	sub := desc(target)
+	return f.put(repo, struct {
+		ocispec.Manifest
+		ArtifactType string `json:"artifactType"`
+	}{ocispec.Manifest{Versioned: versioned, MediaType: ocispec.MediaTypeImageManifest, Config: cfg, Layers: []ocispec.Descriptor{layer}, Subject: &sub}, SigstoreBundleType})
+}
+
 // notaryCA is a test CA and a code-signing leaf it issued.
 type notaryCA struct {
 	caPEM string
@@ -337,6 +371,37 @@ func TestCheckPull(t *testing.T) {
 			prepare: func(t *testing.T, c *fakeContent, repo string) meta.Manifest {
 				m := c.image(repo, "x", "v1")
 				c.signCosignReferrer(t, repo, m, c.cosignLayer(t, keyA, m.Digest))
+				return m
+			}},
+		{name: "cosign 3 bundle by the key", policy: &Policy{Repository: "prod/*", Require: RequireCosign, Keys: []string{keyA.pub}}, repo: "prod/app",
+			prepare: func(t *testing.T, c *fakeContent, repo string) meta.Manifest {
+				m := c.image(repo, "x", "v1")
+				c.signBundle(t, repo, m, keyB, cosignSignPredicate)
+				c.signBundle(t, repo, m, keyA, cosignSignPredicate)
+				return m
+			}},
+		{name: "cosign 3 bundle by another key", policy: &Policy{Repository: "prod/*", Require: RequireCosign, Keys: []string{keyA.pub}}, repo: "prod/app", refused: true,
+			prepare: func(t *testing.T, c *fakeContent, repo string) meta.Manifest {
+				m := c.image(repo, "x", "v1")
+				c.signBundle(t, repo, m, keyB, cosignSignPredicate)
+				return m
+			}},
+		{name: "cosign 3 attestation is no signature", policy: &Policy{Repository: "prod/*", Require: RequireCosign, Keys: []string{keyA.pub}}, repo: "prod/app", refused: true,
+			prepare: func(t *testing.T, c *fakeContent, repo string) meta.Manifest {
+				m := c.image(repo, "x", "v1")
+				c.signBundle(t, repo, m, keyA, "https://slsa.dev/provenance/v1")
+				return m
+			}},
+		{name: "cosign 3 bundle of another manifest", policy: &Policy{Repository: "prod/*", Require: RequireCosign, Keys: []string{keyA.pub}}, repo: "prod/app", refused: true,
+			prepare: func(t *testing.T, c *fakeContent, repo string) meta.Manifest {
+				other := c.image(repo, "other", "v0")
+				m := c.image(repo, "x", "v1")
+				sig := c.signBundle(t, repo, other, keyA, cosignSignPredicate)
+				// Re-attach the other manifest's bundle to m.
+				var doc map[string]any
+				json.Unmarshal(sig.Content, &doc)
+				doc["subject"] = desc(m)
+				c.put(repo, doc)
 				return m
 			}},
 		{name: "cosign signature where notation is required", policy: &Policy{Repository: "*", Require: RequireNotation, Keys: []string{keyA.pub}, Certificates: []string{caA.caPEM}}, repo: "prod/app", refused: true,

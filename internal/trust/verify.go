@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/notaryproject/notation-go/verifier/truststore"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
@@ -36,6 +38,14 @@ const (
 	CosignArtifactType = "application/vnd.dev.cosign.artifact.sig.v1+json"
 	// NotationArtifactType is the artifact type of a Notation signature.
 	NotationArtifactType = "application/vnd.cncf.notary.signature"
+	// SigstoreBundleType is the artifact type (and layer media type) of a
+	// sigstore bundle, which cosign 3 writes by default as an OCI 1.1
+	// referrer: a DSSE envelope over an in-toto statement naming the
+	// image.
+	SigstoreBundleType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// cosignSignPredicate is the predicate type of the statement cosign
+	// signs for an image in a sigstore bundle (cosign attest uses others).
+	cosignSignPredicate = "https://sigstore.dev/cosign/sign/v1"
 
 	cosignSignatureAnnotation   = "dev.cosignproject.cosign/signature"
 	cosignCertificateAnnotation = "dev.sigstore.cosign/certificate"
@@ -139,6 +149,7 @@ type Blobs interface {
 // signatures are the signature manifests found for one artifact.
 type signatures struct {
 	cosign   []meta.Manifest
+	bundles  []meta.Manifest // sigstore bundles (cosign 3)
 	notation []meta.Manifest
 	// key names every signature manifest found (digests in order), so that
 	// a verdict cached under it is stale as soon as a signature is pushed
@@ -171,7 +182,7 @@ func find(ctx context.Context, md Content, repo string, d digest.Digest) (signat
 	}
 	n := 0
 	for _, r := range refs {
-		if r.ArtifactType != CosignArtifactType && r.ArtifactType != NotationArtifactType {
+		if r.ArtifactType != CosignArtifactType && r.ArtifactType != NotationArtifactType && r.ArtifactType != SigstoreBundleType {
 			continue
 		}
 		if n++; n > maxSignatureManifests {
@@ -184,9 +195,12 @@ func find(ctx context.Context, md Content, repo string, d digest.Digest) (signat
 		if err != nil {
 			return s, fmt.Errorf("read signature %s: %w", r.Digest, err)
 		}
-		if r.ArtifactType == CosignArtifactType {
+		switch r.ArtifactType {
+		case CosignArtifactType:
 			s.cosign = append(s.cosign, m)
-		} else {
+		case SigstoreBundleType:
+			s.bundles = append(s.bundles, m)
+		default:
 			s.notation = append(s.notation, m)
 		}
 		key.WriteString(" r" + r.Digest.String())
@@ -207,6 +221,13 @@ func (v *checker) verify(ctx context.Context, c *compiled, repo string, target o
 	if c.accepts(RequireCosign) && (len(c.cosign) > 0 || c.roots != nil) {
 		for _, m := range sigs.cosign {
 			ok, reason := v.verifyCosign(ctx, c, target.Digest, m)
+			if ok {
+				return true, ""
+			}
+			why = append(why, reason)
+		}
+		for _, m := range sigs.bundles {
+			ok, reason := v.verifyBundle(ctx, c, target.Digest, m)
 			if ok {
 				return true, ""
 			}
@@ -333,6 +354,94 @@ func (v *checker) verifyCosign(ctx context.Context, c *compiled, target digest.D
 		return true, ""
 	}
 	return false, reason
+}
+
+// sigstoreBundle is the part of a sigstore bundle (protobuf-specs
+// Bundle, in its JSON form) that a key or certificate verifies.
+type sigstoreBundle struct {
+	MediaType            string `json:"mediaType"`
+	VerificationMaterial struct {
+		Certificate *struct {
+			RawBytes []byte `json:"rawBytes"`
+		} `json:"certificate"`
+		X509CertificateChain *struct {
+			Certificates []struct {
+				RawBytes []byte `json:"rawBytes"`
+			} `json:"certificates"`
+		} `json:"x509CertificateChain"`
+	} `json:"verificationMaterial"`
+	DSSEEnvelope *struct {
+		Payload     []byte `json:"payload"`
+		PayloadType string `json:"payloadType"`
+		Signatures  []struct {
+			Sig []byte `json:"sig"`
+		} `json:"signatures"`
+	} `json:"dsseEnvelope"`
+}
+
+// verifyBundle checks a sigstore bundle that cosign 3 attached as a
+// referrer: the DSSE envelope's signature over its pre-authentication
+// encoding (dsse.PAE) with one of the policy's keys, or with the bundle's
+// certificate once it chains to one of the policy's certificates; and the
+// signed in-toto statement must be cosign's image signature of target.
+// Transparency-log entries and timestamps in the bundle are not checked
+// (offline key verification, as for the other cosign formats).
+func (v *checker) verifyBundle(ctx context.Context, c *compiled, target digest.Digest, m meta.Manifest) (bool, string) {
+	layers, err := parseLayers(m)
+	if err != nil || len(layers) != 1 || layers[0].MediaType != SigstoreBundleType {
+		return false, "malformed sigstore bundle manifest"
+	}
+	body, err := v.readBlob(ctx, layers[0])
+	if err != nil {
+		return false, "sigstore bundle unreadable"
+	}
+	var b sigstoreBundle
+	if err := json.Unmarshal(body, &b); err != nil || b.DSSEEnvelope == nil || len(b.DSSEEnvelope.Signatures) == 0 {
+		return false, "sigstore bundle without a DSSE signature"
+	}
+	env := b.DSSEEnvelope
+	verifiers := c.cosign
+	var der []byte
+	if vm := b.VerificationMaterial; vm.Certificate != nil {
+		der = vm.Certificate.RawBytes
+	} else if vm.X509CertificateChain != nil && len(vm.X509CertificateChain.Certificates) > 0 {
+		der = vm.X509CertificateChain.Certificates[0].RawBytes
+	}
+	if der != nil && c.roots != nil {
+		if cert, err := x509.ParseCertificate(der); err == nil {
+			pemText := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+			if cv, err := certificateVerifier(pemText, "", c.roots); err == nil {
+				verifiers = append(slices.Clip(verifiers), cv)
+			}
+		}
+	}
+	pae := dsse.PAE(env.PayloadType, env.Payload)
+	signed := false
+	for _, sig := range env.Signatures {
+		for _, sv := range verifiers {
+			if sv.VerifySignature(bytes.NewReader(sig.Sig), bytes.NewReader(pae)) == nil {
+				signed = true
+			}
+		}
+	}
+	if !signed {
+		return false, "sigstore bundle signed by another key"
+	}
+	var st struct {
+		PredicateType string `json:"predicateType"`
+		Subject       []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if env.PayloadType != "application/vnd.in-toto+json" || json.Unmarshal(env.Payload, &st) != nil || st.PredicateType != cosignSignPredicate {
+		return false, "sigstore bundle is not a cosign image signature"
+	}
+	for _, sub := range st.Subject {
+		if sub.Digest[target.Algorithm().String()] == target.Encoded() {
+			return true, ""
+		}
+	}
+	return false, "cosign signature of another manifest"
 }
 
 // certificateVerifier verifies with the key of a cosign signature's
