@@ -232,7 +232,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, candidates []Credenti
 		}
 	}
 	if len(cands) == 0 {
-		return nil, fail(CheckIssuer, "issuer %q is not trusted by a federated credential", iss)
+		return nil, fail(CheckIssuer, "issuer (iss) %q is not trusted by a federated credential", iss)
 	}
 	if !allowedAlgs[h.Alg] {
 		return nil, fail(CheckAlgorithm, "algorithm %q is not accepted (only asymmetric signatures: RS*, PS*, ES*, EdDSA)", h.Alg)
@@ -332,14 +332,14 @@ func (v *Verifier) verifySignature(ctx context.Context, raw string, h header, c 
 		if h.Kid == "" {
 			return nil, fail(CheckKeyID, "the JWT names no kid and issuer %q has %d keys", c.Issuer, len(set.keys))
 		}
-		return nil, fail(CheckKeyID, "no key with kid %q among the keys of issuer %q", h.Kid, c.Issuer)
+		return nil, fail(CheckKeyID, "unknown signing key: no key with kid %q among the keys of issuer %q, so the signature cannot be verified", h.Kid, c.Issuer)
 	}
 	var algFail *Failure
 	for _, key := range keys {
 		ok, want := set.accepts(key, h.Alg)
 		if !ok {
 			if algFail == nil {
-				algFail = fail(CheckAlgorithm, "the JWT is signed with %s, and the issuer's key %q with %s", h.Alg, key.KeyID, want)
+				algFail = fail(CheckAlgorithm, "the JWT is signed with alg %s, and the issuer's key %q with %s", h.Alg, key.KeyID, want)
 			}
 			continue
 		}
@@ -373,13 +373,13 @@ func (v *Verifier) checkTimes(claims map[string]any) (*Result, *Failure) {
 		return nil, fail(CheckMalformed, "invalid iat")
 	}
 	if !now.Before(exp.Add(v.skew)) {
-		return nil, fail(CheckExpired, "the JWT expired at %s", exp.UTC().Format(time.RFC3339))
+		return nil, fail(CheckExpired, "the JWT expired (exp) at %s", exp.UTC().Format(time.RFC3339))
 	}
 	if hasNbf && now.Add(v.skew).Before(nbf) {
-		return nil, fail(CheckNotYet, "the JWT is not valid before %s", nbf.UTC().Format(time.RFC3339))
+		return nil, fail(CheckNotYet, "the JWT is not valid before (nbf) %s", nbf.UTC().Format(time.RFC3339))
 	}
 	if hasIat && now.Add(v.skew).Before(iat) {
-		return nil, fail(CheckNotYet, "the JWT was issued in the future, at %s", iat.UTC().Format(time.RFC3339))
+		return nil, fail(CheckNotYet, "the JWT was issued (iat) in the future, at %s", iat.UTC().Format(time.RFC3339))
 	}
 	start := now
 	switch {
@@ -437,10 +437,10 @@ func matchCredential(c Credential, sub string, aud []string, claims map[string]a
 		}
 	}
 	if !found {
-		return fail(CheckAudience, "the JWT's audience %q does not include %q (credential %s)", aud, c.Audience, c.Name)
+		return fail(CheckAudience, "the JWT's audience (aud) %q does not include %q (credential %s)", aud, c.Audience, c.Name)
 	}
 	if sub == "" || !Match(c.Subject, sub) {
-		return fail(CheckSubject, "subject %q does not match %q (credential %s)", sub, c.Subject, c.Name)
+		return fail(CheckSubject, "subject (sub) %q does not match %q (credential %s)", sub, c.Subject, c.Name)
 	}
 	for _, k := range sortedKeys(c.Claims) {
 		want := c.Claims[k]
