@@ -239,8 +239,9 @@ func newOpener(d digest.Digest, dek []byte, h header, src io.ReadSeeker, closer 
 	if nseg == 0 {
 		nseg = 1
 	}
+	// A small blob (most configs, signatures) needs no full segment's buffer.
 	return &opener{d: d, src: src, closer: closer, aead: a, seg: h.seg, size: size, nseg: nseg, srcAt: -1,
-		cbuf: make([]byte, h.seg+tagSize)}, nil
+		cbuf: make([]byte, min(int64(h.seg), size)+tagSize)}, nil
 }
 
 func (o *opener) load(ix uint64) error {

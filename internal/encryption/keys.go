@@ -52,7 +52,7 @@ type KeyProvider interface {
 func ParseKeySpec(spec string) (KeyProvider, error) {
 	kind, rest, ok := strings.Cut(spec, ":")
 	if !ok {
-		return nil, fmt.Errorf("encryption key %q: want file:PATH or pkcs11:module=...", redactSpec(spec))
+		return nil, fmt.Errorf("encryption key %q: want file:PATH or pkcs11:module=PATH;token=LABEL;label=KEY", redactSpec(spec))
 	}
 	switch kind {
 	case "file":
