@@ -114,3 +114,12 @@ func showTokenLimits(cmd *cobra.Command, c *client, token string) {
 func printScopeMapLimits(c *client, sl ratelimit.ScopeMapLimits) {
 	fmt.Fprintf(c.out, "\nLimits inherited by its tokens: %s\n", ratelimit.Describe(sl.Limits))
 }
+
+// showScopeMapLimits prints the limits a scope map's tokens inherit, if
+// the server keeps limits.
+func showScopeMapLimits(cmd *cobra.Command, c *client, name string) {
+	var sl ratelimit.ScopeMapLimits
+	if c.do(cmd.Context(), "GET", "scopeMaps/"+url.PathEscape(name)+"/limits", nil, nil, &sl) == nil {
+		printScopeMapLimits(c, sl)
+	}
+}

@@ -24,6 +24,9 @@ func TestCLITokenLimits(t *testing.T) {
 	if !strings.Contains(out, "Limits inherited by its tokens: rate 10 requests/s, 1.0 GiB pushed per day") {
 		t.Errorf("scope-map update with limits:\n%s", out)
 	}
+	if out := c.ok("scope-map", "show", "-n", "ci-map"); !strings.Contains(out, "Limits inherited by its tokens: rate 10 requests/s, 1.0 GiB pushed per day") {
+		t.Errorf("scope-map show does not show the limits:\n%s", out)
+	}
 	out = c.ok("token", "update", "-n", "ci-bot", "--rate-limit", "50/s", "--burst", "100", "--pull-bytes-per-day", "200GiB")
 	for _, want := range []string{"requests:  50 requests/s, burst 100; 100 available now", "pulled:    0 B of 200.0 GiB per day", "pushed:    0 B of 1.0 GiB per day (from scope map ci-map)"} {
 		if !strings.Contains(out, want) {

@@ -157,7 +157,11 @@ func newScopeMapShowCmd(g *globals) *cobra.Command {
 			if err := c.do(cmd.Context(), "GET", "scopeMaps/"+url.PathEscape(name), nil, nil, &m); err != nil {
 				return err
 			}
-			return printScopeMap(c, m)
+			if err := printScopeMap(c, m); err != nil || c.json {
+				return err
+			}
+			showScopeMapLimits(cmd, c, m.Name)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&name, "name", "n", "", "scope map name")
