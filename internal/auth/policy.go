@@ -248,15 +248,17 @@ func (p *Policy) every(repo string) (every, some Actions) {
 	return every, some
 }
 
-// onTag returns the actions of want that the tag-limited rules matching
-// repo grant on tag.
-func (p *Policy) onTag(repo, tag string, want Actions) Actions {
+// allowedOnTag returns the actions the rules matching repo grant on tag:
+// those granted on every tag, and those whose tag patterns tag matches, in
+// one walk over the rules.
+func (p *Policy) allowedOnTag(repo, tag string) Actions {
 	var a Actions
 	if p == nil {
 		return a
 	}
 	p.each(repo, func(g grant) {
-		todo := g.some & want &^ a
+		a |= g.every
+		todo := g.some &^ a
 		if todo == NoActions {
 			return
 		}

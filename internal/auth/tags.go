@@ -290,11 +290,18 @@ func everyTag(id Identity, repo string) (every, some Actions) {
 // repo: those it holds for every tag, and those its scope map limits to tag
 // patterns that tag matches.
 func AllowedOnTag(id Identity, repo, tag string) Actions {
-	every, some := everyTag(id, repo)
-	if limited := some &^ every; limited != NoActions && (id.Kind == KindToken || id.Kind == KindAnonymous) {
-		every |= id.Policy.onTag(repo, tag, limited)
+	if id.Kind != KindToken && id.Kind != KindAnonymous {
+		every, _ := everyTag(id, repo)
+		return every
 	}
-	return every
+	if checkName(repo) != "" {
+		return NoActions
+	}
+	a := id.Policy.allowedOnTag(repo, tag)
+	if id.Bearer != nil {
+		a &= bearerGranted(id.Bearer, repo)
+	}
+	return a
 }
 
 // TagLimited returns the actions of want that id holds on repo for some
