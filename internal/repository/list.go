@@ -102,7 +102,15 @@ func (s *Service) ListDetailed(ctx context.Context, id auth.Identity, q DetailQu
 	contains := strings.ToLower(q.Contains)
 	rows := all[:0]
 	for _, r := range all {
-		if (r.Listed || hidden) && auth.VisibleInCatalog(id, r.Name) && strings.Contains(r.Name, contains) {
+		if !(r.Listed || hidden) || !strings.Contains(r.Name, contains) {
+			continue
+		}
+		// As List: a reader of some tags only sees where it can read one.
+		ok, err := s.visibleInList(ctx, id, r.Name)
+		if err != nil {
+			return DetailPage{}, err
+		}
+		if ok {
 			rows = append(rows, r)
 		}
 	}
