@@ -332,6 +332,14 @@ func (s *Service) Authenticate(r *http.Request) (auth.Identity, error) {
 	if err := s.tokenAddress(r, id); err != nil {
 		return auth.Identity{}, err
 	}
+	if s.net != nil && id.Kind == auth.KindToken {
+		// A token is a data-plane identity and its API routes (the
+		// repositories') are data-plane operations: the registry-wide
+		// rules fence them as they fence /v2/.
+		if err := s.net.CheckRegistry(r, s.urls.ClientIP(r)); err != nil {
+			return auth.Identity{}, err
+		}
+	}
 	return id, nil
 }
 
