@@ -195,13 +195,14 @@ func UnverifiedIssuer(raw string) (string, error) {
 	if err != nil {
 		return "", errors.New("the payload is not base64url")
 	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "ISS" is not the issuer.
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil || c == nil {
 		return "", errors.New("the payload is not a JSON object")
 	}
-	return c.Iss, nil
+	iss, _ := c["iss"].(string)
+	return iss, nil
 }
 
 // Verify checks raw against candidates: the issuer's signature with the
