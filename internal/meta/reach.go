@@ -12,9 +12,14 @@ import (
 )
 
 // MaxReach bounds how many manifests Reachable visits. A repository whose
-// permitted tags reach more than that answers "not reachable", which denies
-// rather than allows.
+// tags reach more than that gets no answer (ErrReachLimit).
 const MaxReach = 20000
+
+// ErrReachLimit is Reachable's answer when the tags reach more than
+// MaxReach manifests. Callers deny: a read of a manifest is refused, and so
+// is a deletion, which asks whether a tag it may not delete reaches the
+// manifest (treating the limit as "not reachable" would allow it).
+var ErrReachLimit = errors.New("the tags reach too many manifests to decide")
 
 // Reachable reports whether manifest d of repo is reachable from a tag for
 // which from returns true. Reachable from a set of tags means: the
@@ -23,7 +28,8 @@ const MaxReach = 20000
 // (manifests whose subject it is: signatures, SBOMs, attestations), at any
 // depth. It is how a scope map limited to tags lets a token pull the
 // platform images and the signatures of the tags it may pull, and nothing
-// else. A repository that does not exist reaches nothing.
+// else. A repository that does not exist reaches nothing. Past MaxReach
+// it returns ErrReachLimit.
 func (s *Store) Reachable(ctx context.Context, repo string, from func(tag string) bool, d digest.Digest) (bool, error) {
 	id, err := repoID(ctx, s.r, repo)
 	if errors.Is(err, ErrRepositoryNotFound) {
@@ -70,7 +76,7 @@ func (s *Store) Reachable(ctx context.Context, repo string, from func(tag string
 			}
 			if !seen[n] {
 				if len(seen) >= MaxReach {
-					return false, nil
+					return false, ErrReachLimit
 				}
 				seen[n] = true
 				queue = append(queue, n)

@@ -183,7 +183,7 @@ func (rg *Registry) referrers(req *request) error {
 	// (which are then reachable too), and of nothing else.
 	if check := req.tagCheck(auth.OpPull); check != nil && len(refs) > 0 {
 		ok, err := rg.meta.Reachable(req.r.Context(), req.rt.name, allowedFrom(check), d)
-		if err != nil {
+		if err != nil && !errors.Is(err, meta.ErrReachLimit) {
 			return err
 		}
 		if !ok {

@@ -2,11 +2,13 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/meta"
 )
 
 // Tag rules: a scope map may limit its rules to tag patterns, which the
@@ -60,7 +62,7 @@ func (rg *Registry) readableDigest(ctx context.Context, req *request, d digest.D
 		return nil
 	}
 	ok, err := rg.meta.Reachable(ctx, req.rt.name, allowedFrom(check), d)
-	if err != nil {
+	if err != nil && !errors.Is(err, meta.ErrReachLimit) {
 		return err
 	}
 	if !ok {
@@ -79,6 +81,9 @@ func (rg *Registry) deletableDigest(ctx context.Context, req *request, d digest.
 		return nil
 	}
 	reached, err := rg.meta.Reachable(ctx, req.rt.name, deniedFrom(check), d)
+	if errors.Is(err, meta.ErrReachLimit) {
+		reached, err = true, nil // undecided: refuse
+	}
 	if err != nil {
 		return err
 	}

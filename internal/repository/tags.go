@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"errors"
 
 	"github.com/opencontainers/go-digest"
 
@@ -85,7 +86,11 @@ func (s *Service) filledTagManifests(ctx context.Context, name string, check fun
 // reachableBy reports whether manifest d is reachable from a tag check
 // allows.
 func (s *Service) reachableBy(ctx context.Context, name string, check func(string) error, d digest.Digest) (bool, error) {
-	return s.meta.Reachable(ctx, name, func(t string) bool { return check(t) == nil }, d)
+	ok, err := s.meta.Reachable(ctx, name, func(t string) bool { return check(t) == nil }, d)
+	if errors.Is(err, meta.ErrReachLimit) {
+		return false, nil // undecided: not readable
+	}
+	return ok, err
 }
 
 // readableManifest enforces a tag-limited metadata/read on manifest m,
@@ -116,6 +121,9 @@ func (s *Service) deletableManifest(ctx context.Context, id auth.Identity, name 
 		return nil
 	}
 	reached, err := s.meta.Reachable(ctx, name, func(t string) bool { return check(t) != nil }, d)
+	if errors.Is(err, meta.ErrReachLimit) {
+		reached, err = true, nil // undecided: refuse
+	}
 	if err != nil {
 		return err
 	}
