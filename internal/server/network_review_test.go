@@ -3,10 +3,15 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/netrule"
+	"github.com/berth-registry/berth/internal/server"
 )
 
 // TestNetworkRulesFenceTokensOnTheAPI: a token is a data-plane identity,
@@ -50,6 +55,59 @@ func TestNetworkRulesFenceTokensOnTheAPI(t *testing.T) {
 	for _, tt := range tests {
 		if st, body := callFrom(t, tt.src, tt.method, base+tt.path, tt.authz, nil); st != tt.want {
 			t.Errorf("from %s: %s %s (%.12s…) = %d %s, want %d", tt.src, tt.method, tt.path, tt.authz, st, body, tt.want)
+		}
+	}
+}
+
+// TestAdminListenerOddPaths: unusual spellings of the paths reach neither
+// the management API and portal on the registry's address nor the
+// registry past its rules.
+func TestAdminListenerOddPaths(t *testing.T) {
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	cfg.AdminAddr = "127.0.0.1:0"
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler), server.Secrets{OwnerPassword: ownerPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	regLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeAdmin(ctx, regLn, adminLn) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	reg, admin := "http://"+regLn.Addr().String(), "http://"+adminLn.Addr().String()
+	if _, err := srv.Rules().SetDefaultAction(ctx, owner, netrule.Deny); err != nil {
+		t.Fatal(err)
+	}
+	own := basic("owner", ownerPassword)
+	for _, tt := range []struct{ base, path string }{
+		{reg, "/v2"},
+		{reg, "//v2/"},
+		{reg, "/v2/../api/v1/tokens"},
+		{reg, "//api/v1/tokens"},
+		{reg, "/./api/v1/tokens"},
+		{reg, "/API/v1/tokens"},
+		{reg, "/%61pi/v1/tokens"},
+		{reg, "/signin"},
+		{admin, "/v2"},
+		{admin, "/v2/../v2/"},
+	} {
+		st, body := callFrom(t, "127.0.0.1", "GET", tt.base+tt.path, own, nil)
+		if st == http.StatusOK || strings.Contains(body, `"tokens"`) || strings.Contains(body, "<form") {
+			t.Errorf("GET %s%s = %d %.200s, want a refusal", tt.base, tt.path, st, body)
 		}
 	}
 }
