@@ -284,7 +284,9 @@ func (h *Handler) renderToken(w http.ResponseWriter, r *http.Request, rq *reques
 		Secrets: secrets, Once: randomString(16), MinDate: h.now().UTC().AddDate(0, 0, 1).Format("2006-01-02"), Errors: errs}
 	if h.audit != nil && rq.can(auth.ReadAudit) {
 		d.ShowsAudit = true
-		if d.Activity, err = h.audit.List(r.Context(), audit.Filter{Identity: t.Name, Limit: tokenActivity}); err != nil {
+		// A delegated reader reads the events on their repositories only.
+		f := audit.Filter{Identity: t.Name, Limit: tokenActivity, Repositories: auth.ManagedScope(rq.id, auth.ReadAudit)}
+		if d.Activity, err = h.audit.List(r.Context(), f); err != nil {
 			h.fail(w, r, rq, err)
 			return
 		}
