@@ -213,7 +213,10 @@ func (p *credentialProvider) exchange(ctx context.Context, reg *url.URL, sat, to
 		t.TLSClientConfig = &tls.Config{RootCAs: p.rootCAs, MinVersion: tls.VersionTLS12}
 		tr = t
 	}
-	hresp, err := (&http.Client{Transport: tr}).Do(hreq)
+	// No redirects: a 307 would post the service-account token to
+	// wherever it points.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hresp, err := (&http.Client{Transport: tr, CheckRedirect: noRedirect}).Do(hreq)
 	if err != nil {
 		return "", "", 0, fmt.Errorf("exchange the service-account token with %s: %w", u.Redacted(), err)
 	}
