@@ -160,13 +160,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		md.Close()
 		return nil, err
 	}
+	// The signature policies are kept in memory beside the identities and
+	// change as they do, so that a pull reads no policy state from the
+	// database and a change reaches every node by the identity feed.
+	signatures, err := s.openTrust(ctx)
+	if err != nil {
+		s.audit.Close()
+		md.Close()
+		return nil, err
+	}
 	var wrapper identity.SecretWrapper
 	if s.enc != nil {
 		wrapper = s.enc.Keyring()
 	}
 	s.identity, err = identity.Open(ctx, md.Database(), identity.Options{
 		Secrets:       wrapper,
-		Extensions:    []identity.Extension{s.rules},
+		Extensions:    []identity.Extension{s.rules, signatures},
 		RegistryName:  cfg.Name,
 		OwnerUsername: cfg.OwnerUsername,
 		OwnerPassword: secrets.OwnerPassword,
@@ -183,6 +192,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		return nil, err
 	}
 	s.rules.Attach(s.identity)
+	signatures.Attach(s.identity)
 	s.metrics.CounterFunc("berth_network_denied_total", "Requests refused by the network rules (registry-wide or a token's allowed addresses).", func() float64 { return float64(s.networkDenials.Load()) })
 	fed, err := federationVerifier(cfg, log)
 	if err != nil {
@@ -205,11 +215,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, secrets Secre
 		lcfg.Store = identity.NewLimiterStore(db)
 	}
 	limiter := auth.NewLimiter(lcfg)
-	signatures, err := s.openTrust(ctx)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
 	tokens := tokenauth.New(tokenauth.Options{
 		Identity:      s.identity,
 		Audit:         s.audit,

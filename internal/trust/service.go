@@ -53,6 +53,11 @@ type Service struct {
 	loaded   bool
 	policies []*compiled
 
+	// changer, once attached, carries policy changes as identity changes
+	// (the identity feed brings them to every node), and policies are
+	// read from memory instead of the database on every pull.
+	changer Changer
+
 	cache verdictCache
 	// verifications counts the verdicts computed (cache misses).
 	verifications atomic.Int64
@@ -76,10 +81,69 @@ func New(o Options) (*Service, error) {
 		cache: verdictCache{max: o.CacheSize}, parents: parentHints{max: o.CacheSize}}, nil
 }
 
-// current returns the compiled policies as the database has them now: one
-// read of the state version per call, and a reload when it moved (a change
-// made on this or any other node).
+// Changer is the identity service, as the trust service uses it: policy
+// changes are identity changes (identity.Service.ChangeExtension), which
+// reach every node through its feed before the call returns, and Current
+// says whether this node is confirmed to have every change.
+type Changer interface {
+	ChangeExtension(ctx context.Context, actor auth.Identity, perm auth.Permission, target, reason string, fn func(*sqldb.Tx) error) error
+	Current() error
+}
+
+// Attach makes c carry policy changes; the service must also be one of
+// c's extensions (LoadExtension), which keeps the policies in memory.
+// Without it every pull reads the policies' version from the database.
+func (s *Service) Attach(c Changer) { s.changer = c }
+
+// LoadExtension implements identity.Extension: it reads and compiles
+// every policy in tx.
+func (s *Service) LoadExtension(ctx context.Context, tx *sqldb.Tx) (func(), error) {
+	ps, v, err := s.store.loadTx(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := compileAll(ps)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		s.mu.Lock()
+		s.policies, s.version, s.loaded = cs, v, true
+		s.mu.Unlock()
+	}, nil
+}
+
+func compileAll(ps []Policy) ([]*compiled, error) {
+	var cs []*compiled
+	for _, p := range ps {
+		c, err := compile(p)
+		if err != nil {
+			// Stored policies were checked when written; one that no
+			// longer compiles must not fail open.
+			return nil, fmt.Errorf("signature policy %q: %w", p.Name, err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// current returns the compiled policies as the database has them now.
+// Attached to the identity service, they are in memory, kept current by
+// its feed (and refused, as credentials are, when this node cannot
+// confirm it has every change); otherwise it reads the state version on
+// each call and reloads when it moved (a change made on any node).
 func (s *Service) current(ctx context.Context) ([]*compiled, error) {
+	if s.changer != nil {
+		if err := s.changer.Current(); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		ps, loaded := s.policies, s.loaded
+		s.mu.Unlock()
+		if loaded {
+			return ps, nil
+		}
+	}
 	v, err := s.store.version(ctx)
 	if err != nil {
 		return nil, err
@@ -93,15 +157,9 @@ func (s *Service) current(ctx context.Context) ([]*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	var cs []*compiled
-	for _, p := range ps {
-		c, err := compile(p)
-		if err != nil {
-			// Stored policies were checked when written; one that no
-			// longer compiles must not fail open.
-			return nil, fmt.Errorf("signature policy %q: %w", p.Name, err)
-		}
-		cs = append(cs, c)
+	cs, err := compileAll(ps)
+	if err != nil {
+		return nil, err
 	}
 	s.policies, s.version, s.loaded = cs, v, true
 	return cs, nil
@@ -429,6 +487,17 @@ func (s *Service) Create(ctx context.Context, actor auth.Identity, p Policy) (Po
 	if err := p.Normalize(); err != nil {
 		return Policy{}, err
 	}
+	if s.changer != nil {
+		err := s.changer.ChangeExtension(ctx, actor, auth.ManageRegistry, "signature policy "+p.Name, "created", func(tx *sqldb.Tx) error {
+			var err error
+			p, err = s.store.createTx(ctx, tx, p)
+			return err
+		})
+		if err != nil {
+			return Policy{}, err
+		}
+		return p, nil
+	}
 	return s.store.create(ctx, p, s.recorder(actor, "signature policy "+p.Name, "created"))
 }
 
@@ -440,6 +509,17 @@ func (s *Service) Update(ctx context.Context, actor auth.Identity, p Policy) (Po
 	if err := p.Normalize(); err != nil {
 		return Policy{}, err
 	}
+	if s.changer != nil {
+		err := s.changer.ChangeExtension(ctx, actor, auth.ManageRegistry, "signature policy "+p.Name, "updated", func(tx *sqldb.Tx) error {
+			var err error
+			p, err = s.store.updateTx(ctx, tx, p)
+			return err
+		})
+		if err != nil {
+			return Policy{}, err
+		}
+		return p, nil
+	}
 	return s.store.update(ctx, p, s.recorder(actor, "signature policy "+p.Name, "updated"))
 }
 
@@ -447,6 +527,11 @@ func (s *Service) Update(ctx context.Context, actor auth.Identity, p Policy) (Po
 func (s *Service) Delete(ctx context.Context, actor auth.Identity, name string) error {
 	if !auth.CanManage(actor, auth.ManageRegistry) {
 		return fmt.Errorf("%w: %s may not change signature policies", ErrForbidden, actor)
+	}
+	if s.changer != nil {
+		return s.changer.ChangeExtension(ctx, actor, auth.ManageRegistry, "signature policy "+name, "deleted", func(tx *sqldb.Tx) error {
+			return s.store.deleteTx(ctx, tx, name)
+		})
 	}
 	return s.store.delete(ctx, name, s.recorder(actor, "signature policy "+name, "deleted"))
 }

@@ -94,19 +94,9 @@ func (s *store) version(ctx context.Context) (int64, error) {
 }
 
 func (s *store) create(ctx context.Context, p Policy, record func(context.Context, *sqldb.Tx) error) (Policy, error) {
-	now := s.now().UTC().Truncate(time.Millisecond)
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		v, err := s.bump(ctx, tx)
-		if err != nil {
-			return err
-		}
-		p.Version, p.CreatedAt, p.UpdatedAt = v, now, now
-		keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
-		_, err = tx.ExecContext(ctx, `INSERT INTO trust_policies (name, repository, require, mode, keys, certificates, identities, version, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.Name, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), now.UnixMilli())
-		if sqldb.IsUniqueViolation(err) {
-			return fmt.Errorf("%w: %q", ErrConflict, p.Name)
-		}
+		var err error
+		p, err = s.createTx(ctx, tx, p)
 		if err != nil {
 			return err
 		}
@@ -118,10 +108,49 @@ func (s *store) create(ctx context.Context, p Policy, record func(context.Contex
 	return p, nil
 }
 
+// createTx stores a new policy in tx.
+func (s *store) createTx(ctx context.Context, tx *sqldb.Tx, p Policy) (Policy, error) {
+	now := s.now().UTC().Truncate(time.Millisecond)
+	err := func() error {
+		v, err := s.bump(ctx, tx)
+		if err != nil {
+			return err
+		}
+		p.Version, p.CreatedAt, p.UpdatedAt = v, now, now
+		keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
+		_, err = tx.ExecContext(ctx, `INSERT INTO trust_policies (name, repository, require, mode, keys, certificates, identities, version, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.Name, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), now.UnixMilli())
+		if sqldb.IsUniqueViolation(err) {
+			return fmt.Errorf("%w: %q", ErrConflict, p.Name)
+		}
+		return err
+	}()
+	if err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
 // update replaces the policy named p.Name, keeping its creation time.
 func (s *store) update(ctx context.Context, p Policy, record func(context.Context, *sqldb.Tx) error) (Policy, error) {
-	now := s.now().UTC().Truncate(time.Millisecond)
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		var err error
+		p, err = s.updateTx(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx)
+	})
+	if err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+// updateTx replaces the policy named p.Name in tx.
+func (s *store) updateTx(ctx context.Context, tx *sqldb.Tx, p Policy) (Policy, error) {
+	now := s.now().UTC().Truncate(time.Millisecond)
+	err := func() error {
 		v, err := s.bump(ctx, tx)
 		if err != nil {
 			return err
@@ -136,8 +165,8 @@ func (s *store) update(ctx context.Context, p Policy, record func(context.Contex
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("%w: %q", ErrNotFound, p.Name)
 		}
-		return record(ctx, tx)
-	})
+		return nil
+	}()
 	if err != nil {
 		return Policy{}, err
 	}
@@ -146,18 +175,24 @@ func (s *store) update(ctx context.Context, p Policy, record func(context.Contex
 
 func (s *store) delete(ctx context.Context, name string, record func(context.Context, *sqldb.Tx) error) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM trust_policies WHERE name = ?`, name)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%w: %q", ErrNotFound, name)
-		}
-		if _, err := s.bump(ctx, tx); err != nil {
+		if err := s.deleteTx(ctx, tx, name); err != nil {
 			return err
 		}
 		return record(ctx, tx)
 	})
+}
+
+// deleteTx removes the policy named name in tx.
+func (s *store) deleteTx(ctx context.Context, tx *sqldb.Tx, name string) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM trust_policies WHERE name = ?`, name)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	_, err = s.bump(ctx, tx)
+	return err
 }
 
 // load reads every policy and the version they are current at, in one
@@ -168,6 +203,11 @@ func (s *store) load(ctx context.Context) ([]Policy, int64, error) {
 		return nil, 0, fmt.Errorf("load trust policies: %w", err)
 	}
 	defer tx.Rollback()
+	return s.loadTx(ctx, tx)
+}
+
+// loadTx reads every policy and the version they are current at in tx.
+func (s *store) loadTx(ctx context.Context, tx *sqldb.Tx) ([]Policy, int64, error) {
 	var v int64
 	if err := tx.QueryRowContext(ctx, `SELECT version FROM trust_state WHERE id = 1`).Scan(&v); err != nil {
 		return nil, 0, fmt.Errorf("load trust policies: %w", err)
