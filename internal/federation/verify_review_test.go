@@ -6,8 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -109,5 +112,40 @@ func TestVerifyHostileJWTs(t *testing.T) {
 	v = federation.NewVerifier(federation.Options{AllowHTTPLoopback: true})
 	if _, f := v.Verify(context.Background(), signRaw(t, key, `{"alg":"RS256"}`, claims(nil)), []federation.Credential{githubCred(iss)}); f == nil || f.Check != federation.CheckKeyID {
 		t.Fatalf("no kid with two keys: %v", f)
+	}
+}
+
+// TestVerifyDiscoveryStaysOnHTTPS: an https issuer whose discovery
+// document points its jwks_uri at plain http, or which redirects there, is
+// not trusted.
+func TestVerifyDiscoveryStaysOnHTTPS(t *testing.T) {
+	keys := testutil.StartOIDCIssuer(t) // serves the keys on plain http
+	var tlsURL string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/http-jwks/.well-known/openid-configuration":
+			w.Write([]byte(`{"issuer":"` + tlsURL + `/http-jwks","jwks_uri":"` + keys.URL + `/.well-known/jwks"}`))
+		case "/redirect/.well-known/openid-configuration":
+			w.Write([]byte(`{"issuer":"` + tlsURL + `/redirect","jwks_uri":"` + tlsURL + `/redirect/jwks"}`))
+		case "/redirect/jwks":
+			http.Redirect(w, r, keys.URL+"/.well-known/jwks", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	tlsURL = srv.URL
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	v := federation.NewVerifier(federation.Options{RootCAs: pool})
+	for _, path := range []string{"/http-jwks", "/redirect"} {
+		c := githubCred(keys)
+		c.Issuer = srv.URL + path
+		claims := testutil.GitHubClaims("acme/app", "refs/heads/main", "berth")
+		claims["iss"] = c.Issuer
+		_, f := v.Verify(context.Background(), keys.Sign(t, claims, testutil.SignOptions{}), []federation.Credential{c})
+		if f == nil || f.Check != federation.CheckKeys || !strings.Contains(f.Detail, "https") {
+			t.Errorf("%s: %v", path, f)
+		}
 	}
 }
