@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -109,5 +110,59 @@ func TestAdminListenerOddPaths(t *testing.T) {
 		if st == http.StatusOK || strings.Contains(body, `"tokens"`) || strings.Contains(body, "<form") {
 			t.Errorf("GET %s%s = %d %.200s, want a refusal", tt.base, tt.path, st, body)
 		}
+	}
+}
+
+// TestNetworkRulesRefreshFromElsewhere: a refresh token a token got from
+// its allowed address renews nothing elsewhere (with or without a scope,
+// as a grant or as the password), and the registry-wide rules refuse a
+// refresh grant for a scope from a denied address.
+func TestNetworkRulesRefreshFromElsewhere(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	base := e.http.URL
+	pw, _ := e.newToken("ci-token", actions("app", "content/read", "metadata/read")...)
+	if _, err := e.srv.Rules().SetTokenAddresses(ctx, owner, "ci-token", []string{"127.0.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	st, body := callFrom(t, "127.0.0.2", "GET", tokenURL(base, "repository:app:pull")+"&offline_token=true", basic("ci-token", pw), nil)
+	var tr tokenResp
+	if err := json.Unmarshal([]byte(body), &tr); st != http.StatusOK || err != nil || tr.RefreshToken == "" {
+		t.Fatalf("login with offline_token: %d %s", st, body)
+	}
+	grant := func(src string, scope ...string) int {
+		form := url.Values{"grant_type": {"refresh_token"}, "service": {"berth"}, "refresh_token": {tr.RefreshToken}, "scope": scope}
+		st, _ := callFrom(t, src, "POST", base+"/oauth2/token", "", strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+		return st
+	}
+	if st := grant("127.0.0.2", "repository:app:pull"); st != http.StatusOK {
+		t.Fatalf("refresh from the allowed address: %d", st)
+	}
+	if st := grant("127.0.0.3", "repository:app:pull"); st != http.StatusForbidden {
+		t.Errorf("refresh for a scope from elsewhere: %d, want 403", st)
+	}
+	if st := grant("127.0.0.3"); st != http.StatusForbidden {
+		t.Errorf("refresh for no scope from elsewhere: %d, want 403", st)
+	}
+	if st, body := callFrom(t, "127.0.0.3", "GET", base+"/v2/app/tags/list", basic("ci-token", tr.RefreshToken), nil); st != http.StatusForbidden {
+		t.Errorf("refresh token as the password on /v2/ from elsewhere: %d %s", st, body)
+	}
+
+	// Registry-wide: the token may be used anywhere, the registry only
+	// from 127.0.0.2.
+	if _, err := e.srv.Rules().SetTokenAddresses(ctx, owner, "ci-token", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Rules().AddRules(ctx, owner, []string{"127.0.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Rules().SetDefaultAction(ctx, owner, netrule.Deny); err != nil {
+		t.Fatal(err)
+	}
+	if st := grant("127.0.0.3", "repository:app:pull"); st != http.StatusForbidden {
+		t.Errorf("refresh for a scope from a denied address: %d, want 403", st)
+	}
+	if st := grant("127.0.0.2", "repository:app:pull"); st != http.StatusOK {
+		t.Errorf("refresh for a scope from an allowed address: %d", st)
 	}
 }
