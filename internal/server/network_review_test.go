@@ -94,6 +94,10 @@ func TestAdminListenerOddPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	own := basic("owner", ownerPassword)
+	// The token endpoint is one on both listeners: a scope is fenced.
+	if st, body := callFrom(t, "127.0.0.1", "GET", tokenURL(admin, "repository:app:pull"), own, nil); st != http.StatusForbidden {
+		t.Errorf("admin listener, token for a scope from a denied address: %d %.200s", st, body)
+	}
 	for _, tt := range []struct{ base, path string }{
 		{reg, "/v2"},
 		{reg, "//v2/"},
