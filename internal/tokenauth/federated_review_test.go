@@ -39,8 +39,21 @@ func TestFederatedLoginAcrossTokens(t *testing.T) {
 		code, _, _ := e.exchange(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}, "service": {"berth"}, "scope": {"repository:acme/app:pull"}})
 		return code
 	}
-	if code := refresh(); code != http.StatusOK {
-		t.Fatalf("refresh: %d", code)
+	// Renewing never extends a federated login past the JWT's exp.
+	first, err := e.st.Identity.Verifier().VerifyRefresh(a.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, renewed, _ := e.exchange(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.RefreshToken}, "service": {"berth"}, "scope": {"repository:acme/app:pull"}})
+	if code != http.StatusOK || renewed.RefreshToken == "" {
+		t.Fatalf("refresh: %d %+v", code, renewed)
+	}
+	second, err := e.st.Identity.Verifier().VerifyRefresh(renewed.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ExpiresAt > first.ExpiresAt {
+		t.Errorf("the renewed refresh token lasts until %d, past the first's %d (the JWT's exp)", second.ExpiresAt, first.ExpiresAt)
 	}
 	off, on := identity.StatusDisabled, identity.StatusEnabled
 	if _, err := e.st.Identity.UpdateToken(ctx, owner, "ci-push", identity.TokenUpdate{Status: &off}); err != nil {
