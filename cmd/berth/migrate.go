@@ -18,7 +18,7 @@ func newMigrateCmd() *cobra.Command {
 	var o migrate.Options
 	var output string
 	cmd := &cobra.Command{
-		Use:   "migrate (--from-data DIR | --from-database URL --from-storage URL) (--to-data DIR | --to-database URL --to-storage URL) [--dry-run] [--parallel N]",
+		Use:   "migrate (--from-data DIR | --from-database URL --from-storage URL) (--to-data DIR | --to-database URL --to-storage URL) [--encryption-key SPEC] [--dry-run] [--parallel N]",
 		Short: "Copy a stopped registry to another database and content store, such as PostgreSQL and S3",
 		Long: `Copy a registry from one database and content store to another: from the
 embedded defaults (SQLite and blobs on the filesystem, in a data directory) to
@@ -40,7 +40,13 @@ or none.
 
 The database and storage URLs are those of berth serve's --database and
 --storage; S3 credentials come from AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY (or the AWS SDK's default chain), for both sides.`,
+AWS_SECRET_ACCESS_KEY (or the AWS SDK's default chain), for both sides.
+
+An encrypted source needs --encryption-key with its key. The target is
+encrypted with the same key: each blob is decrypted, verified against its
+digest and sealed again with its data key, and the wrapped data keys,
+password hashes and signing keys are copied as they are; serve the target
+with the same --encryption-key.`,
 		Example: `  # from a laptop's data directory to PostgreSQL and S3
   berth migrate --from-data ./berth-data \
     --to-database postgres://berth:secret@db:5432/berth \
@@ -77,6 +83,7 @@ AWS_SECRET_ACCESS_KEY (or the AWS SDK's default chain), for both sides.`,
 	f.StringVar(&o.ToData, "to-data", "", "the target's data directory (created if needed), for its SQLite database and blobs, unless --to-database or --to-storage say otherwise")
 	f.StringVar(&o.ToDatabase, "to-database", "", "the target's PostgreSQL database, which must be empty (an unfinished run of the same migration is continued); default the SQLite file in --to-data")
 	f.StringVar(&o.ToStorage, "to-storage", "", "the target's S3 storage; default the blobs in --to-data")
+	f.StringVar(&o.EncryptionKey, "encryption-key", "", "the key of an encrypted source, as berth serve's --encryption-key (file:PATH or pkcs11:...); the target is encrypted with the same key")
 	f.BoolVar(&o.DryRun, "dry-run", false, "check both sides and report what would be copied, writing nothing")
 	f.IntVar(&o.Parallel, "parallel", 4, "blobs copied at once")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")

@@ -42,6 +42,8 @@ type deleter interface {
 type contentStore interface {
 	blobSource
 	blobTarget
+	// SetSealer has blobs written sealed (an encrypted registry's).
+	SetSealer(storage.Sealer)
 }
 
 // openStore opens the content store that setting names (an s3:// URL), or

@@ -51,6 +51,11 @@ type Options struct {
 	Parallel int
 	// Progress, if set, receives a line now and then while blobs copy.
 	Progress io.Writer
+	// EncryptionKey is the key provider (berth serve's --encryption-key)
+	// of an encrypted source. The target is encrypted with the same key:
+	// blobs are decrypted, verified and sealed again with their data
+	// keys, and the wrapped data keys and secrets are copied as they are.
+	EncryptionKey string
 
 	// afterBlob, for tests, is called after each blob written.
 	afterBlob func(digest.Digest)
@@ -107,14 +112,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if err != nil {
 		return rep, fmt.Errorf("source database %s: %w", src.name, err)
 	}
-	if _, ok := srcTables["encryption_kek"]; ok {
-		var n int
-		if err := src.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM encryption_kek`).Scan(&n); err != nil {
-			return rep, fmt.Errorf("source database %s: read encryption state: %w", src.name, err)
-		}
-		if n > 0 {
-			return rep, errors.New("the source registry's content is encrypted, which berth migrate does not copy: see docs/encryption.md for moving an encrypted registry")
-		}
+	encrypted, err := sourceEncrypted(ctx, src, srcTables, o.EncryptionKey)
+	if err != nil {
+		return rep, err
 	}
 	srcID, err := sourceID(ctx, src)
 	if err != nil {
@@ -200,7 +200,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		total += b.size
 	}
 	o.say("blobs: %d referenced (%s), copying those the target lacks, %d at once", len(refs), config.ByteSize(total).Human(), o.Parallel)
-	bc := &blobCopy{src: srcStore, dst: dstStore, parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
+	var src2 blobSource = srcStore
+	var dst2 blobTarget = dstStore
+	if encrypted {
+		keys, closeKeys, err := targetKeyring(ctx, src, db, plan, o.EncryptionKey)
+		if err != nil {
+			return rep, err
+		}
+		defer closeKeys()
+		src2, dst2 = encryption.NewCopier(srcStore, keys), encryption.NewCopier(dstStore, keys)
+	}
+	bc := &blobCopy{src: src2, dst: dst2, parallel: o.Parallel, progress: o.Progress, afterBlob: o.afterBlob}
 	err = bc.run(ctx, refs)
 	rep.BlobsCopied, rep.BytesCopied, rep.BlobsSkipped, rep.BytesSkipped = bc.copied, bc.copiedBytes, bc.skipped, bc.skipByte
 	if ctx.Err() != nil {

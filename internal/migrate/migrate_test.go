@@ -67,9 +67,9 @@ type filled struct {
 // with several platforms, one referrer), creates a scope map, a token with
 // a password and a user, deletes a repository (leaving orphaned blobs),
 // and stops the server.
-func fillRegistry(t *testing.T) filled {
+func fillRegistry(t *testing.T, serverOpts ...testutil.Option) filled {
 	t.Helper()
-	srv := testutil.StartServer(t, testutil.WithPassword(ownerPassword))
+	srv := testutil.StartServer(t, append([]testutil.Option{testutil.WithPassword(ownerPassword)}, serverOpts...)...)
 	ctx := t.Context()
 	opts := srv.RemoteOptions(ctx)
 	f := filled{dataDir: srv.DataDir}
