@@ -1023,6 +1023,8 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				}{
 					{`INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES ('old-map', '', '["repositories/app/content/read"]', 1000, 1000)`, nil},
 					{`INSERT INTO tokens(name, scope_map, enabled, generation, created_at) VALUES ('old-token', 'old-map', TRUE, 2, 1000)`, nil},
+					{`INSERT INTO scope_maps(name, description, actions, created_at, updated_at) VALUES ('old-push', '', ?, 1000, 1000)`,
+						[]any{`["repositories/app/content/read","repositories/app/content/write","repositories/team/*/content/write","repositories/team/*/content/overwrite",{"action":"repositories/tagged/content/write","tags":["dev-*"]}]`}},
 					{`INSERT INTO passwords(owner_kind, owner, slot, hash, serial, created_at) VALUES ('token', 'old-token', 'password1', ?, 3, 1000)`, []any{auth.HashSecret(tokenPw)}},
 					{`INSERT INTO users(name, role, password_hash, enabled, generation, created_at) VALUES ('owner', 'owner', ?, TRUE, 1, 1000)`, []any{auth.HashUserPassword(userPw)}},
 					{`INSERT INTO settings(key, value) VALUES ('password_serial', '3'), ('signing_key', ?)`, []any{enc}},
@@ -1047,6 +1049,33 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 				s := b.open(t, db, identity.Options{Console: io.Discard})
 				if got, err := db.Version(ctx, "identity"); err != nil || got != identity.SchemaVersion(e) {
 					t.Fatalf("schema at %d, %v; want %d", got, err, identity.SchemaVersion(e))
+				}
+				// Its content/write rules keep moving tags: each gained
+				// content/overwrite once; a tag-limited rule did not.
+				var pushActions string
+				if err := db.R().QueryRowContext(ctx, `SELECT actions FROM scope_maps WHERE name = 'old-push'`).Scan(&pushActions); err != nil {
+					t.Fatal(err)
+				}
+				var rules []any
+				if err := json.Unmarshal([]byte(pushActions), &rules); err != nil {
+					t.Fatalf("old-push actions after the migration: %q: %v", pushActions, err)
+				}
+				count := map[string]int{}
+				objects := 0
+				for _, r := range rules {
+					switch r := r.(type) {
+					case string:
+						count[r]++
+					case map[string]any:
+						objects++
+						if r["action"] != "repositories/tagged/content/write" {
+							t.Errorf("tag-limited rule changed: %v", r)
+						}
+					}
+				}
+				if len(rules) != 6 || objects != 1 || count["repositories/app/content/overwrite"] != 1 || count["repositories/team/*/content/overwrite"] != 1 ||
+					count["repositories/app/content/write"] != 1 || count["repositories/tagged/content/overwrite"] != 0 {
+					t.Errorf("old-push actions after the migration: %s", pushActions)
 				}
 				login, err := s.Authenticate("old-token", tokenPw)
 				if err != nil || auth.Allowed(login.Identity, "app") != auth.ContentRead {

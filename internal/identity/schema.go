@@ -153,7 +153,39 @@ var sqliteMigrations = []string{
 	WHEN EXISTS (SELECT 1 FROM main.principal_names WHERE name_lower = NEW.name_lower)
 	BEGIN SELECT RAISE(ABORT, '`+ruleSharedName+`'); END;`) + `
 	DROP TRIGGER temp.principal_names_fill;`,
+	sqliteKeepOverwrite,
 }
+
+// keepOverwrite: content/overwrite (moving an existing tag) became an
+// action of its own, off unless granted. A scope map written before it
+// existed let its content/write rules move tags, and an upgrade must not
+// take that away (a CI job pushing latest would start failing): each such
+// rule gains content/overwrite on the same pattern. Rules with tag patterns
+// are as new as the action and are left alone.
+const sqliteKeepOverwrite = `UPDATE scope_maps SET actions = (
+		SELECT json_group_array(CASE WHEN t IN ('object', 'array') THEN json(v) ELSE v END) FROM (
+			SELECT key AS k, type AS t, value AS v FROM json_each(scope_maps.actions)
+			UNION ALL
+			SELECT 1000000 + key, 'text', substr(value, 1, length(value) - length('content/write')) || 'content/overwrite'
+			FROM json_each(scope_maps.actions) AS w
+			WHERE w.type = 'text' AND w.value LIKE '%/content/write'
+				AND NOT EXISTS (SELECT 1 FROM json_each(scope_maps.actions) AS o WHERE o.type = 'text'
+					AND o.value = substr(w.value, 1, length(w.value) - length('content/write')) || 'content/overwrite')
+			ORDER BY k))
+	WHERE EXISTS (SELECT 1 FROM json_each(scope_maps.actions) WHERE type = 'text' AND value LIKE '%/content/write');`
+
+// postgresKeepOverwrite is sqliteKeepOverwrite on PostgreSQL.
+const postgresKeepOverwrite = `UPDATE scope_maps SET actions = (
+		SELECT jsonb_agg(e ORDER BY k)::text FROM (
+			SELECT k, e FROM jsonb_array_elements(scope_maps.actions::jsonb) WITH ORDINALITY AS a(e, k)
+			UNION ALL
+			SELECT 1000000 + k, to_jsonb(left(e #>> '{}', -length('content/write')) || 'content/overwrite')
+			FROM jsonb_array_elements(scope_maps.actions::jsonb) WITH ORDINALITY AS w(e, k)
+			WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' LIKE '%/content/write'
+				AND NOT scope_maps.actions::jsonb @> jsonb_build_array(left(e #>> '{}', -length('content/write')) || 'content/overwrite')
+		) AS rules)
+	WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(scope_maps.actions::jsonb) AS e
+		WHERE jsonb_typeof(e) = 'string' AND e #>> '{}' LIKE '%/content/write');`
 
 // changesTable records what each identity version touched, so that other
 // nodes reload only that.
@@ -328,6 +360,7 @@ var postgresMigrations = []string{
 				DETAIL = (SELECT string_agg(n, ', ' ORDER BY n) FROM (SELECT lower(name) AS n FROM users INTERSECT SELECT lower(name) FROM tokens) AS shared);
 		END IF;
 	END $$;`),
+	postgresKeepOverwrite,
 }
 
 // dbRule turns the database refusing a change for one of its rules into

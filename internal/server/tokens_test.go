@@ -61,7 +61,7 @@ func TestTokenScopes(t *testing.T) {
 	if err := e.push("other/app", "owner", ownerPassword); err != nil {
 		t.Fatalf("owner push: %v", err)
 	}
-	pushPw, _ := e.newToken("team-push", append(actions("team/*", "content/read", "content/write"), actions("team/app", "metadata/read")...)...)
+	pushPw, _ := e.newToken("team-push", append(actions("team/*", "content/read", "content/write", "content/overwrite"), actions("team/app", "metadata/read")...)...)
 	pullPw, _ := e.newToken("team-pull", actions("team/*", "content/read")...)
 
 	if err := e.push("team/app", "team-push", pushPw); err != nil {
