@@ -374,6 +374,9 @@ func printManifest(c *client, m api.ManifestInfo) error {
 	if man.Subject != "" {
 		kv = append(kv, "Subject", string(man.Subject))
 	}
+	if len(man.Platforms) > 0 {
+		kv = append(kv, "Platforms", strings.Join(man.Platforms, ", "))
+	}
 	kv = append(kv, "Size", strconv.FormatInt(man.ImageSize, 10), "Created", fmtTime(man.CreatedTime),
 		"Read enabled", strconv.FormatBool(a.ReadEnabled), "Write enabled", strconv.FormatBool(a.WriteEnabled),
 		"Delete enabled", strconv.FormatBool(a.DeleteEnabled), "List enabled", strconv.FormatBool(a.ListEnabled))

@@ -317,6 +317,9 @@ type ManifestMetadata struct {
 	CreatedTime          time.Time         `json:"createdTime"`
 	Annotations          map[string]string `json:"annotations,omitempty"`
 	ChangeableAttributes Attributes        `json:"changeableAttributes"`
+	// Platforms are an image's platform, from its config, or the platforms
+	// of an index's children (the first 16), as the portal shows them.
+	Platforms []string `json:"platforms,omitempty"`
 }
 
 // ErrorBody is the body of every error answer.
@@ -426,7 +429,8 @@ func (p AttributesPatch) empty() bool {
 
 func manifestJSON(m meta.Manifest) ManifestMetadata {
 	return ManifestMetadata{Digest: m.Digest, MediaType: m.MediaType, ArtifactType: m.ArtifactType, Subject: m.Subject,
-		ImageSize: m.Size, CreatedTime: m.CreatedAt.UTC(), Annotations: m.Annotations, ChangeableAttributes: attributesJSON(m.Attributes)}
+		ImageSize: m.Size, CreatedTime: m.CreatedAt.UTC(), Annotations: m.Annotations, ChangeableAttributes: attributesJSON(m.Attributes),
+		Platforms: m.Summary.Platforms}
 }
 
 func optTime(t time.Time) *time.Time {

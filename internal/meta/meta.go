@@ -103,6 +103,10 @@ type PutManifestRequest struct {
 	// a *TagMoveError (a caller without content/overwrite). It is checked
 	// in the write transaction, so a tag created meanwhile is not moved.
 	Keep []string
+	// Platform is an image's platform ("linux/arm64/v8") as its config
+	// says, which only the content store can tell; empty when unknown.
+	// It becomes the Summary's one platform.
+	Platform string
 }
 
 // TagMoveError refuses to move a tag that PutManifestRequest.Keep names.

@@ -668,6 +668,9 @@ func (s *Store) PutManifest(ctx context.Context, req PutManifestRequest) error {
 	if err != nil {
 		return err
 	}
+	if req.Platform != "" && sum.Children == 0 {
+		sum.Platforms, sum.PlatformCount = []string{req.Platform}, 1
+	}
 	return s.tx(ctx, req.Repository, func(tx *sqldb.Tx) error {
 		id, err := ensureRepo(ctx, tx, req.Repository)
 		if err != nil {

@@ -25,8 +25,10 @@ type Summary struct {
 	// Children is the number of manifests an index names.
 	Children int `json:"children,omitempty"`
 	// Platforms are the platforms of an index's children, attestations
-	// left out, in the index's order: the first SummaryPlatforms of them.
-	// PlatformCount is how many there are in all.
+	// left out, in the index's order: the first SummaryPlatforms of them;
+	// for an image, its own platform (PutManifestRequest.Platform), when
+	// the registry could read it from the config. PlatformCount is how many
+	// there are in all.
 	Platforms     []string `json:"platforms,omitempty"`
 	PlatformCount int      `json:"platformCount,omitempty"`
 }

@@ -227,7 +227,8 @@ func (rg *Registry) putManifest(req *request) error {
 		}
 	}
 
-	err = rg.meta.PutManifest(r.Context(), meta.PutManifestRequest{Repository: req.rt.name, Manifest: m, Tags: tags, Requires: requires, Keep: keep})
+	err = rg.meta.PutManifest(r.Context(), meta.PutManifestRequest{Repository: req.rt.name, Manifest: m, Tags: tags, Requires: requires, Keep: keep,
+		Platform: rg.imagePlatform(r.Context(), m)})
 	var bu *meta.BlobUnknownError
 	var le *meta.LockedError
 	var tm *meta.TagMoveError
