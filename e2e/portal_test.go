@@ -324,12 +324,13 @@ func TestPortal(t *testing.T) {
 		}
 	}
 
-	// Every page in both schemes: every text meets WCAG AA; at 390 px
-	// nothing is out of sight. The scope map editor shows all its action
-	// columns on a phone.
-	checkLooks(t, ctx, base, []string{"/overview", "/repositories", "/repositories/demo/app", "/scope-maps", "/scope-maps/demo-push",
-		"/scope-maps/new", "/tokens", "/tokens/new", "/tokens/ci-demo", "/access-keys", "/users", "/users/" + srv.Username,
-		"/audit", "/account"}, "nav.mainnav")
+	// Every page in both schemes (portalPages, which names every page the
+	// portal serves): every text meets WCAG AA; at 390 px nothing is out
+	// of sight. First each section gets something to list: ci-demo limits,
+	// allowed addresses and a federated credential, a user with a role
+	// assignment, a signature policy and a network rule.
+	fillLooksFixture(t, srv)
+	checkLooks(t, ctx, base, portalPagePaths(srv.Username), "nav.mainnav")
 
 	// The push refused to ci-demo left a trace: the denials of other/app,
 	// with what was asked and what the token lacks, and an export.
@@ -475,6 +476,11 @@ func TestPortal(t *testing.T) {
 		chromedp.Navigate(base+"/tokens"),
 		chromedp.WaitVisible(chromedp.ID("username")),
 	)
+	var signedOut []string
+	for _, p := range portalSignedOutPages {
+		signedOut = append(signedOut, p.path)
+	}
+	checkLooks(t, ctx, base, signedOut, "#username")
 }
 
 // deniedOutput reports whether a client's error output says it was
