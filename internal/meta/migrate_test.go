@@ -62,6 +62,8 @@ var migrationFixtures = []func(v int) []string{
 	func(int) []string {
 		return []string{`INSERT INTO blobs(digest, referenced_at) VALUES ('` + fixtureBlob + `', 5000)`}
 	},
+	// 10: the images whose platforms are to be filled in (those of 1 and 5).
+	func(int) []string { return nil },
 }
 
 var (
@@ -138,6 +140,21 @@ func TestMigrationsFromEveryVersion(t *testing.T) {
 				if _, err := s.ClaimUpload(ctx, "u1", "token", time.Minute); err != nil {
 					t.Errorf("claim of a session from before claims: %v", err)
 				}
+			}
+			// Images stored before platforms were recorded are to be filled.
+			fills, err := s.PlatformFills(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if k >= 1 {
+				want = 1
+			}
+			if k >= 5 {
+				want = 2
+			}
+			if len(fills) != want {
+				t.Errorf("%d images to fill in, want %d", len(fills), want)
 			}
 			// What the latest migrations added works on a migrated database.
 			if err := s.CreateUpload(ctx, Upload{ID: "new", Repository: "team/app", Owner: "owner"}, storage.UploadLimits{}); err != nil {

@@ -261,6 +261,16 @@ var sqliteMigrations = []string{
 		referenced_at INTEGER NOT NULL DEFAULT 0,
 		deleting_at INTEGER NOT NULL DEFAULT 0
 	);`,
+	// The image manifests stored before summaries carried an image's
+	// platform, which only the content store can tell: the registry reads
+	// their configs and works the list off (platformfill.go).
+	`CREATE TABLE platform_fill (
+		repository_id INTEGER NOT NULL,
+		digest TEXT NOT NULL,
+		PRIMARY KEY (repository_id, digest)
+	);
+	INSERT INTO platform_fill(repository_id, digest) SELECT repository_id, digest FROM manifests
+		WHERE media_type IN ('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json');`,
 }
 
 // postgresMigrations start from the SQLite schema as it is at version 7
@@ -342,6 +352,13 @@ var postgresMigrations = []string{
 		applied BIGINT NOT NULL,
 		seen_at BIGINT NOT NULL
 	);`,
+	`CREATE TABLE platform_fill (
+		repository_id BIGINT NOT NULL,
+		digest TEXT COLLATE "C" NOT NULL,
+		PRIMARY KEY (repository_id, digest)
+	);
+	INSERT INTO platform_fill(repository_id, digest) SELECT repository_id, digest FROM manifests
+		WHERE media_type IN ('application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json');`,
 }
 
 // SchemaVersion is the version of the metadata store's schema on engine e.

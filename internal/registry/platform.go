@@ -3,12 +3,15 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-registry/berth/internal/meta"
+	"github.com/berth-registry/berth/internal/storage"
 )
 
 // maxConfigRead bounds the config blob imagePlatform reads: image configs
@@ -25,8 +28,16 @@ const mediaTypeDockerConfig = "application/vnd.docker.container.image.v1+json"
 // then goes on: the platform is only shown, and PutManifest reports a
 // missing config itself).
 func (rg *Registry) imagePlatform(ctx context.Context, m meta.Manifest) string {
+	p, _ := readPlatform(ctx, rg.blobs, m)
+	return p
+}
+
+// readPlatform is imagePlatform, with an error when the config could not
+// be read for a reason that may pass (storage unavailable): a config that
+// is missing, damaged or no image config names no platform, without error.
+func readPlatform(ctx context.Context, blobs Blobs, m meta.Manifest) (string, error) {
 	if !imageTypes[m.MediaType] {
-		return ""
+		return "", nil
 	}
 	var doc struct {
 		Config *struct {
@@ -36,21 +47,27 @@ func (rg *Registry) imagePlatform(ctx context.Context, m meta.Manifest) string {
 		} `json:"config"`
 	}
 	if json.Unmarshal(m.Content, &doc) != nil || doc.Config == nil {
-		return ""
+		return "", nil
 	}
 	c := doc.Config
 	if c.MediaType != ocispec.MediaTypeImageConfig && c.MediaType != mediaTypeDockerConfig || c.Size <= 0 || c.Size > maxConfigRead || c.Digest.Validate() != nil {
-		return ""
+		return "", nil
 	}
-	f, err := rg.blobs.Open(ctx, c.Digest)
+	f, err := blobs.Open(ctx, c.Digest)
+	if errors.Is(err, storage.ErrBlobNotFound) {
+		return "", nil
+	}
 	if err != nil {
-		return ""
+		return "", err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxConfigRead+1))
+	if err != nil {
+		return "", err
+	}
 	// The content is trusted only if it is the blob the manifest names.
-	if err != nil || int64(len(b)) != c.Size || c.Digest.Algorithm().FromBytes(b) != c.Digest {
-		return ""
+	if int64(len(b)) != c.Size || c.Digest.Algorithm().FromBytes(b) != c.Digest {
+		return "", nil
 	}
 	var cfg struct {
 		OS           string `json:"os"`
@@ -58,7 +75,7 @@ func (rg *Registry) imagePlatform(ctx context.Context, m meta.Manifest) string {
 		Variant      string `json:"variant"`
 	}
 	if json.Unmarshal(b, &cfg) != nil || cfg.OS == "" || cfg.Architecture == "" {
-		return ""
+		return "", nil
 	}
 	p := cfg.OS + "/" + cfg.Architecture
 	if cfg.Variant != "" {
@@ -67,7 +84,39 @@ func (rg *Registry) imagePlatform(ctx context.Context, m meta.Manifest) string {
 	// A platform is shown as a short label; a config with kilobytes of
 	// "architecture" is not one.
 	if len(p) > 64 {
-		return ""
+		return "", nil
 	}
-	return p
+	return p, nil
+}
+
+// PlatformFiller is what FillPlatforms needs of the metadata store.
+type PlatformFiller interface {
+	PlatformFills(ctx context.Context, n int) ([]meta.PlatformFill, error)
+	FillPlatform(ctx context.Context, repo string, d digest.Digest, platform string) error
+}
+
+// FillPlatforms records the platforms of the images stored before pushes
+// recorded them, reading each config from blobs, until none is left (a
+// database from before holds a list of them; a new one, none). Several
+// nodes may run it at once: each entry ends the same whoever fills it.
+func FillPlatforms(ctx context.Context, blobs Blobs, md PlatformFiller) error {
+	for {
+		todo, err := md.PlatformFills(ctx, 100)
+		if err != nil {
+			return err
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		for _, f := range todo {
+			p, err := readPlatform(ctx, blobs, f.Manifest)
+			if err != nil {
+				// Left on the list for the next start.
+				return fmt.Errorf("read the config of %s@%s: %w", f.Repository, f.Manifest.Digest, err)
+			}
+			if err := md.FillPlatform(ctx, f.Repository, f.Manifest.Digest, p); err != nil {
+				return fmt.Errorf("fill the platform of %s@%s: %w", f.Repository, f.Manifest.Digest, err)
+			}
+		}
+	}
 }

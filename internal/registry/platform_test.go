@@ -2,11 +2,15 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/meta"
 	"github.com/berth-registry/berth/internal/storage"
@@ -59,5 +63,71 @@ func TestPushRecordsImagePlatform(t *testing.T) {
 				t.Errorf("summary platforms = %q (count %d), want %q", m.Summary.Platforms, m.Summary.PlatformCount, c.want)
 			}
 		})
+	}
+}
+
+// failingBlobs is a blob store that cannot be read now.
+type failingBlobs struct{ Blobs }
+
+func (failingBlobs) Open(context.Context, digest.Digest) (io.ReadSeekCloser, error) {
+	return nil, errors.New("storage unavailable")
+}
+
+// TestFillPlatforms: the images stored before pushes recorded platforms get
+// theirs from their configs; one whose config cannot be read now stays on
+// the list for the next try, and one without an image config gets none.
+func TestFillPlatforms(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	blobs, err := storage.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := meta.OpenSQLite(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { md.Close() })
+	put := func(tag, configType, config string) meta.Manifest {
+		t.Helper()
+		cd := sha(config)
+		if _, err := blobs.PutSized(ctx, cd, int64(len(config)), strings.NewReader(config)); err != nil {
+			t.Fatal(err)
+		}
+		if err := md.LinkBlob(ctx, "app", cd, int64(len(config))); err != nil {
+			t.Fatal(err)
+		}
+		content := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":%q,"digest":"%s","size":%d},"layers":[]}`, ociManifest, configType, cd, len(config))
+		m := meta.Manifest{Digest: sha(content), MediaType: ociManifest, Size: int64(len(content)), Content: []byte(content)}
+		// Stored as before: no platform, and on the list to fill.
+		if err := md.PutManifest(ctx, meta.PutManifestRequest{Repository: "app", Manifest: m, Tags: []string{tag}, Requires: []digest.Digest{cd}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := md.DB().ExecContext(ctx, `INSERT INTO platform_fill(repository_id, digest) SELECT repository_id, digest FROM manifests WHERE digest = ?`, m.Digest.String()); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	arm := put("arm", "application/vnd.oci.image.config.v1+json", `{"os":"linux","architecture":"arm64"}`)
+	put("chart", "application/vnd.cncf.helm.config.v1+json", `{"os":"linux","architecture":"amd64"}`)
+
+	if err := FillPlatforms(ctx, failingBlobs{blobs}, md); err == nil {
+		t.Fatal("FillPlatforms with unreadable storage succeeded")
+	}
+	fills, err := md.PlatformFills(ctx, 10)
+	if err != nil || !slices.ContainsFunc(fills, func(f meta.PlatformFill) bool { return f.Manifest.Digest == arm.Digest }) {
+		t.Fatalf("after a failed read the image is not left to fill: %+v, %v", fills, err)
+	}
+	if err := FillPlatforms(ctx, blobs, md); err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string][]string{"arm": {"linux/arm64"}, "chart": nil} {
+		m, err := md.Manifest(ctx, "app", tag)
+		if err != nil || !slices.Equal(m.Summary.Platforms, want) {
+			t.Errorf("%s: platforms %q, %v; want %q", tag, m.Summary.Platforms, err, want)
+		}
+	}
+	if fills, err := md.PlatformFills(ctx, 10); err != nil || len(fills) != 0 {
+		t.Errorf("left to fill: %+v, %v", fills, err)
 	}
 }

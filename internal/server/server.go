@@ -424,6 +424,11 @@ func (s *Server) ServeAdmin(ctx context.Context, ln, admin net.Listener) error {
 	runtime.GC()
 	debug.FreeOSMemory()
 	go s.purgeUploads(ctx)
+	go func() {
+		if err := registry.FillPlatforms(ctx, s.blobs, s.meta); err != nil && ctx.Err() == nil {
+			s.log.Warn("filling in the platforms of images stored before they were recorded", "err", err)
+		}
+	}()
 	if s.cfg.GCInterval > 0 {
 		go s.collectEvery(ctx, s.cfg.GCInterval)
 	}

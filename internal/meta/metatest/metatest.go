@@ -65,6 +65,7 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentRepositoryCreation", testConcurrentRepositoryCreation},
 		{"OtherNodeSeesWrites", testOtherNodeSeesWrites},
 		{"NamesAreCaseSensitive", testCaseSensitive},
+		{"Platforms", testPlatforms},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, node := open(t)
