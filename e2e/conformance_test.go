@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/encryption"
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
@@ -89,8 +90,9 @@ func (r junitReport) counts() (passed, failed, skipped int) {
 
 // TestConformance runs the OCI distribution-spec conformance suite, built by
 // scripts/test from test/conformance, against a fresh server, once with
-// blobs on the filesystem, once on S3 (a real S3 gateway), and once against
-// a cluster of three nodes on PostgreSQL and S3, and fails on
+// blobs on the filesystem, once on S3 (a real S3 gateway), once against
+// a cluster of three nodes on PostgreSQL and S3, and on the filesystem and
+// on S3 with content encrypted at rest, and fails on
 // any failed check. It prints the suite's counts. Set
 // BERTH_CONFORMANCE_RESULTS to a directory to keep the suite's reports
 // (report.html shows every request and response), one subdirectory per
@@ -103,7 +105,7 @@ func TestConformance(t *testing.T) {
 	if abs, err := filepath.Abs(bin); err == nil {
 		bin = abs
 	}
-	for _, storage := range []string{"filesystem", "s3", "postgres+s3"} {
+	for _, storage := range []string{"filesystem", "s3", "postgres+s3", "filesystem+encryption", "s3+encryption"} {
 		t.Run(storage, func(t *testing.T) {
 			if storage == "postgres+s3" {
 				// Three nodes behind the load balancer: the suite's
@@ -113,7 +115,17 @@ func TestConformance(t *testing.T) {
 				return
 			}
 			var opts []testutil.Option
-			if storage == "s3" {
+			if strings.HasSuffix(storage, "+encryption") {
+				// Content sealed at rest (docs/encryption.md) must
+				// answer the API exactly as plain content does, Range
+				// reads and resumed uploads among it.
+				key := filepath.Join(t.TempDir(), "kek")
+				if err := encryption.GenerateKeyFile(key); err != nil {
+					t.Fatal(err)
+				}
+				opts = append(opts, testutil.WithArgs("--encryption-key", "file:"+key))
+			}
+			if strings.HasPrefix(storage, "s3") {
 				if r := os.Getenv("BERTH_E2E_REGISTRY"); r != "" && r != testutil.KindBerth {
 					t.Skip("berth's S3 storage only")
 				}
