@@ -111,20 +111,17 @@ func (s *store) create(ctx context.Context, p Policy, record func(context.Contex
 // createTx stores a new policy in tx.
 func (s *store) createTx(ctx context.Context, tx *sqldb.Tx, p Policy) (Policy, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
-	err := func() error {
-		v, err := s.bump(ctx, tx)
-		if err != nil {
-			return err
-		}
-		p.Version, p.CreatedAt, p.UpdatedAt = v, now, now
-		keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
-		_, err = tx.ExecContext(ctx, `INSERT INTO trust_policies (name, repository, require, mode, keys, certificates, identities, version, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.Name, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), now.UnixMilli())
-		if sqldb.IsUniqueViolation(err) {
-			return fmt.Errorf("%w: %q", ErrConflict, p.Name)
-		}
-		return err
-	}()
+	v, err := s.bump(ctx, tx)
+	if err != nil {
+		return Policy{}, err
+	}
+	p.Version, p.CreatedAt, p.UpdatedAt = v, now, now
+	keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
+	_, err = tx.ExecContext(ctx, `INSERT INTO trust_policies (name, repository, require, mode, keys, certificates, identities, version, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.Name, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), now.UnixMilli())
+	if sqldb.IsUniqueViolation(err) {
+		return Policy{}, fmt.Errorf("%w: %q", ErrConflict, p.Name)
+	}
 	if err != nil {
 		return Policy{}, err
 	}
@@ -150,25 +147,19 @@ func (s *store) update(ctx context.Context, p Policy, record func(context.Contex
 // updateTx replaces the policy named p.Name in tx.
 func (s *store) updateTx(ctx context.Context, tx *sqldb.Tx, p Policy) (Policy, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
-	err := func() error {
-		v, err := s.bump(ctx, tx)
-		if err != nil {
-			return err
-		}
-		p.Version, p.UpdatedAt = v, now
-		keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
-		res, err := tx.ExecContext(ctx, `UPDATE trust_policies SET repository = ?, require = ?, mode = ?, keys = ?, certificates = ?, identities = ?, version = ?, updated_at = ?
-			WHERE name = ?`, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), p.Name)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%w: %q", ErrNotFound, p.Name)
-		}
-		return nil
-	}()
+	v, err := s.bump(ctx, tx)
 	if err != nil {
 		return Policy{}, err
+	}
+	p.Version, p.UpdatedAt = v, now
+	keys, certs, ids := jsonList(p.Keys), jsonList(p.Certificates), jsonList(p.TrustedIdentities)
+	res, err := tx.ExecContext(ctx, `UPDATE trust_policies SET repository = ?, require = ?, mode = ?, keys = ?, certificates = ?, identities = ?, version = ?, updated_at = ?
+		WHERE name = ?`, p.Repository, string(p.Require), string(p.Mode), keys, certs, ids, v, now.UnixMilli(), p.Name)
+	if err != nil {
+		return Policy{}, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Policy{}, fmt.Errorf("%w: %q", ErrNotFound, p.Name)
 	}
 	return p, nil
 }
